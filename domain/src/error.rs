@@ -1,0 +1,78 @@
+//! Transaction rejections with stable error codes (API.md). A rejected transaction changes
+//! nothing.
+
+use crate::money::Amount;
+
+/// Why a transaction was rejected. `code()` is the stable, documented wire code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The signature does not verify over `AITBC-TX-V1\n` + payload with the given key.
+    #[error("signature does not verify against the public key")]
+    BadSignature,
+    /// The payload's `sender` is not the address of the signing key.
+    #[error("sender {sender} is not the address of the signing key ({key_address})")]
+    SenderMismatch {
+        /// `sender` of the payload.
+        sender: String,
+        /// Address derived from `public_key`.
+        key_address: String,
+    },
+    /// The payload names a chain this node does not host for this request.
+    #[error("transaction is for chain {got:?}, expected {expected}")]
+    WrongChain {
+        /// The chain(s) it could be for.
+        expected: String,
+        /// The payload's chain id.
+        got: String,
+    },
+    /// The nonce is not the sender's next nonce.
+    #[error("bad nonce {got}: expected nonce {expected}")]
+    BadNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The payload's nonce.
+        got: u64,
+    },
+    /// The sender cannot pay amount + fee.
+    #[error("insufficient funds: balance {balance}, needed {needed}")]
+    InsufficientFunds {
+        /// Current balance (base units).
+        balance: Amount,
+        /// amount + fee.
+        needed: Amount,
+    },
+    /// The fee is below the chain's minimum.
+    #[error("fee {fee} is below the chain's minimum fee {min_fee}")]
+    FeeTooLow {
+        /// Offered fee.
+        fee: Amount,
+        /// Chain minimum.
+        min_fee: Amount,
+    },
+    /// The `kind` is not one this node executes.
+    #[error("unsupported transaction kind {0:?}")]
+    UnsupportedKind(String),
+    /// The envelope or payload is not well formed.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// The module that would execute it is paused.
+    #[error("module {0} is paused")]
+    Paused(String),
+}
+
+impl TxError {
+    /// Stable snake_case code for the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxError::BadSignature => "bad_signature",
+            TxError::SenderMismatch { .. } => "sender_mismatch",
+            TxError::WrongChain { .. } => "wrong_chain",
+            TxError::BadNonce { .. } => "bad_nonce",
+            TxError::InsufficientFunds { .. } => "insufficient_funds",
+            TxError::FeeTooLow { .. } => "fee_too_low",
+            TxError::UnsupportedKind(_) => "unsupported_kind",
+            TxError::Malformed(_) => "malformed",
+            TxError::Paused(_) => "paused",
+        }
+    }
+}

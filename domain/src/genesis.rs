@@ -1,0 +1,164 @@
+//! Genesis of a chain: the consensus-relevant part of a chain's configuration. Its hash is the
+//! `prev_hash` of block 0, binding the chain to it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::hash::Hash32;
+use crate::limits::{CHAIN_ID_LEN_MAX, VALIDATORS_MAX};
+use crate::money::Amount;
+
+/// One initial allocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// Recipient.
+    pub address: Address,
+    /// Base units.
+    pub amount: Amount,
+}
+
+/// The genesis of one chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Chain id, e.g. `ait-devnet`: lowercase letters, digits and `-`.
+    pub chain_id: String,
+    /// Unix seconds of block 0.
+    pub genesis_time: u64,
+    /// Validator public keys (64 hex each).
+    pub validators: Vec<String>,
+    /// Signatures needed for a block to be final (m of n).
+    pub validator_threshold: usize,
+    /// Minimum fee per transaction, base units.
+    #[serde(default)]
+    pub min_fee: Amount,
+    /// Initial balances.
+    #[serde(default)]
+    pub allocations: Vec<Allocation>,
+}
+
+/// Why a genesis is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid genesis for chain {chain_id:?}: {reason}")]
+pub struct GenesisError {
+    /// Chain.
+    pub chain_id: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Genesis {
+    /// Checks ids, keys, threshold, allocations (no duplicates, total fits in u128).
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let fail = |reason: String| GenesisError {
+            chain_id: self.chain_id.clone(),
+            reason,
+        };
+        if !is_valid_chain_id(&self.chain_id) {
+            return Err(fail(format!(
+                "chain id must be 1-{CHAIN_ID_LEN_MAX} lowercase letters, digits or '-'"
+            )));
+        }
+        if self.validators.is_empty() || self.validators.len() > VALIDATORS_MAX {
+            return Err(fail(format!("needs 1-{VALIDATORS_MAX} validators")));
+        }
+        for v in &self.validators {
+            if v.len() != 64 || hex::decode(v).is_err() {
+                return Err(fail(format!(
+                    "validator key {v:?} is not 64 hex characters"
+                )));
+            }
+        }
+        if self.validator_threshold == 0 || self.validator_threshold > self.validators.len() {
+            return Err(fail(
+                "validator_threshold must be between 1 and the number of validators".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.allocations {
+            if !seen.insert(a.address) {
+                return Err(fail(format!("address {} is allocated twice", a.address)));
+            }
+        }
+        self.total_supply()
+            .ok_or_else(|| fail("allocations overflow u128".into()))?;
+        Ok(())
+    }
+
+    /// Sum of allocations; `None` on overflow.
+    pub fn total_supply(&self) -> Option<Amount> {
+        self.allocations
+            .iter()
+            .try_fold(Amount::ZERO, |sum, a| sum.checked_add(a.amount))
+    }
+
+    /// Display name of the native token: `AITBC-AIT-<CHAIN>`.
+    pub fn token_symbol(&self) -> String {
+        token_symbol(&self.chain_id)
+    }
+
+    /// SHA-256 of the canonical JSON of this genesis.
+    pub fn hash(&self) -> Hash32 {
+        Hash32::digest(&serde_json::to_vec(self).expect("genesis serializes"))
+    }
+}
+
+/// Display name of a chain's native token, e.g. `AITBC-AIT-DEVNET` for `ait-devnet`.
+pub fn token_symbol(chain_id: &str) -> String {
+    let suffix = chain_id.strip_prefix("ait-").unwrap_or(chain_id);
+    format!("AITBC-AIT-{}", suffix.to_uppercase())
+}
+
+/// Chain ids are 1-64 of `[a-z0-9-]`.
+pub fn is_valid_chain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= CHAIN_ID_LEN_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn genesis() -> Genesis {
+        Genesis {
+            chain_id: "ait-devnet".into(),
+            genesis_time: 0,
+            validators: vec!["ab".repeat(32)],
+            validator_threshold: 1,
+            min_fee: Amount::ZERO,
+            allocations: vec![Allocation {
+                address: Address([1; 20]),
+                amount: Amount(5),
+            }],
+        }
+    }
+
+    #[test]
+    fn token_symbol_follows_the_chain() {
+        assert_eq!(genesis().token_symbol(), "AITBC-AIT-DEVNET");
+    }
+
+    #[test]
+    fn invalid_geneses_are_rejected() {
+        genesis().validate().unwrap();
+        let mut g = genesis();
+        g.chain_id = "Bad Id".into();
+        assert!(g.validate().is_err());
+        let mut g = genesis();
+        g.validator_threshold = 2;
+        assert!(g.validate().is_err());
+        let mut g = genesis();
+        g.allocations.push(g.allocations[0].clone());
+        assert!(g.validate().is_err());
+        let mut g = genesis();
+        g.allocations.push(Allocation {
+            address: Address([2; 20]),
+            amount: Amount(u128::MAX),
+        });
+        assert!(g.validate().is_err());
+    }
+}

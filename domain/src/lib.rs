@@ -1,0 +1,35 @@
+//! Pure domain rules of AITBC: ids, money, addresses, the signed transaction envelope, Merkle
+//! proofs, blocks, genesis and one module per aggregate (`decide` / `evolve`).
+//!
+//! Invariant: nothing here does I/O, reads a clock, spawns, or knows about actix, tokio or files.
+//! Time and randomness arrive as data.
+//!
+//! ```
+//! use domain::{tx::{TxPayload, sign_payload}, keys::SigningKey, money::Amount};
+//! let key = SigningKey::from_seed([7; 32]);
+//! let payload = TxPayload::transfer("ait-devnet", key.address(), 0, Amount(0), key.address(), Amount(5));
+//! let envelope = sign_payload(&key, &payload);
+//! let verified = envelope.verify().unwrap();
+//! assert_eq!(verified.payload.nonce, 0);
+//! ```
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod block;
+pub mod chain;
+pub mod error;
+pub mod event_id;
+pub mod genesis;
+pub mod hash;
+pub mod keys;
+pub mod keystore;
+pub mod limits;
+pub mod merkle;
+pub mod money;
+pub mod tx;
+pub mod wallet;
+
+pub use address::Address;
+pub use error::TxError;
+pub use hash::Hash32;
+pub use money::Amount;

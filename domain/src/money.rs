@@ -1,0 +1,182 @@
+//! Token amounts: integer base units (u128), 18 decimals, strings in JSON.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Decimals of every native token.
+pub const DECIMALS: u32 = 18;
+/// Base units in one whole token (10^18).
+pub const ONE_TOKEN: u128 = 10u128.pow(DECIMALS);
+
+/// An amount of base units. Arithmetic is checked: overflow is an error, never a wrap.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Amount(pub u128);
+
+impl Amount {
+    /// Zero.
+    pub const ZERO: Amount = Amount(0);
+
+    /// Whole tokens → base units; `None` on overflow.
+    pub fn tokens(whole: u128) -> Option<Amount> {
+        whole.checked_mul(ONE_TOKEN).map(Amount)
+    }
+
+    /// `self + other`, `None` on overflow.
+    pub fn checked_add(self, other: Amount) -> Option<Amount> {
+        self.0.checked_add(other.0).map(Amount)
+    }
+
+    /// `self - other`, `None` if it would go negative.
+    pub fn checked_sub(self, other: Amount) -> Option<Amount> {
+        self.0.checked_sub(other.0).map(Amount)
+    }
+
+    /// Parses base units (`"1000"`) or a decimal token amount with a unit suffix
+    /// (`"12.5AIT"`, `"3 AIT"`), as the CLI accepts.
+    pub fn parse_human(text: &str) -> Result<Amount, BadAmount> {
+        let text = text.trim();
+        let Some(number) = text
+            .strip_suffix("AIT")
+            .or_else(|| text.strip_suffix("ait"))
+        else {
+            return text.parse();
+        };
+        let number = number.trim();
+        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && frac.is_empty() {
+            return Err(BadAmount);
+        }
+        if frac.len() > DECIMALS as usize || !all_digits(whole) || !all_digits(frac) {
+            return Err(BadAmount);
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| BadAmount)?
+        };
+        let mut frac_units: u128 = 0;
+        if !frac.is_empty() {
+            frac_units = frac.parse().map_err(|_| BadAmount)?;
+            frac_units *= 10u128.pow(DECIMALS - frac.len() as u32);
+        }
+        whole
+            .checked_mul(ONE_TOKEN)
+            .and_then(|w| w.checked_add(frac_units))
+            .map(Amount)
+            .ok_or(BadAmount)
+    }
+
+    /// Shows the amount as decimal tokens, e.g. `12.5`.
+    pub fn display_tokens(self) -> String {
+        let whole = self.0 / ONE_TOKEN;
+        let frac = self.0 % ONE_TOKEN;
+        if frac == 0 {
+            return whole.to_string();
+        }
+        let frac = format!("{frac:018}");
+        format!("{whole}.{}", frac.trim_end_matches('0'))
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Why a string is not an amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("amount must be a string of base units (digits only) or a token amount like \"12.5AIT\"")]
+pub struct BadAmount;
+
+impl FromStr for Amount {
+    type Err = BadAmount;
+    /// Base units only: digits, no sign, no leading `+`, at most u128.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 39 || !all_digits(s) {
+            return Err(BadAmount);
+        }
+        s.parse::<u128>().map(Amount).map_err(|_| BadAmount)
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Amount({})", self.0)
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base_units_and_token_amounts() {
+        assert_eq!("1000".parse::<Amount>(), Ok(Amount(1000)));
+        assert_eq!(
+            Amount::parse_human("12.5AIT"),
+            Ok(Amount(12_500_000_000_000_000_000))
+        );
+        assert_eq!(Amount::parse_human("3 AIT"), Ok(Amount(3 * ONE_TOKEN)));
+        assert_eq!(
+            Amount::parse_human("0.000000000000000001AIT"),
+            Ok(Amount(1))
+        );
+        assert_eq!(Amount::parse_human("42"), Ok(Amount(42)));
+    }
+
+    #[test]
+    fn rejects_bad_amounts() {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            "abc",
+            "1e5",
+            "0.0000000000000000001AIT",
+            "AIT",
+            "1.2.3AIT",
+        ] {
+            assert_eq!(Amount::parse_human(bad), Err(BadAmount), "{bad}");
+        }
+        assert!(
+            "340282366920938463463374607431768211456"
+                .parse::<Amount>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn displays_tokens() {
+        assert_eq!(Amount(12_500_000_000_000_000_000).display_tokens(), "12.5");
+        assert_eq!(Amount(ONE_TOKEN).display_tokens(), "1");
+        assert_eq!(Amount(1).display_tokens(), "0.000000000000000001");
+    }
+
+    #[test]
+    fn json_is_a_string_of_base_units() {
+        assert_eq!(serde_json::to_string(&Amount(5)).unwrap(), "\"5\"");
+        assert_eq!(serde_json::from_str::<Amount>("\"7\"").unwrap(), Amount(7));
+        assert!(serde_json::from_str::<Amount>("7").is_err());
+    }
+}

@@ -1,0 +1,334 @@
+//! The signed transaction envelope (PRODUCT.md §1, API.md).
+//!
+//! Wire form: `{"payload": "<JSON text>", "public_key": "<64 hex>", "signature": "<128 hex>"}`.
+//! Signed bytes: `AITBC-TX-V1\n` + the payload's UTF-8 bytes. Hash: hex SHA-256 of the payload
+//! bytes. No canonicalisation: the payload text is signed and hashed exactly as sent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::error::TxError;
+use crate::hash::Hash32;
+use crate::keys::{self, SigningKey};
+use crate::limits::PAYLOAD_LEN_MAX;
+use crate::money::Amount;
+
+/// Domain separation prefix of signed transaction bytes.
+pub const TX_SIGNING_PREFIX: &[u8] = b"AITBC-TX-V1\n";
+
+/// The envelope as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedEnvelope {
+    /// Payload JSON text, signed as is.
+    pub payload: String,
+    /// Ed25519 public key, 64 hex.
+    pub public_key: String,
+    /// Ed25519 signature, 128 hex.
+    pub signature: String,
+}
+
+/// The payload's common fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxPayload {
+    /// Chain the transaction is for.
+    pub chain_id: String,
+    /// Sending address; must be the signing key's address.
+    pub sender: Address,
+    /// Sender's nonce: 0, 1, 2... strictly sequential.
+    pub nonce: u64,
+    /// Fee in base units, paid to the chain's treasury.
+    pub fee: Amount,
+    /// Transaction kind, e.g. `transfer`.
+    pub kind: String,
+    /// Kind-specific body.
+    pub body: serde_json::Value,
+}
+
+impl TxPayload {
+    /// A `transfer` payload.
+    pub fn transfer(
+        chain_id: &str,
+        sender: Address,
+        nonce: u64,
+        fee: Amount,
+        to: Address,
+        amount: Amount,
+    ) -> TxPayload {
+        TxPayload {
+            chain_id: chain_id.to_string(),
+            sender,
+            nonce,
+            fee,
+            kind: KIND_TRANSFER.to_string(),
+            body: serde_json::json!({"to": to, "amount": amount}),
+        }
+    }
+}
+
+/// Kind name of a token transfer.
+pub const KIND_TRANSFER: &str = "transfer";
+
+/// Body of a `transfer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    /// Recipient.
+    pub to: Address,
+    /// Amount in base units; must be positive.
+    pub amount: Amount,
+}
+
+/// What a verified transaction asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxAction {
+    /// Move `amount` to `to`.
+    Transfer(TransferBody),
+}
+
+/// A transaction whose signature, shape and sender binding have been checked. Only
+/// [`SignedEnvelope::verify`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedTx {
+    /// SHA-256 of the payload bytes.
+    pub hash: Hash32,
+    /// Parsed payload.
+    pub payload: TxPayload,
+    /// The kind-specific action.
+    pub action: TxAction,
+    /// The envelope as received, kept in the log so anyone can re-verify it.
+    pub envelope: SignedEnvelope,
+}
+
+impl VerifiedTx {
+    /// Checks that the transaction is for `chain_id`.
+    pub fn ensure_chain(&self, chain_id: &str) -> Result<(), TxError> {
+        if self.payload.chain_id != chain_id {
+            return Err(TxError::WrongChain {
+                expected: chain_id.to_string(),
+                got: self.payload.chain_id.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Hash of a payload text.
+pub fn tx_hash(payload: &str) -> Hash32 {
+    Hash32::digest(payload.as_bytes())
+}
+
+/// Bytes that are signed for `payload`.
+pub fn signing_bytes(payload: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(TX_SIGNING_PREFIX.len() + payload.len());
+    bytes.extend_from_slice(TX_SIGNING_PREFIX);
+    bytes.extend_from_slice(payload.as_bytes());
+    bytes
+}
+
+/// Serializes `payload` and signs it with `key`.
+pub fn sign_payload(key: &SigningKey, payload: &TxPayload) -> SignedEnvelope {
+    let text = serde_json::to_string(payload).expect("payload serializes");
+    sign_text(key, text)
+}
+
+/// Signs an already serialized payload text.
+pub fn sign_text(key: &SigningKey, payload: String) -> SignedEnvelope {
+    let signature = key.sign(&signing_bytes(&payload));
+    SignedEnvelope {
+        payload,
+        public_key: hex::encode(key.public_key()),
+        signature: hex::encode(signature),
+    }
+}
+
+fn decode_fixed<const N: usize>(text: &str, what: &str) -> Result<[u8; N], TxError> {
+    let mut out = [0u8; N];
+    if text.len() != N * 2 {
+        return Err(TxError::Malformed(format!(
+            "{what} must be {} hex characters",
+            N * 2
+        )));
+    }
+    hex::decode_to_slice(text, &mut out)
+        .map_err(|_| TxError::Malformed(format!("{what} is not hex")))?;
+    Ok(out)
+}
+
+impl SignedEnvelope {
+    /// Hash of the payload.
+    pub fn hash(&self) -> Hash32 {
+        tx_hash(&self.payload)
+    }
+
+    /// Checks the envelope: sizes and hex, the signature over the exact payload bytes, the
+    /// payload's shape, the sender/key binding and the kind's body. Chain and nonce are checked
+    /// later against state.
+    pub fn verify(&self) -> Result<VerifiedTx, TxError> {
+        if self.payload.len() > PAYLOAD_LEN_MAX {
+            return Err(TxError::Malformed(format!(
+                "payload is longer than {PAYLOAD_LEN_MAX} bytes"
+            )));
+        }
+        let public_key: [u8; 32] = decode_fixed(&self.public_key, "public_key")?;
+        let signature: [u8; 64] = decode_fixed(&self.signature, "signature")?;
+        if !keys::verify(&public_key, &signing_bytes(&self.payload), &signature) {
+            return Err(TxError::BadSignature);
+        }
+        let payload: TxPayload = serde_json::from_str(&self.payload)
+            .map_err(|e| TxError::Malformed(format!("payload: {e}")))?;
+        let key_address = Address::from_public_key(&public_key);
+        if payload.sender != key_address {
+            return Err(TxError::SenderMismatch {
+                sender: payload.sender.to_string(),
+                key_address: key_address.to_string(),
+            });
+        }
+        let action = match payload.kind.as_str() {
+            KIND_TRANSFER => {
+                let body: TransferBody = serde_json::from_value(payload.body.clone())
+                    .map_err(|e| TxError::Malformed(format!("transfer body: {e}")))?;
+                if body.amount == Amount::ZERO {
+                    return Err(TxError::Malformed(
+                        "transfer amount must be positive".into(),
+                    ));
+                }
+                TxAction::Transfer(body)
+            }
+            other => return Err(TxError::UnsupportedKind(other.to_string())),
+        };
+        Ok(VerifiedTx {
+            hash: self.hash(),
+            payload,
+            action,
+            envelope: self.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_seed([9; 32])
+    }
+
+    fn transfer(nonce: u64) -> TxPayload {
+        TxPayload::transfer(
+            "ait-devnet",
+            key().address(),
+            nonce,
+            Amount(1),
+            Address([2; 20]),
+            Amount(10),
+        )
+    }
+
+    #[test]
+    fn signed_bytes_are_prefix_and_payload_and_hash_is_sha256_of_payload() {
+        let envelope = sign_payload(&key(), &transfer(0));
+        let mut bytes = b"AITBC-TX-V1\n".to_vec();
+        bytes.extend_from_slice(envelope.payload.as_bytes());
+        let signature: [u8; 64] = hex::decode(&envelope.signature)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert!(keys::verify(&key().public_key(), &bytes, &signature));
+        assert_eq!(envelope.hash(), Hash32::digest(envelope.payload.as_bytes()));
+        let verified = envelope.verify().unwrap();
+        assert_eq!(verified.hash, envelope.hash());
+        assert_eq!(
+            verified.action,
+            TxAction::Transfer(TransferBody {
+                to: Address([2; 20]),
+                amount: Amount(10)
+            })
+        );
+    }
+
+    #[test]
+    fn a_changed_payload_byte_breaks_the_signature() {
+        let mut envelope = sign_payload(&key(), &transfer(0));
+        envelope.payload = envelope.payload.replace("\"nonce\":0", "\"nonce\":1");
+        assert_eq!(envelope.verify(), Err(TxError::BadSignature));
+    }
+
+    #[test]
+    fn a_signature_by_another_key_is_bad() {
+        let mut envelope = sign_payload(&key(), &transfer(0));
+        let other = sign_payload(&SigningKey::from_seed([1; 32]), &transfer(0));
+        envelope.signature = other.signature;
+        assert_eq!(envelope.verify(), Err(TxError::BadSignature));
+    }
+
+    #[test]
+    fn sender_must_be_the_signing_key_address() {
+        let mut payload = transfer(0);
+        payload.sender = Address([3; 20]);
+        let envelope = sign_payload(&key(), &payload);
+        assert_eq!(envelope.verify().unwrap_err().code(), "sender_mismatch");
+    }
+
+    #[test]
+    fn malformed_envelopes_are_rejected_with_malformed() {
+        let good = sign_payload(&key(), &transfer(0));
+        let cases = [
+            SignedEnvelope {
+                public_key: "zz".into(),
+                ..good.clone()
+            },
+            SignedEnvelope {
+                signature: "00".into(),
+                ..good.clone()
+            },
+            SignedEnvelope {
+                payload: "x".repeat(PAYLOAD_LEN_MAX + 1),
+                ..good.clone()
+            },
+        ];
+        for case in cases {
+            assert_eq!(case.verify().unwrap_err().code(), "malformed");
+        }
+        for text in [
+            "not json",
+            "{}",
+            r#"{"chain_id":"c","sender":"ait1","nonce":0,"fee":"0","kind":"transfer","body":{}}"#,
+        ] {
+            let envelope = sign_text(&key(), text.to_string());
+            assert_eq!(envelope.verify().unwrap_err().code(), "malformed", "{text}");
+        }
+        let mut zero = transfer(0);
+        zero.body = serde_json::json!({"to": Address([2; 20]), "amount": "0"});
+        assert_eq!(
+            sign_payload(&key(), &zero).verify().unwrap_err().code(),
+            "malformed"
+        );
+        let mut numeric = transfer(0);
+        numeric.body = serde_json::json!({"to": Address([2; 20]), "amount": 5});
+        assert_eq!(
+            sign_payload(&key(), &numeric).verify().unwrap_err().code(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_are_unsupported() {
+        let mut payload = transfer(0);
+        payload.kind = "mint".into();
+        assert_eq!(
+            sign_payload(&key(), &payload).verify().unwrap_err().code(),
+            "unsupported_kind"
+        );
+    }
+
+    #[test]
+    fn wrong_chain_is_detected() {
+        let verified = sign_payload(&key(), &transfer(0)).verify().unwrap();
+        assert_eq!(
+            verified.ensure_chain("other").unwrap_err().code(),
+            "wrong_chain"
+        );
+        assert!(verified.ensure_chain("ait-devnet").is_ok());
+    }
+}

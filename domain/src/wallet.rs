@@ -1,0 +1,471 @@
+//! The wallet aggregate: one account's balance and nonce on one chain.
+//!
+//! A transfer is two facts in two streams: `Debited` in the sender's stream (amount + fee leave,
+//! nonce advances) and `Credited` in the recipient's (and, for the fee, the treasury's), linked
+//! by the transfer id (= the tx hash). Between the two the value is *in flight*; the transfer
+//! process manager delivers the credits. Credits carry deterministic event ids, so a credit
+//! delivered twice is stored once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::error::TxError;
+use crate::event_id::event_id;
+use crate::hash::Hash32;
+use crate::money::Amount;
+use crate::tx::{SignedEnvelope, TxAction, VerifiedTx};
+
+/// Stream of a wallet.
+pub fn wallet_stream(chain_id: &str, address: &Address) -> String {
+    format!("wallet/{chain_id}/{address}")
+}
+
+/// Balance and next nonce of an account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletState {
+    /// Spendable balance.
+    pub balance: Amount,
+    /// Next expected nonce.
+    pub nonce: u64,
+}
+
+/// Where minted value came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FundSource {
+    /// Genesis allocation.
+    Genesis,
+}
+
+/// What a credit pays for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditKind {
+    /// The transferred amount, to the recipient.
+    Transfer,
+    /// The fee, to the chain's treasury.
+    Fee,
+}
+
+impl CreditKind {
+    fn tag(self) -> &'static str {
+        match self {
+            CreditKind::Transfer => "credit-transfer",
+            CreditKind::Fee => "credit-fee",
+        }
+    }
+}
+
+/// A credit owed to an account by a debit elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    /// Links the credit to its debit: the transaction hash.
+    pub transfer_id: Hash32,
+    /// Payer.
+    pub from: Address,
+    /// Base units.
+    pub amount: Amount,
+    /// Amount or fee.
+    pub kind: CreditKind,
+}
+
+impl Credit {
+    /// Deterministic event id of this credit.
+    pub fn event_id(&self) -> u128 {
+        event_id(self.kind.tag(), &self.transfer_id.0)
+    }
+}
+
+/// The sender's side of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Debit {
+    /// Transaction hash (also the transfer id).
+    pub tx_hash: Hash32,
+    /// Nonce consumed.
+    pub nonce: u64,
+    /// Recipient.
+    pub to: Address,
+    /// Amount sent.
+    pub amount: Amount,
+    /// Fee paid.
+    pub fee: Amount,
+    /// Treasury receiving the fee.
+    pub treasury: Address,
+    /// The signed envelope, so the log can be re-verified by anyone.
+    pub envelope: SignedEnvelope,
+}
+
+impl Debit {
+    /// Total leaving the sender.
+    pub fn total(&self) -> Amount {
+        self.amount
+            .checked_add(self.fee)
+            .expect("checked when decided")
+    }
+
+    /// Credits this debit owes: (recipient, credit) for the amount, and the fee to the treasury
+    /// when it is not zero.
+    pub fn credits(&self, sender: Address) -> Vec<(Address, Credit)> {
+        let mut credits = vec![(
+            self.to,
+            Credit {
+                transfer_id: self.tx_hash,
+                from: sender,
+                amount: self.amount,
+                kind: CreditKind::Transfer,
+            },
+        )];
+        if self.fee > Amount::ZERO {
+            credits.push((
+                self.treasury,
+                Credit {
+                    transfer_id: self.tx_hash,
+                    from: sender,
+                    amount: self.fee,
+                    kind: CreditKind::Fee,
+                },
+            ));
+        }
+        credits
+    }
+
+    /// Deterministic event id of this debit.
+    pub fn event_id(&self) -> u128 {
+        event_id("debit", &self.tx_hash.0)
+    }
+}
+
+/// Events of a wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalletEvent {
+    /// Value minted into the account (genesis).
+    Funded {
+        /// Base units.
+        amount: Amount,
+        /// Why.
+        source: FundSource,
+    },
+    /// Value left for a transfer; the nonce advanced.
+    Debited(Debit),
+    /// Value arrived from a transfer.
+    Credited(Credit),
+}
+
+impl WalletEvent {
+    /// Versioned event type name.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            WalletEvent::Funded { .. } => "Funded.v1",
+            WalletEvent::Debited(_) => "Debited.v1",
+            WalletEvent::Credited(_) => "Credited.v1",
+        }
+    }
+}
+
+/// Commands to a wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalletCommand {
+    /// Genesis allocation.
+    Fund {
+        /// Base units.
+        amount: Amount,
+    },
+    /// A verified transfer signed by this wallet's key.
+    Transfer(Box<VerifiedTx>),
+    /// A credit owed by a debit in another stream.
+    Credit(Credit),
+}
+
+/// Facts the wallet needs that are not in its own stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletContext {
+    /// The chain.
+    pub chain_id: String,
+    /// This wallet's address.
+    pub address: Address,
+    /// The chain's minimum fee.
+    pub min_fee: Amount,
+}
+
+/// Decides a wallet command. Pure: same state and command, same answer.
+pub fn decide(
+    state: &WalletState,
+    ctx: &WalletContext,
+    command: WalletCommand,
+) -> Result<Vec<WalletEvent>, TxError> {
+    match command {
+        WalletCommand::Fund { amount } => {
+            state
+                .balance
+                .checked_add(amount)
+                .ok_or_else(|| TxError::Malformed("balance overflow".into()))?;
+            Ok(vec![WalletEvent::Funded {
+                amount,
+                source: FundSource::Genesis,
+            }])
+        }
+        WalletCommand::Credit(credit) => {
+            state
+                .balance
+                .checked_add(credit.amount)
+                .ok_or_else(|| TxError::Malformed("balance overflow".into()))?;
+            Ok(vec![WalletEvent::Credited(credit)])
+        }
+        WalletCommand::Transfer(tx) => {
+            tx.ensure_chain(&ctx.chain_id)?;
+            assert_eq!(
+                tx.payload.sender, ctx.address,
+                "transfers are routed to the sender's wallet"
+            );
+            let TxAction::Transfer(body) = &tx.action;
+            if tx.payload.fee < ctx.min_fee {
+                return Err(TxError::FeeTooLow {
+                    fee: tx.payload.fee,
+                    min_fee: ctx.min_fee,
+                });
+            }
+            if tx.payload.nonce != state.nonce {
+                return Err(TxError::BadNonce {
+                    expected: state.nonce,
+                    got: tx.payload.nonce,
+                });
+            }
+            let needed =
+                body.amount
+                    .checked_add(tx.payload.fee)
+                    .ok_or(TxError::InsufficientFunds {
+                        balance: state.balance,
+                        needed: Amount(u128::MAX),
+                    })?;
+            if state.balance < needed {
+                return Err(TxError::InsufficientFunds {
+                    balance: state.balance,
+                    needed,
+                });
+            }
+            Ok(vec![WalletEvent::Debited(Debit {
+                tx_hash: tx.hash,
+                nonce: tx.payload.nonce,
+                to: body.to,
+                amount: body.amount,
+                fee: tx.payload.fee,
+                treasury: Address::treasury(&ctx.chain_id),
+                envelope: tx.envelope.clone(),
+            })])
+        }
+    }
+}
+
+/// Applies a wallet event. Panics on an event that breaks an invariant (a negative balance, a
+/// skipped nonce): the log would be corrupt, and the actor must stop rather than go on.
+pub fn evolve(state: &mut WalletState, event: &WalletEvent) {
+    match event {
+        WalletEvent::Funded { amount, .. } => {
+            state.balance = state
+                .balance
+                .checked_add(*amount)
+                .expect("balance fits in u128");
+        }
+        WalletEvent::Credited(credit) => {
+            state.balance = state
+                .balance
+                .checked_add(credit.amount)
+                .expect("balance fits in u128");
+        }
+        WalletEvent::Debited(debit) => {
+            assert_eq!(debit.nonce, state.nonce, "nonces are strictly sequential");
+            state.balance = state
+                .balance
+                .checked_sub(debit.total())
+                .expect("balance never goes negative");
+            state.nonce += 1;
+        }
+    }
+}
+
+/// Deterministic event id of a genesis allocation.
+pub fn fund_event_id(chain_id: &str, address: &Address) -> u128 {
+    event_id("fund", format!("{chain_id}/{address}").as_bytes())
+}
+
+/// Event id of a wallet event of `address` on `chain_id`.
+pub fn wallet_event_id(chain_id: &str, address: &Address, event: &WalletEvent) -> u128 {
+    match event {
+        WalletEvent::Funded { .. } => fund_event_id(chain_id, address),
+        WalletEvent::Debited(debit) => debit.event_id(),
+        WalletEvent::Credited(credit) => credit.event_id(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningKey;
+    use crate::tx::{TxPayload, sign_payload};
+
+    fn alice() -> SigningKey {
+        SigningKey::from_seed([1; 32])
+    }
+    fn bob() -> Address {
+        SigningKey::from_seed([2; 32]).address()
+    }
+    fn ctx() -> WalletContext {
+        WalletContext {
+            chain_id: "ait-devnet".into(),
+            address: alice().address(),
+            min_fee: Amount(1),
+        }
+    }
+    fn transfer(nonce: u64, amount: u128, fee: u128) -> WalletCommand {
+        let payload = TxPayload::transfer(
+            "ait-devnet",
+            alice().address(),
+            nonce,
+            Amount(fee),
+            bob(),
+            Amount(amount),
+        );
+        WalletCommand::Transfer(Box::new(sign_payload(&alice(), &payload).verify().unwrap()))
+    }
+
+    /// given(events).when(command) → events or error.
+    fn given(events: &[WalletEvent]) -> WalletState {
+        let mut state = WalletState::default();
+        events.iter().for_each(|e| evolve(&mut state, e));
+        state
+    }
+    fn funded(amount: u128) -> WalletEvent {
+        WalletEvent::Funded {
+            amount: Amount(amount),
+            source: FundSource::Genesis,
+        }
+    }
+
+    #[test]
+    fn a_transfer_debits_amount_plus_fee_and_advances_the_nonce() {
+        let state = given(&[funded(100)]);
+        let events = decide(&state, &ctx(), transfer(0, 40, 2)).unwrap();
+        let [WalletEvent::Debited(debit)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            (debit.amount, debit.fee, debit.to, debit.nonce),
+            (Amount(40), Amount(2), bob(), 0)
+        );
+        let after = given(&[funded(100), events[0].clone()]);
+        assert_eq!(
+            after,
+            WalletState {
+                balance: Amount(58),
+                nonce: 1
+            }
+        );
+    }
+
+    #[test]
+    fn the_debit_owes_the_amount_to_the_recipient_and_the_fee_to_the_treasury() {
+        let events = decide(&given(&[funded(100)]), &ctx(), transfer(0, 40, 2)).unwrap();
+        let WalletEvent::Debited(debit) = &events[0] else {
+            panic!()
+        };
+        let credits = debit.credits(alice().address());
+        assert_eq!(credits.len(), 2);
+        assert_eq!((credits[0].0, credits[0].1.amount), (bob(), Amount(40)));
+        assert_eq!(
+            (credits[1].0, credits[1].1.amount),
+            (Address::treasury("ait-devnet"), Amount(2))
+        );
+        assert_ne!(credits[0].1.event_id(), credits[1].1.event_id());
+    }
+
+    #[test]
+    fn nonces_are_strictly_sequential() {
+        let state = given(&[funded(100)]);
+        assert_eq!(
+            decide(&state, &ctx(), transfer(1, 1, 1)),
+            Err(TxError::BadNonce {
+                expected: 0,
+                got: 1
+            })
+        );
+        let debit = decide(&state, &ctx(), transfer(0, 1, 1)).unwrap().remove(0);
+        let state = given(&[funded(100), debit]);
+        assert_eq!(
+            decide(&state, &ctx(), transfer(0, 1, 1)),
+            Err(TxError::BadNonce {
+                expected: 1,
+                got: 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_sender_cannot_spend_more_than_balance_including_fee() {
+        let state = given(&[funded(10)]);
+        assert_eq!(
+            decide(&state, &ctx(), transfer(0, 10, 1)),
+            Err(TxError::InsufficientFunds {
+                balance: Amount(10),
+                needed: Amount(11)
+            })
+        );
+        assert!(decide(&state, &ctx(), transfer(0, 9, 1)).is_ok());
+    }
+
+    #[test]
+    fn a_fee_below_the_minimum_is_refused() {
+        let state = given(&[funded(10)]);
+        assert_eq!(
+            decide(&state, &ctx(), transfer(0, 1, 0)),
+            Err(TxError::FeeTooLow {
+                fee: Amount(0),
+                min_fee: Amount(1)
+            })
+        );
+    }
+
+    #[test]
+    fn a_transfer_for_another_chain_is_refused() {
+        let state = given(&[funded(10)]);
+        let other = WalletContext {
+            chain_id: "ait-other".into(),
+            ..ctx()
+        };
+        assert_eq!(
+            decide(&state, &other, transfer(0, 1, 1))
+                .unwrap_err()
+                .code(),
+            "wrong_chain"
+        );
+    }
+
+    #[test]
+    fn credits_add_to_the_balance_and_keep_the_nonce() {
+        let credit = Credit {
+            transfer_id: Hash32::digest(b"t"),
+            from: bob(),
+            amount: Amount(7),
+            kind: CreditKind::Transfer,
+        };
+        let events = decide(&given(&[funded(1)]), &ctx(), WalletCommand::Credit(credit)).unwrap();
+        assert_eq!(
+            given(&[funded(1), events[0].clone()]),
+            WalletState {
+                balance: Amount(8),
+                nonce: 0
+            }
+        );
+    }
+
+    #[test]
+    fn event_ids_are_deterministic_per_fact() {
+        let events = decide(&given(&[funded(100)]), &ctx(), transfer(0, 40, 2)).unwrap();
+        let again = decide(&given(&[funded(100)]), &ctx(), transfer(0, 40, 2)).unwrap();
+        let id = |e: &WalletEvent| wallet_event_id("ait-devnet", &alice().address(), e);
+        assert_eq!(id(&events[0]), id(&again[0]));
+        assert_ne!(
+            id(&events[0]),
+            fund_event_id("ait-devnet", &alice().address())
+        );
+    }
+}
