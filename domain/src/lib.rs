@@ -17,6 +17,7 @@
 pub mod address;
 pub mod block;
 pub mod chain;
+pub mod codec;
 pub mod error;
 pub mod event_id;
 pub mod genesis;

@@ -38,7 +38,7 @@ pub enum FundSource {
 }
 
 /// What a credit pays for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CreditKind {
     /// The transferred amount, to the recipient.

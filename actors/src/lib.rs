@@ -1,0 +1,27 @@
+//! actix actors that host the domain's aggregates over the event log.
+//!
+//! - [`wallet::WalletActor`]: one per (chain, address), activated on first use by rehydrating
+//!   from snapshot + stream, passivated when idle, the only writer of its stream. It batches the
+//!   commands that queue up while an append is in flight into one append (per-stream group
+//!   commit), so a hot account (a faucet, the treasury) is not limited to one fsync per command.
+//! - [`registry::WalletRegistry`]: routes a command to its wallet actor, activating it on demand
+//!   and retrying once on an actor that has just passivated.
+//! - [`transfers::TransferManager`]: the process manager that delivers the credits of every
+//!   debit from its checkpoint, so a transfer left half-done by a crash is finished on restart.
+//! - [`chain::ChainActor`]: seals blocks every `block_time` from the log it observes.
+//! - [`bootstrap`]: genesis and start-up of a chain.
+//!
+//! Invariant: actors change state only by appending events and then applying them with the
+//! domain's `evolve`; nothing else mutates aggregate state.
+#![warn(missing_docs)]
+
+pub mod bootstrap;
+pub mod chain;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod registry;
+pub mod transfers;
+pub mod wallet;
+
+pub use error::CommandError;

@@ -1,0 +1,26 @@
+//! Every bound of the actor layer, in one place.
+
+use std::time::Duration;
+
+/// Mailbox capacity of a wallet actor (callers wait when it is full: back-pressure).
+pub const WALLET_MAILBOX_MAX: usize = 4096;
+/// Most events one wallet appends in one batch.
+pub const WALLET_BATCH_EVENTS_MAX: usize = 1024;
+/// Events read per page while rehydrating.
+pub const REHYDRATE_PAGE_MAX: usize = 1024;
+/// A snapshot is written after this many new events in a stream.
+pub const SNAPSHOT_EVERY_EVENTS: u64 = 256;
+/// Recently committed transactions a wallet remembers to answer resubmissions.
+pub const RECENT_TXS_MAX: usize = 1024;
+/// A wallet actor idle this long passivates.
+pub const WALLET_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often idle wallets check whether to passivate.
+pub const WALLET_IDLE_CHECK: Duration = Duration::from_secs(10);
+/// Attempts to reach a wallet whose actor was stopping.
+pub const ROUTE_ATTEMPTS_MAX: usize = 4;
+/// The transfer manager delivers a credit itself once its debit is this old.
+pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
+/// How often the transfer manager looks for overdue credits and saves its checkpoint.
+pub const TRANSFER_MANAGER_TICK: Duration = Duration::from_millis(500);
+
+const _: () = assert!(WALLET_BATCH_EVENTS_MAX <= store::limits::APPEND_EVENTS_MAX);

@@ -1,0 +1,178 @@
+//! `aitbc bench transfers`: a load generator that signs transfers up front and sends them over
+//! HTTP with N concurrent connections, then prints committed transfers/s and latency
+//! percentiles. Every transfer counted was answered `committed` by the node.
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use clap::Subcommand;
+use domain::keys::SigningKey;
+use domain::money::Amount;
+use domain::tx::{TxPayload, sign_payload};
+use serde_json::json;
+
+use crate::client::Context;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Signed transfers over HTTP.
+    Transfers {
+        /// Concurrent connections (one sender account each).
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
+        /// Transfers in total.
+        #[arg(long, default_value_t = 50_000)]
+        transfers: usize,
+    },
+}
+
+pub fn run(ctx: &Context, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Transfers {
+            connections,
+            transfers,
+        } => transfers_bench(ctx, connections, transfers),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn transfers_bench(ctx: &Context, connections: usize, transfers: usize) -> anyhow::Result<()> {
+    if connections == 0 || connections > 4096 || transfers < connections {
+        bail!("need 1..=4096 connections and at least one transfer per connection");
+    }
+    let chains = ctx.get("/v1/chains")?;
+    let chain = match &ctx.chain {
+        Some(id) => chains["chains"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["chain_id"] == id.as_str()))
+            .cloned(),
+        None => chains["chains"].get(0).cloned(),
+    }
+    .ok_or_else(|| anyhow!("chain not found on the node"))?;
+    let chain_id = chain["chain_id"].as_str().unwrap_or_default().to_string();
+    let fee: Amount = chain["min_fee"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| anyhow!("bad min_fee"))?;
+    let per_sender = transfers.div_ceil(connections);
+    let keys: Vec<SigningKey> = (0..connections)
+        .map(|_| SigningKey::generate().map_err(|e| anyhow!("{e}")))
+        .collect::<Result<_, _>>()?;
+
+    eprintln!("funding {connections} senders from the faucet...");
+    let funding = Amount((1 + fee.0) * per_sender as u128 + 1);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = keys
+            .chunks(connections.div_ceil(16))
+            .map(|chunk| {
+                let chain_id = chain_id.clone();
+                scope.spawn(move || -> anyhow::Result<()> {
+                    for key in chunk {
+                        ctx.post("/v1/faucet", &json!({"address": key.address(), "amount": funding, "chain_id": chain_id}))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle
+                .join()
+                .map_err(|_| anyhow!("funding thread panicked"))??;
+        }
+        Ok(())
+    })?;
+
+    eprintln!("signing {} transfers...", per_sender * connections);
+    let bodies: Vec<Vec<String>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let to = keys[(i + 1) % connections].address();
+            (0..per_sender as u64)
+                .map(|nonce| {
+                    let payload =
+                        TxPayload::transfer(&chain_id, key.address(), nonce, fee, to, Amount(1));
+                    serde_json::to_string(&sign_payload(key, &payload)).expect("serializes")
+                })
+                .collect()
+        })
+        .collect();
+
+    eprintln!("sending with {connections} connections...");
+    let url = format!("{}/v1/transactions", ctx.node);
+    let barrier = Arc::new(Barrier::new(connections + 1));
+    let workers: Vec<_> = bodies
+        .into_iter()
+        .map(|bodies| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(60))
+                        .max_idle_connections_per_host(1)
+                        .build();
+                    let mut latencies = Vec::with_capacity(bodies.len());
+                    let mut errors = 0usize;
+                    barrier.wait();
+                    for body in bodies {
+                        let started = Instant::now();
+                        let result = agent
+                            .post(&url)
+                            .set("Content-Type", "application/json")
+                            .send_string(&body);
+                        match result {
+                            Ok(_) => latencies.push(started.elapsed()),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (latencies, errors)
+                })
+                .map_err(|e| anyhow!("cannot start a connection thread: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    barrier.wait();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (mut l, e) = worker
+            .join()
+            .map_err(|_| anyhow!("connection thread panicked"))?;
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let committed = latencies.len();
+    println!(
+        "bench transfers: chain {chain_id}, {connections} connections, node {}",
+        ctx.node
+    );
+    println!(
+        "  committed:   {committed} transfers ({errors} errors) in {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  throughput:  {:.0} committed transfers/s",
+        committed as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency:     p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    if errors > 0 {
+        bail!("{errors} transfers failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `aitbc`: the AITBC node and its command-line client.
+
+mod bench;
+mod client;
+mod keystore;
+mod node;
+mod wallet;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// AITBC: GPU compute marketplace, staking, trading and governance on an event-sourced PoA chain.
+#[derive(Parser)]
+#[command(name = "aitbc", version, about)]
+struct Cli {
+    /// Node to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "AITBC_NODE",
+        default_value = "http://127.0.0.1:18000"
+    )]
+    node: String,
+    /// Chain (defaults to the node's default chain).
+    #[arg(long, global = true, env = "AITBC_CHAIN")]
+    chain: Option<String>,
+    /// Local keystore directory (default: ~/.aitbc/keystore).
+    #[arg(long, global = true, env = "AITBC_KEYSTORE")]
+    keystore: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `aitbc=debug` (RUST_LOG also works).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (without arguments: a single-node devnet in ./aitbc-data).
+    Node(node::NodeArgs),
+    /// Manage local wallets (keys encrypted with Argon2id + ChaCha20-Poly1305).
+    #[command(subcommand)]
+    Wallet(wallet::WalletCommand),
+    /// Sign and send a transfer from a local wallet.
+    Send(wallet::SendArgs),
+    /// Show an account's balance and nonce (address or local wallet name).
+    Balance {
+        /// Address or wallet name.
+        account: String,
+    },
+    /// Show a transaction.
+    Tx {
+        /// Transaction hash.
+        hash: String,
+    },
+    /// Show a block (height or hash), or the latest blocks.
+    Block {
+        /// Height or hash; omitted: the chain's latest block.
+        id: Option<String>,
+    },
+    /// Ask the devnet faucet for tokens.
+    Faucet {
+        /// Address or wallet name.
+        account: String,
+        /// Amount: base units or tokens like `100AIT`.
+        #[arg(long, default_value = "100AIT")]
+        amount: String,
+    },
+    /// Benchmarks against a running node.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = match level {
+        Some(level) => tracing_subscriber::EnvFilter::new(level),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node(args) => {
+            init_logging(cli.log_level.as_deref());
+            node::run(args)
+        }
+        command => {
+            if let Some(level) = cli.log_level.as_deref() {
+                init_logging(Some(level));
+            }
+            let ctx = client::Context::new(&cli.node, cli.chain, cli.keystore);
+            match command {
+                Command::Wallet(command) => wallet::run(&ctx, command),
+                Command::Send(args) => wallet::send(&ctx, args),
+                Command::Balance { account } => wallet::balance(&ctx, &account),
+                Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),
+                Command::Block { id } => wallet::block(&ctx, id.as_deref()),
+                Command::Faucet { account, amount } => wallet::faucet(&ctx, &account, &amount),
+                Command::Bench(command) => bench::run(&ctx, command),
+                Command::Node(_) => unreachable!("handled above"),
+            }
+        }
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}

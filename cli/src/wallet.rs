@@ -1,0 +1,212 @@
+//! Wallet, transfer and explorer commands.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Subcommand};
+use domain::address::Address;
+use domain::keys::SigningKey;
+use domain::money::Amount;
+use domain::tx::{TxPayload, sign_payload};
+use serde_json::{Value, json};
+
+use crate::client::{Context, print};
+use crate::keystore;
+
+#[derive(Subcommand)]
+pub enum WalletCommand {
+    /// Create a new wallet with a fresh key.
+    New {
+        name: String,
+        /// Read the passphrase from this file (else AITBC_PASSPHRASE, else a prompt).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Import a secret key (64 hex characters, read from a file).
+    Import {
+        name: String,
+        /// File holding the secret key.
+        #[arg(long)]
+        secret_key_file: PathBuf,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// List local wallets.
+    List,
+    /// Show a wallet's address, public key and balance.
+    Show { name: String },
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// Local wallet to send from.
+    #[arg(long)]
+    from: String,
+    /// Recipient address or local wallet name.
+    #[arg(long)]
+    to: String,
+    /// Amount: base units or tokens like `12.5AIT`.
+    #[arg(long)]
+    amount: String,
+    /// Fee (defaults to the chain's minimum fee).
+    #[arg(long)]
+    fee: Option<String>,
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
+    match command {
+        WalletCommand::New {
+            name,
+            passphrase_file,
+        } => {
+            let passphrase = keystore::passphrase(passphrase_file.as_deref(), true)?;
+            let key = SigningKey::generate().map_err(|e| anyhow!("no OS randomness: {e}"))?;
+            let file = keystore::save(&ctx.keystore, &name, &key, &passphrase)?;
+            println!(
+                "created wallet {name}\naddress: {}\nfile: {}",
+                key.address(),
+                file.display()
+            );
+            Ok(())
+        }
+        WalletCommand::Import {
+            name,
+            secret_key_file,
+            passphrase_file,
+        } => {
+            let text = std::fs::read_to_string(&secret_key_file)
+                .with_context(|| format!("reading {}", secret_key_file.display()))?;
+            let key = SigningKey::from_hex(&text)
+                .ok_or_else(|| anyhow!("the secret key file must hold 64 hex characters"))?;
+            let passphrase = keystore::passphrase(passphrase_file.as_deref(), true)?;
+            keystore::save(&ctx.keystore, &name, &key, &passphrase)?;
+            println!("imported wallet {name}\naddress: {}", key.address());
+            Ok(())
+        }
+        WalletCommand::List => {
+            let wallets = keystore::list(&ctx.keystore)?;
+            if wallets.is_empty() {
+                println!(
+                    "no wallets in {} (create one with `aitbc wallet new NAME`)",
+                    ctx.keystore.display()
+                );
+            }
+            for wallet in wallets {
+                println!("{}\t{}", wallet.name, wallet.key.address);
+            }
+            Ok(())
+        }
+        WalletCommand::Show { name } => {
+            let wallet = keystore::load(&ctx.keystore, &name)?;
+            let account = ctx
+                .get(&format!("/v1/accounts/{}", wallet.key.address))
+                .ok();
+            print(Ok(json!({
+                "name": wallet.name,
+                "address": wallet.key.address,
+                "public_key": wallet.key.public_key,
+                "balance": account.as_ref().map(|a| a["balance"].clone()),
+                "nonce": account.as_ref().map(|a| a["nonce"].clone()),
+            })))
+        }
+    }
+}
+
+/// An address, or the address of a local wallet of that name.
+fn resolve(ctx: &Context, account: &str) -> anyhow::Result<Address> {
+    if let Ok(address) = account.parse() {
+        return Ok(address);
+    }
+    Ok(keystore::load(&ctx.keystore, account)
+        .map_err(|_| {
+            anyhow!("{account:?} is neither an address (ait1 + 40 hex) nor a local wallet name")
+        })?
+        .key
+        .address)
+}
+
+fn amount(text: &str) -> anyhow::Result<Amount> {
+    Amount::parse_human(text).map_err(|e| anyhow!("{text:?}: {e}"))
+}
+
+fn chain_info(ctx: &Context) -> anyhow::Result<Value> {
+    match &ctx.chain {
+        Some(chain) => ctx.get(&format!("/v1/chains/{chain}")),
+        None => {
+            let health = ctx.get("/v1/chains")?;
+            health["chains"]
+                .get(0)
+                .cloned()
+                .ok_or_else(|| anyhow!("the node hosts no chain"))
+        }
+    }
+}
+
+pub fn send(ctx: &Context, args: SendArgs) -> anyhow::Result<()> {
+    let to = resolve(ctx, &args.to)?;
+    let value = amount(&args.amount)?;
+    let passphrase = keystore::passphrase(args.passphrase_file.as_deref(), false)?;
+    let key = keystore::unlock(&ctx.keystore, &args.from, &passphrase)?;
+    let chain = chain_info(ctx)?;
+    let chain_id = chain["chain_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the node did not name its chain"))?;
+    let fee = match &args.fee {
+        Some(fee) => amount(fee)?,
+        None => chain["min_fee"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| anyhow!("bad min_fee from node"))?,
+    };
+    let account = ctx.get(&format!("/v1/accounts/{}", key.address()))?;
+    let nonce = account["nonce"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("the node did not report a nonce"))?;
+    let envelope = sign_payload(
+        &key,
+        &TxPayload::transfer(chain_id, key.address(), nonce, fee, to, value),
+    );
+    print(ctx.post("/v1/transactions", &serde_json::to_value(envelope)?))
+}
+
+pub fn balance(ctx: &Context, account: &str) -> anyhow::Result<()> {
+    let address = resolve(ctx, account)?;
+    let answer = ctx.get(&format!("/v1/accounts/{address}"))?;
+    let units: Amount = answer["balance"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| anyhow!("bad balance from node"))?;
+    println!(
+        "{address}\n  balance: {} {} ({} base units)\n  nonce:   {}",
+        units.display_tokens(),
+        answer["token"].as_str().unwrap_or(""),
+        units,
+        answer["nonce"]
+    );
+    Ok(())
+}
+
+pub fn block(ctx: &Context, id: Option<&str>) -> anyhow::Result<()> {
+    let id = match id {
+        Some(id) => id.to_string(),
+        None => chain_info(ctx)?["height"].to_string(),
+    };
+    print(ctx.get(&format!("/v1/blocks/{id}")))
+}
+
+pub fn faucet(ctx: &Context, account: &str, amount_text: &str) -> anyhow::Result<()> {
+    let address = resolve(ctx, account)?;
+    let value = amount(amount_text)?;
+    if value == Amount::ZERO {
+        bail!("the amount must be positive");
+    }
+    let mut body = json!({"address": address, "amount": value});
+    if let Some(chain) = &ctx.chain {
+        body["chain_id"] = json!(chain);
+    }
+    print(ctx.post("/v1/faucet", &body))
+}

@@ -1,0 +1,201 @@
+//! The application service behind the handlers: submits transactions end to end (verify, route
+//! to the sender's wallet, deliver credits, wait until readable), serves reads from the
+//! projections, runs the faucet and the custodial wallets.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actors::registry::WalletRegistry;
+use actors::wallet::{Committed, SignAndTransfer};
+use domain::TxError;
+use domain::address::Address;
+use domain::genesis::Genesis;
+use domain::hash::Hash32;
+use domain::keys::SigningKey;
+use domain::money::Amount;
+use domain::tx::{SignedEnvelope, VerifiedTx};
+use projections::runner::ProjectionHandle;
+use serde::Serialize;
+use store::EventStore;
+
+use crate::custody::Custody;
+use crate::error::ApiError;
+
+/// A hosted chain as the service needs it.
+pub struct HostedChain {
+    /// Genesis.
+    pub genesis: Genesis,
+    /// Faucet key and per-request maximum, if the chain has a faucet.
+    pub faucet: Option<(SigningKey, Amount)>,
+    /// Milliseconds between blocks.
+    pub block_time_ms: u64,
+}
+
+/// Answer to an accepted transaction (API.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TxAccepted {
+    /// Hash.
+    pub tx_hash: Hash32,
+    /// Always `committed`: durable in the log and applied.
+    pub status: &'static str,
+    /// Log position of the transaction's debit.
+    pub position: u64,
+}
+
+/// The node's service.
+pub struct App {
+    /// The event log.
+    pub store: Arc<dyn EventStore>,
+    /// Wallet actors.
+    pub registry: WalletRegistry,
+    /// Read models.
+    pub projections: ProjectionHandle,
+    /// Chains by id.
+    pub chains: BTreeMap<String, HostedChain>,
+    /// Chain used when a request names none.
+    pub default_chain: String,
+    /// Custodial keystore.
+    pub custody: Custody,
+    /// Set once recovery is complete (see `/health`).
+    pub ready: Arc<AtomicBool>,
+}
+
+impl App {
+    /// The chain named, or the default one.
+    pub fn chain_id<'a>(&'a self, requested: Option<&'a str>) -> Result<&'a str, ApiError> {
+        let id = requested.unwrap_or(&self.default_chain);
+        if !self.chains.contains_key(id) {
+            return Err(ApiError::not_found(format!(
+                "chain {id:?} is not hosted by this node"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Whether recovery is complete.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Verifies and executes a signed transaction; returns once its effects are readable.
+    /// Resubmitting the same envelope returns the same answer and changes nothing.
+    pub async fn submit(&self, envelope: SignedEnvelope) -> Result<TxAccepted, ApiError> {
+        let tx = envelope.verify()?;
+        if !self.chains.contains_key(&tx.payload.chain_id) {
+            let hosted: Vec<&str> = self.chains.keys().map(String::as_str).collect();
+            return Err(TxError::WrongChain {
+                expected: hosted.join(", "),
+                got: tx.payload.chain_id.clone(),
+            }
+            .into());
+        }
+        if let Some(known) = self.projections.explorer.tx(&tx.hash) {
+            return Ok(TxAccepted {
+                tx_hash: known.tx_hash,
+                status: "committed",
+                position: known.position,
+            });
+        }
+        let hash = tx.hash;
+        match self.registry.submit(tx).await {
+            Ok(committed) => self.finish(committed).await,
+            Err(actors::CommandError::Rejected(TxError::BadNonce { expected, got }))
+                if got < expected =>
+            {
+                // Maybe an old resubmission that the wallet no longer remembers.
+                self.projections
+                    .wait_applied(self.store.next_position())
+                    .await;
+                match self.projections.explorer.tx(&hash) {
+                    Some(known) => Ok(TxAccepted {
+                        tx_hash: hash,
+                        status: "committed",
+                        position: known.position,
+                    }),
+                    None => Err(TxError::BadNonce { expected, got }.into()),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Delivers a committed transfer's credits and waits until all of it is readable.
+    async fn finish(&self, committed: Committed) -> Result<TxAccepted, ApiError> {
+        let last = self.registry.deliver_credits(&committed).await?;
+        self.projections.wait_applied(last + 1).await;
+        Ok(TxAccepted {
+            tx_hash: committed.tx_hash,
+            status: "committed",
+            position: committed.position,
+        })
+    }
+
+    /// Pays `amount` from the chain's faucet to `to` through an ordinary signed transfer.
+    pub async fn faucet(
+        &self,
+        chain: Option<&str>,
+        to: Address,
+        amount: Amount,
+    ) -> Result<TxAccepted, ApiError> {
+        let chain_id = self.chain_id(chain)?;
+        let hosted = &self.chains[chain_id];
+        let Some((key, max)) = &hosted.faucet else {
+            return Err(ApiError::not_found(format!(
+                "chain {chain_id} has no faucet"
+            )));
+        };
+        if amount == Amount::ZERO || amount > *max {
+            return Err(ApiError::malformed(format!(
+                "faucet amount must be between 1 and {max} base units"
+            )));
+        }
+        let order = SignAndTransfer {
+            key: key.clone(),
+            to,
+            amount,
+            fee: hosted.genesis.min_fee,
+        };
+        let committed = self.registry.sign_and_submit(chain_id, order).await?;
+        self.finish(committed).await
+    }
+
+    /// Sends from a custodial wallet. Argon2id runs on the blocking pool.
+    pub async fn custodial_send(
+        self: &Arc<Self>,
+        chain: Option<&str>,
+        from: Address,
+        to: Address,
+        amount: Amount,
+        fee: Option<Amount>,
+        passphrase: String,
+    ) -> Result<TxAccepted, ApiError> {
+        let chain_id = self.chain_id(chain)?.to_string();
+        let app = self.clone();
+        let key = actix_web::web::block(move || app.custody.unlock(&from, &passphrase))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        if amount == Amount::ZERO {
+            return Err(ApiError::malformed("amount must be positive"));
+        }
+        let fee = fee.unwrap_or(self.chains[&chain_id].genesis.min_fee);
+        let committed = self
+            .registry
+            .sign_and_submit(
+                &chain_id,
+                SignAndTransfer {
+                    key,
+                    to,
+                    amount,
+                    fee,
+                },
+            )
+            .await?;
+        self.finish(committed).await
+    }
+
+    /// A verified transaction's chain is hosted (used by RPC broadcast and REST alike).
+    pub fn hosts(&self, tx: &VerifiedTx) -> bool {
+        self.chains.contains_key(&tx.payload.chain_id)
+    }
+}

@@ -1,0 +1,236 @@
+//! Node configuration (TOML), and the devnet that `aitbc node` creates when it has none.
+
+use std::path::{Path, PathBuf};
+
+use domain::address::Address;
+use domain::genesis::{Allocation, Genesis};
+use domain::keys::SigningKey;
+use domain::money::Amount;
+use serde::{Deserialize, Serialize};
+
+/// Default listen address (API.md).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:18000";
+/// Chain id of the devnet.
+pub const DEVNET_CHAIN_ID: &str = "ait-devnet";
+/// Name of the configuration file inside a data directory.
+pub const CONFIG_FILE: &str = "aitbc.toml";
+
+/// The node's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Chain used when a request names none.
+    pub default_chain: String,
+    /// HTTP worker threads (default: number of CPUs).
+    #[serde(default)]
+    pub http_workers: Option<usize>,
+    /// Hosted chains.
+    pub chains: Vec<ChainConfig>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+
+/// One hosted chain.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Milliseconds between blocks.
+    #[serde(default = "default_block_time_ms")]
+    pub block_time_ms: u64,
+    /// Seal blocks without transactions.
+    #[serde(default)]
+    pub empty_blocks: bool,
+    /// Files holding validator secret keys (64 hex), relative to the data directory.
+    pub validator_key_files: Vec<PathBuf>,
+    /// Faucet (devnets only).
+    #[serde(default)]
+    pub faucet: Option<FaucetConfig>,
+    /// Consensus-relevant genesis.
+    pub genesis: Genesis,
+}
+
+fn default_block_time_ms() -> u64 {
+    1000
+}
+
+/// A chain's faucet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaucetConfig {
+    /// File with the faucet account's secret key, relative to the data directory.
+    pub key_file: PathBuf,
+    /// Most one request may ask for, base units.
+    pub max_amount: Amount,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Bad content.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+    move |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl NodeConfig {
+    /// Parses and checks a configuration.
+    pub fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+        NodeConfig::parse(&text)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.chains.is_empty() {
+            return Err(ConfigError::Invalid(
+                "at least one chain must be configured".into(),
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for chain in &self.chains {
+            chain
+                .genesis
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !ids.insert(chain.genesis.chain_id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "chain {} is configured twice",
+                    chain.genesis.chain_id
+                )));
+            }
+            if chain.block_time_ms == 0 || chain.block_time_ms > 3_600_000 {
+                return Err(ConfigError::Invalid(
+                    "block_time_ms must be between 1 and 3600000".into(),
+                ));
+            }
+        }
+        if !ids.contains(self.default_chain.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "default_chain {} is not configured",
+                self.default_chain
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a secret key file (64 hex characters).
+pub fn read_key_file(data_dir: &Path, file: &Path) -> Result<SigningKey, ConfigError> {
+    let path = data_dir.join(file);
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    SigningKey::from_hex(&text).ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "{}: not a 64-hex-character secret key",
+            path.display()
+        ))
+    })
+}
+
+fn write_secret(path: &Path, key: &SigningKey) -> Result<(), ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.write_all(hex::encode(key.secret_bytes()).as_bytes())
+        .map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}
+
+/// Devnet faucet funds: one billion AIT.
+pub fn devnet_faucet_supply() -> Amount {
+    Amount::tokens(1_000_000_000).expect("fits")
+}
+
+/// Creates a single-validator devnet in `data_dir` (fresh keys, a faucet holding the whole
+/// supply) and returns its configuration. Refuses to overwrite an existing configuration.
+pub fn create_devnet(
+    data_dir: &Path,
+    listen: &str,
+    genesis_time: u64,
+) -> Result<NodeConfig, ConfigError> {
+    let config_path = data_dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        return Err(ConfigError::Invalid(format!(
+            "{} already exists",
+            config_path.display()
+        )));
+    }
+    let keys = data_dir.join("keys");
+    std::fs::create_dir_all(&keys).map_err(io_error(&keys))?;
+    let random_key = || {
+        SigningKey::generate().map_err(|e| ConfigError::Invalid(format!("no OS randomness: {e}")))
+    };
+    let (validator, faucet) = (random_key()?, random_key()?);
+    let validator_file = PathBuf::from("keys/validator.key");
+    let faucet_file = PathBuf::from("keys/faucet.key");
+    write_secret(&data_dir.join(&validator_file), &validator)?;
+    write_secret(&data_dir.join(&faucet_file), &faucet)?;
+    let config = NodeConfig {
+        listen: listen.to_string(),
+        default_chain: DEVNET_CHAIN_ID.into(),
+        http_workers: None,
+        chains: vec![ChainConfig {
+            block_time_ms: 1000,
+            empty_blocks: false,
+            validator_key_files: vec![validator_file],
+            faucet: Some(FaucetConfig {
+                key_file: faucet_file,
+                max_amount: Amount::tokens(1_000_000).expect("fits"),
+            }),
+            genesis: Genesis {
+                chain_id: DEVNET_CHAIN_ID.into(),
+                genesis_time,
+                validators: vec![hex::encode(validator.public_key())],
+                validator_threshold: 1,
+                min_fee: Amount::ZERO,
+                allocations: vec![Allocation {
+                    address: faucet.address(),
+                    amount: devnet_faucet_supply(),
+                }],
+            },
+        }],
+    };
+    let text = toml::to_string_pretty(&config).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let header = "# AITBC node configuration (see README.md, \"Configuration\").\n";
+    std::fs::write(&config_path, format!("{header}{text}")).map_err(io_error(&config_path))?;
+    Ok(config)
+}
+
+/// The faucet address of a devnet configuration, for display.
+pub fn faucet_address(data_dir: &Path, chain: &ChainConfig) -> Option<Address> {
+    let faucet = chain.faucet.as_ref()?;
+    read_key_file(data_dir, &faucet.key_file)
+        .ok()
+        .map(|k| k.address())
+}

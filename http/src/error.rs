@@ -1,0 +1,97 @@
+//! API errors: `{"error": {"code", "message"}}` with a status per code.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use actors::CommandError;
+use domain::TxError;
+use serde_json::json;
+
+/// An error as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// Human text.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `code`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 `malformed`.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        ApiError::new("malformed", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new("not_found", message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new("unauthorized", message)
+    }
+
+    /// 500 `internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new("internal", message)
+    }
+
+    /// JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl From<TxError> for ApiError {
+    fn from(error: TxError) -> Self {
+        ApiError::new(error.code(), error.to_string())
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected(tx) => tx.into(),
+            CommandError::NotFound(message) => ApiError::not_found(message),
+            CommandError::Store(store) => {
+                tracing::error!(error = %store, "event log failure");
+                ApiError::new(
+                    "unavailable",
+                    "the event log failed; the node cannot accept writes",
+                )
+            }
+            CommandError::Restarting | CommandError::Unavailable(_) => {
+                ApiError::new("unavailable", error.to_string())
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self.code {
+            "not_found" => StatusCode::NOT_FOUND,
+            "unauthorized" => StatusCode::UNAUTHORIZED,
+            "paused" => StatusCode::FORBIDDEN,
+            "bad_nonce" | "conflict" => StatusCode::CONFLICT,
+            "insufficient_funds" | "fee_too_low" => StatusCode::UNPROCESSABLE_ENTITY,
+            "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(self.body())
+    }
+}

@@ -1,0 +1,12 @@
+//! Every bound of the HTTP layer, in one place.
+
+/// Largest request body, bytes (API.md: larger → 413).
+pub const BODY_LEN_MAX: usize = 1 << 20;
+/// Most blocks one list request returns.
+pub const BLOCKS_PAGE_MAX: usize = 100;
+/// Default page of blocks.
+pub const BLOCKS_PAGE_DEFAULT: usize = 20;
+/// Shortest passphrase a custodial wallet accepts.
+pub const PASSPHRASE_LEN_MIN: usize = 8;
+/// Wallet actor arbiters (threads).
+pub const ACTOR_ARBITERS: usize = 2;

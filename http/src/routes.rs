@@ -1,0 +1,443 @@
+//! REST handlers (`/v1`), health, metrics, OpenAPI and the live block feed.
+
+use std::sync::Arc;
+
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::{HttpRequest, HttpResponse, web};
+use domain::address::Address;
+use domain::block::Block;
+use domain::genesis::token_symbol;
+use domain::hash::Hash32;
+use domain::keys::SigningKey;
+use domain::merkle::{MerkleProof, verify_proof};
+use domain::money::Amount;
+use domain::tx::SignedEnvelope;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::limits::{BLOCKS_PAGE_DEFAULT, BLOCKS_PAGE_MAX, BODY_LEN_MAX};
+
+type Data = web::Data<Arc<App>>;
+
+/// The OpenAPI document of this node.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Registers every route on `cfg`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(BODY_LEN_MAX)
+            .content_type_required(false)
+            .error_handler(json_error),
+    )
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .app_data(web::PayloadConfig::new(BODY_LEN_MAX))
+    .route("/health", web::get().to(health))
+    .route("/metrics", web::get().to(metrics))
+    .route("/openapi.json", web::get().to(openapi))
+    .route("/rpc", web::post().to(crate::rpc::handle))
+    .service(
+        web::scope("/v1")
+            .route("/transactions", web::post().to(post_transaction))
+            .route("/transactions/{hash}", web::get().to(get_transaction))
+            .route("/accounts/{address}", web::get().to(get_account))
+            .route("/chains", web::get().to(list_chains))
+            .route("/chains/{id}", web::get().to(get_chain))
+            .route("/blocks", web::get().to(list_blocks))
+            .route("/blocks/{id}", web::get().to(get_block))
+            .route("/blocks/{id}/verify", web::get().to(verify_block))
+            .route("/proofs/verify", web::post().to(verify_proof_route))
+            .route("/faucet", web::post().to(faucet))
+            .route("/stream/blocks", web::get().to(stream_blocks))
+            .route("/wallet/create", web::post().to(wallet_create))
+            .route("/wallet/import", web::post().to(wallet_import))
+            .route("/wallet/balance", web::get().to(wallet_balance))
+            .route("/wallet/send", web::post().to(wallet_send)),
+    )
+    .default_service(web::to(no_such_endpoint));
+}
+
+async fn no_such_endpoint() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such endpoint"))
+}
+
+fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &error {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(
+                "payload_too_large",
+                format!("request body is larger than {BODY_LEN_MAX} bytes"),
+            )
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::malformed(format!("invalid JSON body: {e}")),
+        other => ApiError::malformed(format!("invalid JSON body: {other}")),
+    };
+    api.into()
+}
+
+fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::malformed(format!("invalid query: {error}")).into()
+}
+
+fn parse_address(text: &str) -> Result<Address, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::malformed(format!("{text:?}: {e}")))
+}
+
+fn parse_amount(text: &str) -> Result<Amount, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::malformed(format!("{text:?}: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainQuery {
+    chain: Option<String>,
+}
+
+async fn health(app: Data) -> HttpResponse {
+    let position = app.store.next_position();
+    let applied = app.projections.explorer.next_position();
+    let body = json!({
+        "status": if app.is_ready() { "ok" } else { "starting" },
+        "log_position": position,
+        "projection_position": applied,
+        "chains": app.chains.keys().collect::<Vec<_>>(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    if app.is_ready() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics() -> HttpResponse {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+async fn post_transaction(
+    app: Data,
+    body: web::Json<SignedEnvelope>,
+) -> Result<HttpResponse, ApiError> {
+    let accepted = app.submit(body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(accepted))
+}
+
+/// JSON of a committed transaction, with block and proof once sealed.
+pub fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> {
+    let hash: Hash32 = hash
+        .parse()
+        .map_err(|_| ApiError::malformed("transaction hash must be 64 lowercase hex"))?;
+    let tx = app
+        .projections
+        .explorer
+        .tx(&hash)
+        .ok_or_else(|| ApiError::not_found(format!("transaction {hash} not found")))?;
+    let payload: Value = serde_json::from_str(&tx.payload).unwrap_or(Value::Null);
+    let mut body = json!({
+        "tx_hash": tx.tx_hash,
+        "status": "committed",
+        "chain_id": tx.chain_id,
+        "sender": tx.sender,
+        "nonce": tx.nonce,
+        "payload": payload,
+        "payload_text": tx.payload,
+        "public_key": tx.public_key,
+        "signature": tx.signature,
+        "position": tx.position,
+        "events": tx.events,
+        "block_height": Value::Null,
+    });
+    if let Some((block, proof)) = app.projections.explorer.tx_proof(&tx) {
+        body["block_height"] = json!(block.height);
+        body["block_hash"] = json!(block.hash);
+        body["merkle_root"] = json!(block.merkle_root);
+        body["proof"] = json!(proof);
+    }
+    Ok(body)
+}
+
+async fn get_transaction(app: Data, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(transaction_json(&app, &path)?))
+}
+
+/// JSON of an account.
+pub fn account_json(app: &App, address: &str, chain: Option<&str>) -> Result<Value, ApiError> {
+    let address = parse_address(address)?;
+    let chain_id = app.chain_id(chain)?;
+    let account = app.projections.explorer.account(chain_id, &address);
+    Ok(json!({
+        "address": address,
+        "chain_id": chain_id,
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "token": token_symbol(chain_id),
+    }))
+}
+
+async fn get_account(
+    app: Data,
+    path: web::Path<String>,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(account_json(&app, &path, query.chain.as_deref())?))
+}
+
+/// JSON of a chain.
+pub fn chain_json(app: &App, id: &str) -> Result<Value, ApiError> {
+    let hosted = app
+        .chains
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("chain {id:?} is not hosted by this node")))?;
+    let (genesis, last) = app
+        .projections
+        .explorer
+        .chain(id)
+        .ok_or_else(|| ApiError::new("unavailable", "chain not yet created"))?;
+    let supply = app.projections.explorer.supply(id);
+    Ok(json!({
+        "chain_id": id,
+        "token": genesis.token_symbol(),
+        "height": last.height,
+        "last_block_hash": last.hash,
+        "last_block_time": last.timestamp,
+        "validators": genesis.validators,
+        "validator_threshold": genesis.validator_threshold,
+        "block_time_ms": hosted.block_time_ms,
+        "min_fee": genesis.min_fee,
+        "genesis_hash": genesis.hash(),
+        "faucet": hosted.faucet.is_some(),
+        "supply": {
+            "minted": supply.minted,
+            "burned": supply.burned,
+            "balances": supply.balances,
+            "in_flight": supply.in_flight,
+            "conserved": supply.conserved(),
+        },
+    }))
+}
+
+async fn list_chains(app: Data) -> Result<HttpResponse, ApiError> {
+    let chains: Result<Vec<Value>, ApiError> =
+        app.chains.keys().map(|id| chain_json(&app, id)).collect();
+    Ok(HttpResponse::Ok().json(json!({"chains": chains?})))
+}
+
+async fn get_chain(app: Data, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(chain_json(&app, &path)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlocksQuery {
+    chain: Option<String>,
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn list_blocks(app: Data, query: web::Query<BlocksQuery>) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?;
+    let limit = query.limit.unwrap_or(BLOCKS_PAGE_DEFAULT);
+    if limit == 0 || limit > BLOCKS_PAGE_MAX {
+        return Err(ApiError::malformed(format!(
+            "limit must be between 1 and {BLOCKS_PAGE_MAX}"
+        )));
+    }
+    let blocks = app
+        .projections
+        .explorer
+        .blocks(chain_id, query.from.unwrap_or(0), limit);
+    Ok(HttpResponse::Ok().json(json!({"chain_id": chain_id, "blocks": blocks})))
+}
+
+/// A block by height (digits) or hash (64 hex).
+pub fn find_block(app: &App, chain: Option<&str>, id: &str) -> Result<Block, ApiError> {
+    let chain_id = app.chain_id(chain)?;
+    let explorer = &app.projections.explorer;
+    let block = if id.len() == 64 {
+        let hash: Hash32 = id
+            .parse()
+            .map_err(|_| ApiError::malformed("block hash must be 64 lowercase hex"))?;
+        explorer.block_by_hash(chain_id, &hash)
+    } else {
+        let height: u64 = id
+            .parse()
+            .map_err(|_| ApiError::malformed("block id must be a height or a 64-hex hash"))?;
+        explorer.block(chain_id, height)
+    };
+    block.ok_or_else(|| ApiError::not_found(format!("block {id} not found on {chain_id}")))
+}
+
+async fn get_block(
+    app: Data,
+    path: web::Path<String>,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(find_block(&app, query.chain.as_deref(), &path)?))
+}
+
+async fn verify_block(
+    app: Data,
+    path: web::Path<String>,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let block = find_block(&app, query.chain.as_deref(), &path)?;
+    let (genesis, _) = app
+        .projections
+        .explorer
+        .chain(&block.chain_id)
+        .ok_or_else(|| ApiError::not_found("chain"))?;
+    let result = block.verify(&genesis.validators, genesis.validator_threshold);
+    Ok(HttpResponse::Ok().json(json!({
+        "height": block.height,
+        "hash": block.hash,
+        "valid": result.is_ok(),
+        "error": result.err().map(|e| e.to_string()),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofRequest {
+    tx_hash: Hash32,
+    merkle_root: Hash32,
+    proof: MerkleProof,
+}
+
+async fn verify_proof_route(body: web::Json<ProofRequest>) -> HttpResponse {
+    let valid = verify_proof(&body.tx_hash, &body.proof, &body.merkle_root);
+    HttpResponse::Ok().json(json!({"valid": valid}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaucetRequest {
+    address: String,
+    amount: String,
+    chain_id: Option<String>,
+}
+
+async fn faucet(app: Data, body: web::Json<FaucetRequest>) -> Result<HttpResponse, ApiError> {
+    let to = parse_address(&body.address)?;
+    let amount = parse_amount(&body.amount)?;
+    Ok(HttpResponse::Ok().json(app.faucet(body.chain_id.as_deref(), to, amount).await?))
+}
+
+async fn stream_blocks(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let receiver = app.projections.blocks.subscribe();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(block) => return Some((block, receiver)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |block| futures::future::ready(block.chain_id == chain_id))
+    .map(|block| {
+        let data = serde_json::to_string(&*block).expect("blocks serialize");
+        Ok::<_, actix_web::Error>(web::Bytes::from(format!("event: block\ndata: {data}\n\n")))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(stream))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateWallet {
+    name: String,
+    passphrase: String,
+}
+
+async fn wallet_create(app: Data, body: web::Json<CreateWallet>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let key = SigningKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+    let (address, public_key) = (key.address(), hex::encode(key.public_key()));
+    let app = app.get_ref().clone();
+    web::block(move || app.custody.store(&body.name, &body.passphrase, &key))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(json!({"address": address, "public_key": public_key})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportWallet {
+    name: String,
+    passphrase: String,
+    secret_key: String,
+}
+
+async fn wallet_import(app: Data, body: web::Json<ImportWallet>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let key = SigningKey::from_hex(&body.secret_key)
+        .ok_or_else(|| ApiError::malformed("secret_key must be 64 hex characters"))?;
+    let (address, public_key) = (key.address(), hex::encode(key.public_key()));
+    let app = app.get_ref().clone();
+    web::block(move || app.custody.store(&body.name, &body.passphrase, &key))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(json!({"address": address, "public_key": public_key})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BalanceQuery {
+    address: String,
+    chain: Option<String>,
+}
+
+async fn wallet_balance(
+    app: Data,
+    query: web::Query<BalanceQuery>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(account_json(&app, &query.address, query.chain.as_deref())?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    from: String,
+    to: String,
+    amount: String,
+    passphrase: String,
+    fee: Option<String>,
+    chain_id: Option<String>,
+}
+
+async fn wallet_send(app: Data, body: web::Json<SendRequest>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (from, to) = (parse_address(&body.from)?, parse_address(&body.to)?);
+    let amount = parse_amount(&body.amount)?;
+    let fee = body.fee.as_deref().map(parse_amount).transpose()?;
+    let accepted = app
+        .custodial_send(
+            body.chain_id.as_deref(),
+            from,
+            to,
+            amount,
+            fee,
+            body.passphrase,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(accepted))
+}

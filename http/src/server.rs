@@ -1,0 +1,181 @@
+//! Assembles a node: event log, wallet actors, projections, chains, the transfer manager and the
+//! HTTP server.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix::{Actor, Arbiter};
+use actix_web::{HttpServer, web};
+use actors::bootstrap::ensure_chain;
+use actors::chain::{ChainActor, SealingConfig};
+use actors::registry::WalletRegistry;
+use actors::transfers::TransferManager;
+use projections::runner::{ProjectionRunner, load_explorer, save_checkpoint};
+use store::{EventStore, FileStore};
+
+use crate::app::{App, HostedChain};
+use crate::config::{NodeConfig, read_key_file};
+use crate::custody::Custody;
+use crate::limits::ACTOR_ARBITERS;
+use crate::routes;
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn fail(context: &str) -> impl FnOnce(String) -> StartError + '_ {
+    move |reason| StartError(format!("{context}: {reason}"))
+}
+
+/// A started node.
+pub struct Node {
+    /// The service (for in-process use and tests).
+    pub app: Arc<App>,
+    /// The HTTP server; await it to run until stopped.
+    pub server: actix_web::dev::Server,
+    /// Address bound.
+    pub addr: SocketAddr,
+    file_store: Arc<FileStore>,
+    _arbiters: Vec<Arbiter>,
+}
+
+/// Starts a node for `config` with its data in `data_dir`. Must run inside an actix system.
+pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartError> {
+    let file_store =
+        FileStore::open(data_dir.join("store")).map_err(|e| fail("event log")(e.to_string()))?;
+    let store: Arc<dyn EventStore> = file_store.clone();
+    tracing::info!(events = store.next_position(), "event log open");
+
+    let mut arbiters: Vec<Arbiter> = (0..ACTOR_ARBITERS).map(|_| Arbiter::new()).collect();
+    let fees = config
+        .chains
+        .iter()
+        .map(|c| (Arc::from(c.genesis.chain_id.as_str()), c.genesis.min_fee))
+        .collect();
+    let registry = WalletRegistry::new(
+        store.clone(),
+        fees,
+        arbiters.iter().map(Arbiter::handle).collect(),
+    );
+
+    let explorer = load_explorer(store.as_ref())
+        .await
+        .map_err(|e| fail("explorer checkpoint")(e.to_string()))?;
+    let (runner, projections) = ProjectionRunner::new(store.clone(), explorer);
+    let projection_arbiter = Arbiter::new();
+    ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
+    arbiters.push(projection_arbiter);
+
+    let mut chains = BTreeMap::new();
+    for chain in &config.chains {
+        let chain_id = chain.genesis.chain_id.clone();
+        let signers = chain
+            .validator_key_files
+            .iter()
+            .map(|file| read_key_file(data_dir, file))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(&chain_id)(e.to_string()))?;
+        let faucet = match &chain.faucet {
+            Some(f) => Some((
+                read_key_file(data_dir, &f.key_file).map_err(|e| fail(&chain_id)(e.to_string()))?,
+                f.max_amount,
+            )),
+            None => None,
+        };
+        let loaded = ensure_chain(store.clone(), &registry, &chain.genesis, &signers)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
+        if signers.len() >= chain.genesis.validator_threshold {
+            let sealing = SealingConfig {
+                block_time: Duration::from_millis(chain.block_time_ms),
+                empty_blocks: chain.empty_blocks,
+            };
+            ChainActor::new(loaded, signers, sealing, store.clone()).start();
+        } else {
+            tracing::warn!(chain = %chain_id, "this node holds too few validator keys to seal blocks");
+        }
+        chains.insert(
+            chain_id,
+            HostedChain {
+                genesis: chain.genesis.clone(),
+                faucet,
+                block_time_ms: chain.block_time_ms,
+            },
+        );
+    }
+
+    let recovered = Arc::new(AtomicBool::new(false));
+    TransferManager::load(store.clone(), registry.clone(), recovered.clone())
+        .await
+        .map_err(|e| fail("transfer manager")(e.to_string()))?
+        .start();
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let head_at_start = store.next_position();
+    let (ready_flag, waiting_projections) = (ready.clone(), projections.clone());
+    actix::spawn(async move {
+        waiting_projections.wait_applied(head_at_start).await;
+        while !recovered.load(Ordering::Acquire) {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        ready_flag.store(true, Ordering::Release);
+        tracing::info!("node ready: log recovered, open transfers finished, projections caught up");
+    });
+
+    let custody =
+        Custody::open(data_dir.join("custody")).map_err(|e| fail("custody")(e.to_string()))?;
+    let app = Arc::new(App {
+        store,
+        registry,
+        projections,
+        chains,
+        default_chain: config.default_chain.clone(),
+        custody,
+        ready,
+    });
+    let data = web::Data::new(app.clone());
+    let mut server = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .configure(routes::configure)
+    })
+    .shutdown_timeout(5);
+    if let Some(workers) = config.http_workers {
+        server = server.workers(workers);
+    }
+    let server = server
+        .bind(&config.listen)
+        .map_err(|e| fail(&config.listen)(e.to_string()))?;
+    let addr = *server
+        .addrs()
+        .first()
+        .ok_or_else(|| StartError("no listen address bound".into()))?;
+    tracing::info!(%addr, "listening");
+    Ok(Node {
+        app,
+        server: server.run(),
+        addr,
+        file_store,
+        _arbiters: arbiters,
+    })
+}
+
+impl Node {
+    /// Runs until the server stops (SIGINT/SIGTERM), then checkpoints the explorer and closes
+    /// the log.
+    pub async fn run(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        if let Err(error) =
+            save_checkpoint(self.app.store.as_ref(), &self.app.projections.explorer).await
+        {
+            tracing::warn!(%error, "explorer checkpoint not saved at shutdown");
+        }
+        self.file_store.close();
+        result
+    }
+}

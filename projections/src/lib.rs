@@ -1,0 +1,15 @@
+//! Read models fed by a subscription to the event log.
+//!
+//! - [`explorer::Explorer`]: accounts, transactions (status, events, block, proof) and blocks
+//!   per chain, plus each chain's supply books (minted, balances, value in flight).
+//! - [`runner::ProjectionRunner`]: the actor that feeds the explorer from its checkpoint and
+//!   publishes how far it has got, so a writer can wait until its effect is readable.
+//! - [`audit`]: replays the whole log and checks token conservation at every position.
+//!
+//! Invariant: a projection is a pure function of the log prefix it has applied: rebuilding from
+//! zero gives the same state as resuming from a checkpoint.
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod explorer;
+pub mod runner;

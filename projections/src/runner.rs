@@ -1,0 +1,177 @@
+//! Feeds the explorer from the log and publishes its progress.
+
+use std::sync::{Arc, LazyLock};
+
+use actix::prelude::*;
+use domain::block::Block;
+use domain::chain::ChainEvent;
+use domain::codec::DomainEvent;
+use prometheus::{IntGauge, register_int_gauge};
+use store::{EventStore, RecordedEvent, Snapshot, StoreError};
+use tokio::sync::{broadcast, watch};
+
+use crate::explorer::{Explorer, ExplorerState};
+
+/// Snapshot key of the explorer's checkpoint.
+pub const CHECKPOINT_KEY: &str = "projection/explorer";
+/// A checkpoint is written after this many applied events.
+pub const CHECKPOINT_EVERY_EVENTS: u64 = 100_000;
+/// Capacity of the live block feed (slow subscribers skip ahead).
+pub const BLOCK_FEED_CAPACITY: usize = 256;
+
+static PROJECTION_LAG: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "aitbc_projection_lag_events",
+        "Events in the log not yet applied by the explorer projection"
+    )
+    .expect("metric registers once")
+});
+
+/// Shared handles to a running projection.
+#[derive(Clone)]
+pub struct ProjectionHandle {
+    /// The read model.
+    pub explorer: Arc<Explorer>,
+    /// Next position applied (everything before it is readable).
+    pub applied: watch::Receiver<u64>,
+    /// Newly applied blocks, live.
+    pub blocks: broadcast::Sender<Arc<Block>>,
+}
+
+impl ProjectionHandle {
+    /// Waits until every event before `position` (exclusive) is applied.
+    pub async fn wait_applied(&self, position: u64) {
+        let mut applied = self.applied.clone();
+        // An error means the runner stopped; callers then read what there is.
+        let _ = applied.wait_for(|next| *next >= position).await;
+    }
+}
+
+/// Loads the explorer from its checkpoint (or empty).
+pub async fn load_explorer(store: &dyn EventStore) -> Result<Explorer, StoreError> {
+    let Some(snapshot) = store.load_snapshot(CHECKPOINT_KEY).await? else {
+        return Ok(Explorer::default());
+    };
+    match serde_json::from_slice::<ExplorerState>(&snapshot.data) {
+        Ok(state)
+            if state.next_position == snapshot.revision
+                && state.next_position <= store.next_position() =>
+        {
+            Ok(Explorer::import(state))
+        }
+        Ok(_) => {
+            tracing::warn!("explorer checkpoint is ahead of the log; rebuilding from zero");
+            Ok(Explorer::default())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "explorer checkpoint unreadable; rebuilding from zero");
+            Ok(Explorer::default())
+        }
+    }
+}
+
+/// Saves a checkpoint of `explorer` now (off the calling thread's hot path is up to the caller).
+pub async fn save_checkpoint(
+    store: &dyn EventStore,
+    explorer: &Explorer,
+) -> Result<(), StoreError> {
+    let state = explorer.export();
+    let revision = state.next_position;
+    let data = serde_json::to_vec(&state).expect("explorer state serializes");
+    store
+        .save_snapshot(CHECKPOINT_KEY, Snapshot { revision, data })
+        .await
+}
+
+/// The actor applying log events to the explorer.
+pub struct ProjectionRunner {
+    store: Arc<dyn EventStore>,
+    explorer: Arc<Explorer>,
+    applied: watch::Sender<u64>,
+    blocks: broadcast::Sender<Arc<Block>>,
+    last_checkpoint: u64,
+}
+
+impl ProjectionRunner {
+    /// A runner for a loaded explorer, and the handle readers use.
+    pub fn new(store: Arc<dyn EventStore>, explorer: Explorer) -> (Self, ProjectionHandle) {
+        let explorer = Arc::new(explorer);
+        let start = explorer.next_position();
+        let (applied, applied_rx) = watch::channel(start);
+        let (blocks, _) = broadcast::channel(BLOCK_FEED_CAPACITY);
+        let handle = ProjectionHandle {
+            explorer: explorer.clone(),
+            applied: applied_rx,
+            blocks: blocks.clone(),
+        };
+        (
+            ProjectionRunner {
+                store,
+                explorer,
+                applied,
+                blocks,
+                last_checkpoint: start,
+            },
+            handle,
+        )
+    }
+}
+
+impl Actor for ProjectionRunner {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.add_stream(self.store.subscribe_all(self.explorer.next_position()));
+    }
+}
+
+impl StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner {
+    fn handle(&mut self, item: Result<RecordedEvent, StoreError>, ctx: &mut Context<Self>) {
+        let event = match item {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::error!(%error, "projection subscription failed; stopping");
+                ctx.stop();
+                return;
+            }
+        };
+        if let Err(error) = self.explorer.apply(&event) {
+            // The log breaks an invariant: serving reads from it would spread the damage.
+            tracing::error!(%error, "projection refused an event; stopping");
+            ctx.stop();
+            return;
+        }
+        let next = event.position + 1;
+        self.applied.send_replace(next);
+        PROJECTION_LAG.set(self.store.next_position().saturating_sub(next) as i64);
+        if event.event_type.starts_with("BlockSealed")
+            || event.event_type.starts_with("ChainCreated")
+        {
+            if let Ok(DomainEvent::Chain(chain_event)) =
+                DomainEvent::decode(&event.event_type, &event.data)
+            {
+                let block = match chain_event {
+                    ChainEvent::ChainCreated { block, .. } | ChainEvent::BlockSealed { block } => {
+                        block
+                    }
+                };
+                let _ = self.blocks.send(Arc::new(block));
+            }
+        }
+        if next - self.last_checkpoint >= CHECKPOINT_EVERY_EVENTS {
+            self.last_checkpoint = next;
+            // The copy is taken here, between two events, so it is consistent; serializing and
+            // writing it is blocking work, kept off the arbiter.
+            let state = self.explorer.export();
+            let store = self.store.clone();
+            std::thread::spawn(move || {
+                let revision = state.next_position;
+                let data = serde_json::to_vec(&state).expect("explorer state serializes");
+                let save = store.save_snapshot(CHECKPOINT_KEY, Snapshot { revision, data });
+                if let Err(error) = futures::executor::block_on(save) {
+                    tracing::warn!(%error, "explorer checkpoint not saved");
+                }
+            });
+        }
+    }
+}
