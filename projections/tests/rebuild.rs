@@ -1,0 +1,232 @@
+//! The explorer is a pure function of the log: rebuilt from zero it equals the explorer resumed
+//! from a checkpoint taken anywhere in the log; and it refuses a log that breaks conservation.
+
+use std::sync::Arc;
+
+use domain::block::BlockDraft;
+use domain::chain::{ChainEvent, chain_stream};
+use domain::codec::DomainEvent;
+use domain::genesis::{Allocation, Genesis};
+use domain::hash::Hash32;
+use domain::keys::SigningKey;
+use domain::money::Amount;
+use domain::tx::{TxPayload, sign_payload};
+use domain::wallet::{
+    self, WalletCommand, WalletContext, WalletEvent, WalletState, wallet_event_id, wallet_stream,
+};
+use projections::explorer::Explorer;
+use projections::runner::{load_explorer, save_checkpoint};
+use store::{EventId, EventStore, ExpectedRevision, MemoryStore, NewEvent};
+
+const CHAIN: &str = "ait-test";
+
+fn new_event(address: &domain::Address, event: &WalletEvent) -> NewEvent {
+    NewEvent {
+        id: EventId(wallet_event_id(CHAIN, address, event)),
+        event_type: event.event_type().into(),
+        data: DomainEvent::Wallet(event.clone()).encode(),
+    }
+}
+
+/// A log with genesis, block 0, 30 transfers (debits and credits) and a block over them.
+async fn build_log() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    let keys: Vec<SigningKey> = (1..=3).map(|i| SigningKey::from_seed([i; 32])).collect();
+    let validator = SigningKey::from_seed([9; 32]);
+    let genesis = Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time: 1,
+        validators: vec![hex::encode(validator.public_key())],
+        validator_threshold: 1,
+        min_fee: Amount::ZERO,
+        allocations: keys
+            .iter()
+            .map(|k| Allocation {
+                address: k.address(),
+                amount: Amount(1000),
+            })
+            .collect(),
+    };
+    let mut states = vec![WalletState::default(); 3];
+    for (i, key) in keys.iter().enumerate() {
+        let event = WalletEvent::Funded {
+            amount: Amount(1000),
+            source: wallet::FundSource::Genesis,
+        };
+        wallet::evolve(&mut states[i], &event);
+        store
+            .append(
+                &wallet_stream(CHAIN, &key.address()),
+                ExpectedRevision::Any,
+                vec![new_event(&key.address(), &event)],
+            )
+            .await
+            .unwrap();
+    }
+    let block0 = BlockDraft {
+        chain_id: CHAIN.into(),
+        height: 0,
+        prev_hash: genesis.hash(),
+        timestamp: 1,
+        tx_hashes: vec![],
+        from_position: 3,
+        to_position: 3,
+    }
+    .seal(std::slice::from_ref(&validator));
+    let created = ChainEvent::ChainCreated {
+        genesis,
+        block: block0.clone(),
+    };
+    let data = DomainEvent::Chain(created.clone()).encode();
+    store
+        .append(
+            &chain_stream(CHAIN),
+            ExpectedRevision::NoStream,
+            vec![NewEvent {
+                id: EventId(1),
+                event_type: created.event_type().into(),
+                data,
+            }],
+        )
+        .await
+        .unwrap();
+    let mut hashes: Vec<Hash32> = Vec::new();
+    for n in 0..30usize {
+        let (from, to) = (n % 3, (n + 1) % 3);
+        let ctx = WalletContext {
+            chain_id: CHAIN.into(),
+            address: keys[from].address(),
+            min_fee: Amount::ZERO,
+        };
+        let payload = TxPayload::transfer(
+            CHAIN,
+            keys[from].address(),
+            states[from].nonce,
+            Amount(1),
+            keys[to].address(),
+            Amount(7),
+        );
+        let tx = sign_payload(&keys[from], &payload).verify().unwrap();
+        hashes.push(tx.hash);
+        let debit = wallet::decide(&states[from], &ctx, WalletCommand::Transfer(Box::new(tx)))
+            .unwrap()
+            .remove(0);
+        wallet::evolve(&mut states[from], &debit);
+        store
+            .append(
+                &wallet_stream(CHAIN, &keys[from].address()),
+                ExpectedRevision::Any,
+                vec![new_event(&keys[from].address(), &debit)],
+            )
+            .await
+            .unwrap();
+        let WalletEvent::Debited(d) = &debit else {
+            unreachable!()
+        };
+        for (address, credit) in d.credits(keys[from].address()) {
+            let event = WalletEvent::Credited(credit);
+            store
+                .append(
+                    &wallet_stream(CHAIN, &address),
+                    ExpectedRevision::Any,
+                    vec![new_event(&address, &event)],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let block1 = BlockDraft {
+        chain_id: CHAIN.into(),
+        height: 1,
+        prev_hash: block0.hash,
+        timestamp: 2,
+        tx_hashes: hashes,
+        from_position: 3,
+        to_position: store.next_position(),
+    }
+    .seal(&[validator]);
+    let sealed = ChainEvent::BlockSealed { block: block1 };
+    let data = DomainEvent::Chain(sealed.clone()).encode();
+    store
+        .append(
+            &chain_stream(CHAIN),
+            ExpectedRevision::Exact(0),
+            vec![NewEvent {
+                id: EventId(2),
+                event_type: sealed.event_type().into(),
+                data,
+            }],
+        )
+        .await
+        .unwrap();
+    store
+}
+
+async fn apply_range(explorer: &Explorer, store: &dyn EventStore, end: u64) {
+    while explorer.next_position() < end {
+        let page = store.read_all(explorer.next_position(), 7).await.unwrap();
+        for event in page.iter().take((end - explorer.next_position()) as usize) {
+            explorer.apply(event).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn rebuild_from_zero_equals_resume_from_any_checkpoint() {
+    let store = build_log().await;
+    let end = store.next_position();
+    let from_zero = Explorer::default();
+    apply_range(&from_zero, store.as_ref(), end).await;
+    let full = from_zero.export();
+    assert_eq!(full.txs.len(), 30);
+    assert!(
+        full.txs.values().all(|tx| tx.block_height == Some(1)),
+        "every tx is sealed in block 1"
+    );
+    assert!(full.supply[CHAIN].conserved());
+    for cut in [0, 1, 4, 17, end / 2, end - 1, end] {
+        let first = Explorer::default();
+        apply_range(&first, store.as_ref(), cut).await;
+        let text = serde_json::to_vec(&first.export()).unwrap();
+        let resumed = Explorer::import(serde_json::from_slice(&text).unwrap());
+        apply_range(&resumed, store.as_ref(), end).await;
+        assert_eq!(resumed.export(), full, "resumed from position {cut}");
+    }
+}
+
+#[tokio::test]
+async fn the_runner_checkpoint_round_trips_through_the_store() {
+    let store = build_log().await;
+    let explorer = Explorer::default();
+    apply_range(&explorer, store.as_ref(), store.next_position()).await;
+    save_checkpoint(store.as_ref(), &explorer).await.unwrap();
+    let loaded = load_explorer(store.as_ref()).await.unwrap();
+    assert_eq!(loaded.export(), explorer.export());
+}
+
+#[tokio::test]
+async fn a_credit_without_a_debit_breaks_conservation_and_is_refused() {
+    let store = build_log().await;
+    let address = SigningKey::from_seed([1; 32]).address();
+    let forged = WalletEvent::Credited(wallet::Credit {
+        transfer_id: Hash32::digest(b"no such debit"),
+        from: address,
+        amount: Amount(5),
+        kind: wallet::CreditKind::Transfer,
+    });
+    store
+        .append(
+            &wallet_stream(CHAIN, &address),
+            ExpectedRevision::Any,
+            vec![new_event(&address, &forged)],
+        )
+        .await
+        .unwrap();
+    let error = projections::audit::audit(store.as_ref()).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("credit without a matching debit"),
+        "{error}"
+    );
+}
