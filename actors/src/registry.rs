@@ -81,10 +81,10 @@ impl WalletRegistry {
     }
 
     fn activate(&self, key: &WalletKey) -> Addr<WalletActor> {
-        if let Some(addr) = self.inner.actors.get(key) {
-            if addr.connected() {
-                return addr.clone();
-            }
+        if let Some(addr) = self.inner.actors.get(key)
+            && addr.connected()
+        {
+            return addr.clone();
         }
         let mut slot = self
             .inner

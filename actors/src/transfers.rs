@@ -181,11 +181,7 @@ impl TransferManager {
         let head_at_start = self.head_at_start;
         for position in overdue.into_iter().filter(|p| *p >= head_at_start) {
             let delivery = self.deliver(position);
-            ctx.spawn(
-                async move { delivery.await }
-                    .into_actor(self)
-                    .map(|_, _, _| ()),
-            );
+            ctx.spawn(delivery.into_actor(self).map(|_, _, _| ()));
         }
         self.save_checkpoint();
     }

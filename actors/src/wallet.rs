@@ -89,7 +89,7 @@ enum Pending {
         oneshot::Sender<Result<Committed, CommandError>>,
     ),
     Sign(
-        SignAndTransfer,
+        Box<SignAndTransfer>,
         oneshot::Sender<Result<Committed, CommandError>>,
     ),
     Credit(Credit, oneshot::Sender<Result<u64, CommandError>>),
@@ -625,7 +625,7 @@ impl Handler<SignAndTransfer> for WalletActor {
     type Result = ResponseFuture<Result<Committed, CommandError>>;
     fn handle(&mut self, msg: SignAndTransfer, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Pending::Sign(msg, tx), ctx);
+        self.enqueue(Pending::Sign(Box::new(msg), tx), ctx);
         reply_future(rx)
     }
 }

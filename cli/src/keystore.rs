@@ -118,12 +118,13 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<WalletFile>> {
     };
     for entry in entries {
         let file_path = entry?.path();
-        if file_path.extension().and_then(|e| e.to_str()) == Some("json") {
-            if let Ok(wallet) =
-                serde_json::from_str::<WalletFile>(&std::fs::read_to_string(&file_path)?)
-            {
-                wallets.push(wallet);
-            }
+        if file_path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        if let Ok(wallet) =
+            serde_json::from_str::<WalletFile>(&std::fs::read_to_string(&file_path)?)
+        {
+            wallets.push(wallet);
         }
     }
     wallets.sort_by(|a, b| a.name.cmp(&b.name));

@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod gpu;
 mod keystore;
 mod node;
 mod wallet;
@@ -70,6 +71,9 @@ enum Command {
     /// Benchmarks against a running node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The GPU executor: adapter and kernel figures.
+    #[command(subcommand)]
+    Gpu(gpu::GpuCommand),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -104,6 +108,7 @@ fn main() {
                 Command::Block { id } => wallet::block(&ctx, id.as_deref()),
                 Command::Faucet { account, amount } => wallet::faucet(&ctx, &account, &amount),
                 Command::Bench(command) => bench::run(&ctx, command),
+                Command::Gpu(command) => gpu::run(command),
                 Command::Node(_) => unreachable!("handled above"),
             }
         }

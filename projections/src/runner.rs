@@ -144,19 +144,16 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner {
         let next = event.position + 1;
         self.applied.send_replace(next);
         PROJECTION_LAG.set(self.store.next_position().saturating_sub(next) as i64);
-        if event.event_type.starts_with("BlockSealed")
-            || event.event_type.starts_with("ChainCreated")
-        {
-            if let Ok(DomainEvent::Chain(chain_event)) =
+        let is_block = event.event_type.starts_with("BlockSealed")
+            || event.event_type.starts_with("ChainCreated");
+        if is_block
+            && let Ok(DomainEvent::Chain(chain_event)) =
                 DomainEvent::decode(&event.event_type, &event.data)
-            {
-                let block = match chain_event {
-                    ChainEvent::ChainCreated { block, .. } | ChainEvent::BlockSealed { block } => {
-                        block
-                    }
-                };
-                let _ = self.blocks.send(Arc::new(block));
-            }
+        {
+            let block = match chain_event {
+                ChainEvent::ChainCreated { block, .. } | ChainEvent::BlockSealed { block } => block,
+            };
+            let _ = self.blocks.send(Arc::new(block));
         }
         if next - self.last_checkpoint >= CHECKPOINT_EVERY_EVENTS {
             self.last_checkpoint = next;

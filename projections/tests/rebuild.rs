@@ -47,7 +47,7 @@ async fn build_log() -> Arc<MemoryStore> {
             })
             .collect(),
     };
-    let mut states = vec![WalletState::default(); 3];
+    let mut states = [WalletState::default(); 3];
     for (i, key) in keys.iter().enumerate() {
         let event = WalletEvent::Funded {
             amount: Amount(1000),
