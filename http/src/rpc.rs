@@ -47,9 +47,12 @@ async fn dispatch(app: &Arc<App>, method: &str, params: &Value) -> Result<Value,
         "status" => {
             let chains: Result<Vec<Value>, ApiError> =
                 app.chains.keys().map(|id| chain_json(app, id)).collect();
-            Ok(
-                json!({"ready": app.is_ready(), "log_position": app.store.next_position(), "default_chain": app.default_chain, "chains": chains?}),
-            )
+            Ok(json!({
+                "ready": app.is_ready(),
+                "log_position": app.store.next_position(),
+                "default_chain": app.default_chain,
+                "chains": chains?,
+            }))
         }
         "get_block" => {
             let chain = params.get("chain_id").and_then(Value::as_str);

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use gpu::bench::BenchConfig;
 
-const USAGE: &str = "usage: gpu-bench info [--json]\n       gpu-bench bench [--matmul N] [--sha-messages N] [--pow-bits N] [--pow-nonces N] [--mlp-batch N] [--repeats N] [--json]";
+const USAGE: &str = "usage: gpu-bench info [--json]
+       gpu-bench bench [--matmul N] [--sha-messages N] [--pow-bits N] [--pow-nonces N]
+                       [--mlp-batch N] [--repeats N] [--json]";
 
 fn parse<T: std::str::FromStr>(flag: &str, value: Option<&String>) -> Result<T, String> {
     value
