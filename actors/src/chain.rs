@@ -11,11 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use domain::block::BlockDraft;
 use domain::chain::{self, ChainCommand, ChainEvent, ChainState, chain_stream};
-use domain::codec::DomainEvent;
+use domain::codec::{DomainEvent, WalletFact, decode_wallet_fact};
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::limits::BLOCK_TXS_MAX;
-use domain::wallet::WalletEvent;
 use store::{EventId, EventStore, ExpectedRevision, NewEvent, RecordedEvent, Revision, StoreError};
 
 use crate::metrics;
@@ -230,8 +229,8 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ChainActor {
         if event.event_type != "Debited.v1" || !event.stream.starts_with(&self.wallet_prefix) {
             return;
         }
-        match DomainEvent::decode(&event.event_type, &event.data) {
-            Ok(DomainEvent::Wallet(WalletEvent::Debited(debit))) => {
+        match decode_wallet_fact(&event.event_type, &event.data) {
+            Some(Ok(WalletFact::Debited(debit))) => {
                 self.pending.push((event.position, debit.tx_hash))
             }
             other => tracing::error!(position = event.position, ?other, "undecodable debit"),

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use actix::prelude::*;
-use domain::codec::DomainEvent;
+use domain::codec::{WalletFact, decode_wallet_fact};
 use domain::hash::Hash32;
-use domain::wallet::{CreditKind, WalletEvent};
+use domain::wallet::CreditKind;
 use store::{EventStore, RecordedEvent, Snapshot, StoreError};
 
 use crate::limits::{CREDIT_GRACE, TRANSFER_MANAGER_TICK};
@@ -80,9 +80,9 @@ impl TransferManager {
             "the subscription is gap-free"
         );
         self.observed += 1;
-        if event.event_type != "Debited.v1" && event.event_type != "Credited.v1" {
+        let Some(fact) = decode_wallet_fact(&event.event_type, &event.data) else {
             return;
-        }
+        };
         let Some(chain_and_address) = event.stream.strip_prefix("wallet/") else {
             return;
         };
@@ -90,8 +90,8 @@ impl TransferManager {
             return;
         };
         let Ok(address) = address.parse() else { return };
-        match DomainEvent::decode(&event.event_type, &event.data) {
-            Ok(DomainEvent::Wallet(WalletEvent::Debited(debit))) => {
+        match fact {
+            Ok(WalletFact::Debited(debit)) => {
                 let committed = Committed {
                     chain_id: Arc::from(chain_id),
                     tx_hash: debit.tx_hash,
@@ -112,7 +112,7 @@ impl TransferManager {
                     },
                 );
             }
-            Ok(DomainEvent::Wallet(WalletEvent::Credited(credit))) => {
+            Ok(WalletFact::Credited(credit)) => {
                 let Some(debit_position) =
                     self.by_credit.remove(&(credit.transfer_id, credit.kind))
                 else {
@@ -127,7 +127,6 @@ impl TransferManager {
                     }
                 }
             }
-            Ok(_) => {}
             Err(error) => {
                 tracing::error!(position = event.position, %error, "undecodable wallet event")
             }

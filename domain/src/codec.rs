@@ -1,8 +1,10 @@
 //! Stored form of domain events: a versioned type name plus JSON data. Every event the node
 //! writes goes through here, so readers (actors, projections, audits) decode one way.
 
+use serde::Deserialize;
+
 use crate::chain::ChainEvent;
-use crate::wallet::WalletEvent;
+use crate::wallet::{Credit, DebitSummary, WalletEvent};
 
 /// Any event this version of the domain writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +65,32 @@ impl DomainEvent {
             other => Err(DecodeError::UnknownType(other.to_string())),
         }
     }
+}
+
+/// The follower's view of a wallet event: debits without their envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub enum WalletFact {
+    /// A debit.
+    Debited(DebitSummary),
+    /// A credit.
+    Credited(Credit),
+}
+
+/// Decodes a `Debited.v1` or `Credited.v1` event's data into a [`WalletFact`]; `None` for other
+/// types.
+pub fn decode_wallet_fact(
+    event_type: &str,
+    data: &[u8],
+) -> Option<Result<WalletFact, DecodeError>> {
+    if event_type != "Debited.v1" && event_type != "Credited.v1" {
+        return None;
+    }
+    Some(
+        serde_json::from_slice(data).map_err(|e| DecodeError::BadData {
+            event_type: event_type.to_string(),
+            reason: e.to_string(),
+        }),
+    )
 }
 
 #[cfg(test)]

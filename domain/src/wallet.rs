@@ -106,32 +106,60 @@ impl Debit {
     /// Credits this debit owes: (recipient, credit) for the amount, and the fee to the treasury
     /// when it is not zero.
     pub fn credits(&self, sender: Address) -> Vec<(Address, Credit)> {
-        let mut credits = vec![(
-            self.to,
-            Credit {
-                transfer_id: self.tx_hash,
-                from: sender,
-                amount: self.amount,
-                kind: CreditKind::Transfer,
-            },
-        )];
-        if self.fee > Amount::ZERO {
-            credits.push((
-                self.treasury,
-                Credit {
-                    transfer_id: self.tx_hash,
-                    from: sender,
-                    amount: self.fee,
-                    kind: CreditKind::Fee,
-                },
-            ));
+        self.summary().credits(sender)
+    }
+
+    /// The debit without its envelope.
+    pub fn summary(&self) -> DebitSummary {
+        DebitSummary {
+            tx_hash: self.tx_hash,
+            nonce: self.nonce,
+            to: self.to,
+            amount: self.amount,
+            fee: self.fee,
+            treasury: self.treasury,
         }
-        credits
     }
 
     /// Deterministic event id of this debit.
     pub fn event_id(&self) -> u128 {
         event_id("debit", &self.tx_hash.0)
+    }
+}
+
+/// What followers of the log (block sealer, transfer manager) need of a debit. Decoding a
+/// stored `Debited` event into this skips the envelope's strings instead of copying them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct DebitSummary {
+    /// Transaction hash.
+    pub tx_hash: Hash32,
+    /// Nonce consumed.
+    pub nonce: u64,
+    /// Recipient.
+    pub to: Address,
+    /// Amount sent.
+    pub amount: Amount,
+    /// Fee paid.
+    pub fee: Amount,
+    /// Treasury receiving the fee.
+    pub treasury: Address,
+}
+
+impl DebitSummary {
+    /// Credits the debit owes: (recipient, credit) for the amount, and the fee to the treasury
+    /// when it is not zero.
+    pub fn credits(&self, sender: Address) -> Vec<(Address, Credit)> {
+        let credit = |amount, kind| Credit {
+            transfer_id: self.tx_hash,
+            from: sender,
+            amount,
+            kind,
+        };
+        let mut credits = vec![(self.to, credit(self.amount, CreditKind::Transfer))];
+        if self.fee > Amount::ZERO {
+            credits.push((self.treasury, credit(self.fee, CreditKind::Fee)));
+        }
+        credits
     }
 }
 

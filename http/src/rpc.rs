@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, ResponseError, web};
 use domain::tx::SignedEnvelope;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::limits::BODY_LEN_MAX;
 use crate::routes::{account_json, chain_json, find_block, transaction_json};
 
 #[derive(Deserialize)]
@@ -82,8 +84,20 @@ async fn dispatch(app: &Arc<App>, method: &str, params: &Value) -> Result<Value,
     result.map_err(Some)
 }
 
-/// Handles one JSON-RPC request (batches are not supported).
-pub async fn handle(app: web::Data<Arc<App>>, body: web::Bytes) -> HttpResponse {
+/// Handles one JSON-RPC request (batches are not supported). The body is read here, bounded,
+/// so that an oversized one gets the API's error shape.
+pub async fn handle(app: web::Data<Arc<App>>, mut payload: web::Payload) -> HttpResponse {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return ApiError::malformed("the request body could not be read").error_response();
+        };
+        if body.len() + chunk.len() > BODY_LEN_MAX {
+            let message = format!("request body is larger than {BODY_LEN_MAX} bytes");
+            return ApiError::new("payload_too_large", message).error_response();
+        }
+        body.extend_from_slice(&chunk);
+    }
     let request: Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return error(Value::Null, -32700, &format!("parse error: {e}"), None),

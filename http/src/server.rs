@@ -71,6 +71,8 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
     arbiters.push(projection_arbiter);
 
+    // The block sealers and the transfer manager each follow the whole log: their own threads.
+    let (sealer_arbiter, manager_arbiter) = (Arbiter::new(), Arbiter::new());
     let mut chains = BTreeMap::new();
     for chain in &config.chains {
         let chain_id = chain.genesis.chain_id.clone();
@@ -95,7 +97,8 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
                 block_time: Duration::from_millis(chain.block_time_ms),
                 empty_blocks: chain.empty_blocks,
             };
-            ChainActor::new(loaded, signers, sealing, store.clone()).start();
+            let sealer = ChainActor::new(loaded, signers, sealing, store.clone());
+            ChainActor::start_in_arbiter(&sealer_arbiter.handle(), |_| sealer);
         } else {
             tracing::warn!(chain = %chain_id, "this node holds too few validator keys to seal blocks");
         }
@@ -110,10 +113,11 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     }
 
     let recovered = Arc::new(AtomicBool::new(false));
-    TransferManager::load(store.clone(), registry.clone(), recovered.clone())
+    let manager = TransferManager::load(store.clone(), registry.clone(), recovered.clone())
         .await
-        .map_err(|e| fail("transfer manager")(e.to_string()))?
-        .start();
+        .map_err(|e| fail("transfer manager")(e.to_string()))?;
+    TransferManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
+    arbiters.extend([sealer_arbiter, manager_arbiter]);
 
     let ready = Arc::new(AtomicBool::new(false));
     let head_at_start = store.next_position();
