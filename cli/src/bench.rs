@@ -107,31 +107,46 @@ fn transfers_bench(ctx: &Context, connections: usize, transfers: usize) -> anyho
         .collect();
 
     eprintln!("sending with {connections} connections...");
-    let url = format!("{}/v1/transactions", ctx.node);
-    let barrier = Arc::new(Barrier::new(connections + 1));
-    let workers: Vec<_> = bodies
+    let address = ctx
+        .node
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("the load generator speaks plain http:// only"))?;
+    let requests: Vec<Vec<Vec<u8>>> = bodies
         .into_iter()
         .map(|bodies| {
-            let (url, barrier) = (url.clone(), barrier.clone());
+            bodies
+                .iter()
+                .map(|body| raw::post_request(address, "/v1/transactions", body))
+                .collect()
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(connections + 1));
+    let workers: Vec<_> = requests
+        .into_iter()
+        .map(|requests| {
+            let (address, barrier) = (address.to_string(), barrier.clone());
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(60))
-                        .max_idle_connections_per_host(1)
-                        .build();
-                    let mut latencies = Vec::with_capacity(bodies.len());
+                    let mut latencies = Vec::with_capacity(requests.len());
                     let mut errors = 0usize;
+                    let connection = raw::Connection::open(&address);
                     barrier.wait();
-                    for body in bodies {
+                    let Ok(mut connection) = connection else {
+                        return (latencies, requests.len());
+                    };
+                    for request in &requests {
                         let started = Instant::now();
-                        let result = agent
-                            .post(&url)
-                            .set("Content-Type", "application/json")
-                            .send_string(&body);
-                        match result {
-                            Ok(_) => latencies.push(started.elapsed()),
-                            Err(_) => errors += 1,
+                        match connection.exchange(request) {
+                            Ok(200) => latencies.push(started.elapsed()),
+                            Ok(_) => errors += 1,
+                            Err(_) => {
+                                errors += 1;
+                                match raw::Connection::open(&address) {
+                                    Ok(fresh) => connection = fresh,
+                                    Err(_) => break,
+                                }
+                            }
                         }
                     }
                     (latencies, errors)
@@ -175,4 +190,74 @@ fn transfers_bench(ctx: &Context, connections: usize, transfers: usize) -> anyho
         bail!("{errors} transfers failed");
     }
     Ok(())
+}
+
+/// A minimal HTTP/1.1 keep-alive client: requests are built before the clock starts, so the
+/// generator spends its share of the two cores on sending, not on a general-purpose client.
+mod raw {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    /// The bytes of a `POST path` with a JSON body.
+    pub fn post_request(host: &str, path: &str, body: &str) -> Vec<u8> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        [head.as_bytes(), body.as_bytes()].concat()
+    }
+
+    pub struct Connection {
+        writer: TcpStream,
+        reader: BufReader<TcpStream>,
+        line: String,
+        body: Vec<u8>,
+    }
+
+    impl Connection {
+        pub fn open(address: &str) -> std::io::Result<Connection> {
+            let stream = TcpStream::connect(address)?;
+            stream.set_nodelay(true)?;
+            Ok(Connection {
+                reader: BufReader::new(stream.try_clone()?),
+                writer: stream,
+                line: String::new(),
+                body: Vec::new(),
+            })
+        }
+
+        /// Sends one request and reads the whole response; returns its status code.
+        pub fn exchange(&mut self, request: &[u8]) -> std::io::Result<u16> {
+            let bad =
+                |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+            self.writer.write_all(request)?;
+            self.line.clear();
+            self.reader.read_line(&mut self.line)?;
+            let status: u16 = self
+                .line
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("status line"))?;
+            let mut length = 0usize;
+            loop {
+                self.line.clear();
+                if self.reader.read_line(&mut self.line)? == 0 {
+                    return Err(bad("connection closed"));
+                }
+                let header = self.line.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().map_err(|_| bad("content-length"))?;
+                }
+            }
+            self.body.resize(length, 0);
+            self.reader.read_exact(&mut self.body)?;
+            Ok(status)
+        }
+    }
 }

@@ -9,4 +9,4 @@ pub const BLOCKS_PAGE_DEFAULT: usize = 20;
 /// Shortest passphrase a custodial wallet accepts.
 pub const PASSPHRASE_LEN_MIN: usize = 8;
 /// Wallet actor arbiters (threads).
-pub const ACTOR_ARBITERS: usize = 2;
+pub const ACTOR_ARBITERS: usize = 1;

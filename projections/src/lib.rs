@@ -13,3 +13,4 @@
 pub mod audit;
 pub mod explorer;
 pub mod runner;
+pub mod watermark;

@@ -8,14 +8,15 @@ use domain::chain::ChainEvent;
 use domain::codec::DomainEvent;
 use prometheus::{IntGauge, register_int_gauge};
 use store::{EventStore, RecordedEvent, Snapshot, StoreError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::explorer::{Explorer, ExplorerState};
+use crate::watermark::Watermark;
 
 /// Snapshot key of the explorer's checkpoint.
 pub const CHECKPOINT_KEY: &str = "projection/explorer";
 /// A checkpoint is written after this many applied events.
-pub const CHECKPOINT_EVERY_EVENTS: u64 = 100_000;
+pub const CHECKPOINT_EVERY_EVENTS: u64 = 1_000_000;
 /// Capacity of the live block feed (slow subscribers skip ahead).
 pub const BLOCK_FEED_CAPACITY: usize = 256;
 
@@ -32,8 +33,8 @@ static PROJECTION_LAG: LazyLock<IntGauge> = LazyLock::new(|| {
 pub struct ProjectionHandle {
     /// The read model.
     pub explorer: Arc<Explorer>,
-    /// Next position applied (everything before it is readable).
-    pub applied: watch::Receiver<u64>,
+    /// Next position applied (everything before it is readable), with waiters.
+    pub applied: Arc<Watermark>,
     /// Newly applied blocks, live.
     pub blocks: broadcast::Sender<Arc<Block>>,
 }
@@ -41,9 +42,8 @@ pub struct ProjectionHandle {
 impl ProjectionHandle {
     /// Waits until every event before `position` (exclusive) is applied.
     pub async fn wait_applied(&self, position: u64) {
-        let mut applied = self.applied.clone();
-        // An error means the runner stopped; callers then read what there is.
-        let _ = applied.wait_for(|next| *next >= position).await;
+        // If the runner stopped, waiters are released and read what there is.
+        self.applied.wait_for(position).await;
     }
 }
 
@@ -87,7 +87,7 @@ pub async fn save_checkpoint(
 pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     explorer: Arc<Explorer>,
-    applied: watch::Sender<u64>,
+    applied: Arc<Watermark>,
     blocks: broadcast::Sender<Arc<Block>>,
     last_checkpoint: u64,
 }
@@ -97,11 +97,11 @@ impl ProjectionRunner {
     pub fn new(store: Arc<dyn EventStore>, explorer: Explorer) -> (Self, ProjectionHandle) {
         let explorer = Arc::new(explorer);
         let start = explorer.next_position();
-        let (applied, applied_rx) = watch::channel(start);
+        let applied = Arc::new(Watermark::new(start));
         let (blocks, _) = broadcast::channel(BLOCK_FEED_CAPACITY);
         let handle = ProjectionHandle {
             explorer: explorer.clone(),
-            applied: applied_rx,
+            applied: applied.clone(),
             blocks: blocks.clone(),
         };
         (
@@ -123,6 +123,10 @@ impl Actor for ProjectionRunner {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.add_stream(self.store.subscribe_all(self.explorer.next_position()));
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.applied.stop();
+    }
 }
 
 impl StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner {
@@ -142,7 +146,7 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner {
             return;
         }
         let next = event.position + 1;
-        self.applied.send_replace(next);
+        self.applied.advance(next);
         PROJECTION_LAG.set(self.store.next_position().saturating_sub(next) as i64);
         let is_block = event.event_type.starts_with("BlockSealed")
             || event.event_type.starts_with("ChainCreated");
