@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -19,7 +20,7 @@ use domain::wallet::{Credit, WalletState};
 use store::EventStore;
 
 use crate::error::CommandError;
-use crate::limits::ROUTE_ATTEMPTS_MAX;
+use crate::limits::{ROUTE_ATTEMPTS_MAX, WALLET_IDLE_TIMEOUT};
 use crate::wallet::{
     ApplyCredit, Committed, Fund, GetState, SignAndTransfer, SubmitTransfer, WalletActor,
 };
@@ -37,6 +38,8 @@ struct Inner {
     actors: DashMap<WalletKey, Addr<WalletActor>>,
     arbiters: Vec<ArbiterHandle>,
     store: Arc<dyn EventStore>,
+    /// A wallet idle this long passivates.
+    idle_timeout: Duration,
     /// Chain id → minimum fee.
     chains: BTreeMap<Arc<str>, Amount>,
 }
@@ -61,8 +64,27 @@ impl WalletRegistry {
                 arbiters,
                 store,
                 chains,
+                idle_timeout: WALLET_IDLE_TIMEOUT,
             }),
         }
+    }
+
+    /// The same registry with another passivation timeout (tests use a short one). Call it
+    /// before the first command.
+    pub fn with_idle_timeout(self, idle_timeout: Duration) -> Self {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("set the idle timeout before use"));
+        WalletRegistry {
+            inner: Arc::new(Inner {
+                idle_timeout,
+                ..inner
+            }),
+        }
+    }
+
+    /// How long an idle wallet stays activated.
+    pub fn idle_timeout(&self) -> Duration {
+        self.inner.idle_timeout
     }
 
     /// The chain ids this registry serves.

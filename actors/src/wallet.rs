@@ -592,8 +592,9 @@ impl Actor for WalletActor {
         metrics::ACTIVE_WALLETS.inc();
         ctx.set_mailbox_capacity(WALLET_MAILBOX_MAX);
         self.load(ctx);
-        ctx.run_interval(WALLET_IDLE_CHECK, |act, ctx| {
-            let idle = act.last_activity.elapsed() >= WALLET_IDLE_TIMEOUT;
+        let idle_timeout = self.registry.idle_timeout();
+        ctx.run_interval(WALLET_IDLE_CHECK.min(idle_timeout), move |act, ctx| {
+            let idle = act.last_activity.elapsed() >= idle_timeout;
             if idle && !act.in_flight && act.queue.is_empty() {
                 act.registry.forget(&act.key, &ctx.address());
                 ctx.stop();

@@ -14,7 +14,7 @@ use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::money::Amount;
-use domain::tx::{SignedEnvelope, VerifiedTx};
+use domain::tx::SignedEnvelope;
 use projections::runner::ProjectionHandle;
 use serde::Serialize;
 use store::EventStore;
@@ -59,6 +59,9 @@ pub struct App {
     pub custody: Custody,
     /// Set once recovery is complete (see `/health`).
     pub ready: Arc<AtomicBool>,
+    /// Bounds concurrent Argon2id runs (19 MiB each), so unauthenticated custodial requests
+    /// cannot exhaust memory or the blocking pool.
+    pub kdf_permits: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -76,6 +79,23 @@ impl App {
     /// Whether recovery is complete.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Runs a custodial keystore operation (Argon2id) on the blocking pool, at most
+    /// [`crate::limits::KDF_CONCURRENCY_MAX`] at a time.
+    pub async fn with_custody<T: Send + 'static>(
+        self: &Arc<Self>,
+        operation: impl FnOnce(&Custody) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .kdf_permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal("shutting down"))?;
+        let app = self.clone();
+        actix_web::web::block(move || operation(&app.custody))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
     /// Verifies and executes a signed transaction; returns once its effects are readable.
@@ -171,10 +191,9 @@ impl App {
         passphrase: String,
     ) -> Result<TxAccepted, ApiError> {
         let chain_id = self.chain_id(chain)?.to_string();
-        let app = self.clone();
-        let key = actix_web::web::block(move || app.custody.unlock(&from, &passphrase))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+        let key = self
+            .with_custody(move |custody| custody.unlock(&from, &passphrase))
+            .await?;
         if amount == Amount::ZERO {
             return Err(ApiError::malformed("amount must be positive"));
         }
@@ -192,10 +211,5 @@ impl App {
             )
             .await?;
         self.finish(committed).await
-    }
-
-    /// A verified transaction's chain is hosted (used by RPC broadcast and REST alike).
-    pub fn hosts(&self, tx: &VerifiedTx) -> bool {
-        self.chains.contains_key(&tx.payload.chain_id)
     }
 }

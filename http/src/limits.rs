@@ -10,3 +10,5 @@ pub const BLOCKS_PAGE_DEFAULT: usize = 20;
 pub const PASSPHRASE_LEN_MIN: usize = 8;
 /// Wallet actor arbiters (threads).
 pub const ACTOR_ARBITERS: usize = 1;
+/// Argon2id key derivations (19 MiB each) running at once for custodial wallets.
+pub const KDF_CONCURRENCY_MAX: usize = 2;

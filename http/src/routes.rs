@@ -372,10 +372,8 @@ async fn wallet_create(app: Data, body: web::Json<CreateWallet>) -> Result<HttpR
     let body = body.into_inner();
     let key = SigningKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
     let (address, public_key) = (key.address(), hex::encode(key.public_key()));
-    let app = app.get_ref().clone();
-    web::block(move || app.custody.store(&body.name, &body.passphrase, &key))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    app.with_custody(move |custody| custody.store(&body.name, &body.passphrase, &key))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"address": address, "public_key": public_key})))
 }
 
@@ -392,10 +390,8 @@ async fn wallet_import(app: Data, body: web::Json<ImportWallet>) -> Result<HttpR
     let key = SigningKey::from_hex(&body.secret_key)
         .ok_or_else(|| ApiError::malformed("secret_key must be 64 hex characters"))?;
     let (address, public_key) = (key.address(), hex::encode(key.public_key()));
-    let app = app.get_ref().clone();
-    web::block(move || app.custody.store(&body.name, &body.passphrase, &key))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    app.with_custody(move |custody| custody.store(&body.name, &body.passphrase, &key))
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"address": address, "public_key": public_key})))
 }
 

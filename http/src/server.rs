@@ -20,7 +20,7 @@ use store::{EventStore, FileStore};
 use crate::app::{App, HostedChain};
 use crate::config::{NodeConfig, read_key_file};
 use crate::custody::Custody;
-use crate::limits::ACTOR_ARBITERS;
+use crate::limits::{ACTOR_ARBITERS, KDF_CONCURRENCY_MAX};
 use crate::routes;
 
 /// Why the node could not start.
@@ -141,6 +141,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         default_chain: config.default_chain.clone(),
         custody,
         ready,
+        kdf_permits: tokio::sync::Semaphore::new(KDF_CONCURRENCY_MAX),
     });
     let data = web::Data::new(app.clone());
     let mut server = HttpServer::new(move || {
