@@ -54,6 +54,19 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Result<String> 
     Ok(first)
 }
 
+/// Fails if `name` is not a valid wallet name or a wallet of that name exists (checked before
+/// asking for a passphrase).
+pub fn ensure_new(dir: &Path, name: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    if path(dir, name).exists() {
+        bail!(
+            "a wallet named {name:?} already exists in {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Stores `key` as wallet `name`.
 pub fn save(dir: &Path, name: &str, key: &SigningKey, passphrase: &str) -> anyhow::Result<PathBuf> {
     check_name(name)?;

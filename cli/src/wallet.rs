@@ -61,6 +61,7 @@ pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
             name,
             passphrase_file,
         } => {
+            keystore::ensure_new(&ctx.keystore, &name)?;
             let passphrase = keystore::passphrase(passphrase_file.as_deref(), true)?;
             let key = SigningKey::generate().map_err(|e| anyhow!("no OS randomness: {e}"))?;
             let file = keystore::save(&ctx.keystore, &name, &key, &passphrase)?;
@@ -76,6 +77,7 @@ pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
             secret_key_file,
             passphrase_file,
         } => {
+            keystore::ensure_new(&ctx.keystore, &name)?;
             let text = std::fs::read_to_string(&secret_key_file)
                 .with_context(|| format!("reading {}", secret_key_file.display()))?;
             let key = SigningKey::from_hex(&text)
@@ -100,15 +102,13 @@ pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
         }
         WalletCommand::Show { name } => {
             let wallet = keystore::load(&ctx.keystore, &name)?;
-            let account = ctx
-                .get(&format!("/v1/accounts/{}", wallet.key.address))
-                .ok();
+            let account = ctx.get(&format!("/v1/accounts/{}", wallet.key.address))?;
             print(Ok(json!({
                 "name": wallet.name,
                 "address": wallet.key.address,
                 "public_key": wallet.key.public_key,
-                "balance": account.as_ref().map(|a| a["balance"].clone()),
-                "nonce": account.as_ref().map(|a| a["nonce"].clone()),
+                "balance": account["balance"],
+                "nonce": account["nonce"],
             })))
         }
     }
@@ -121,7 +121,10 @@ fn resolve(ctx: &Context, account: &str) -> anyhow::Result<Address> {
     }
     Ok(keystore::load(&ctx.keystore, account)
         .map_err(|_| {
-            anyhow!("{account:?} is neither an address (ait1 + 40 hex) nor a local wallet name")
+            anyhow!(
+                "{account:?} is neither an address (ait1 + 40 hex) nor a local wallet name \
+                 (see `aitbc wallet list`)"
+            )
         })?
         .key
         .address)
@@ -135,11 +138,13 @@ fn chain_info(ctx: &Context) -> anyhow::Result<Value> {
     match &ctx.chain {
         Some(chain) => ctx.get(&format!("/v1/chains/{chain}")),
         None => {
-            let health = ctx.get("/v1/chains")?;
-            health["chains"]
-                .get(0)
+            let chains = ctx.get("/v1/chains")?;
+            let default = chains["default_chain"].as_str().unwrap_or_default();
+            chains["chains"]
+                .as_array()
+                .and_then(|all| all.iter().find(|c| c["chain_id"] == default))
                 .cloned()
-                .ok_or_else(|| anyhow!("the node hosts no chain"))
+                .ok_or_else(|| anyhow!("the node did not report its default chain"))
         }
     }
 }
@@ -147,6 +152,7 @@ fn chain_info(ctx: &Context) -> anyhow::Result<Value> {
 pub fn send(ctx: &Context, args: SendArgs) -> anyhow::Result<()> {
     let to = resolve(ctx, &args.to)?;
     let value = amount(&args.amount)?;
+    keystore::load(&ctx.keystore, &args.from)?;
     let passphrase = keystore::passphrase(args.passphrase_file.as_deref(), false)?;
     let key = keystore::unlock(&ctx.keystore, &args.from, &passphrase)?;
     let chain = chain_info(ctx)?;

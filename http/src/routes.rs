@@ -235,7 +235,7 @@ pub fn chain_json(app: &App, id: &str) -> Result<Value, ApiError> {
 async fn list_chains(app: Data) -> Result<HttpResponse, ApiError> {
     let chains: Result<Vec<Value>, ApiError> =
         app.chains.keys().map(|id| chain_json(&app, id)).collect();
-    Ok(HttpResponse::Ok().json(json!({"chains": chains?})))
+    Ok(HttpResponse::Ok().json(json!({"default_chain": app.default_chain, "chains": chains?})))
 }
 
 async fn get_chain(app: Data, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

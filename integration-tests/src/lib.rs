@@ -642,3 +642,96 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("tempdir")
 }
+
+/// What one run of the `aitbc` client printed.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// Exit status.
+    pub status: std::process::ExitStatus,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Asserts exit status 0; returns stdout.
+    pub fn ok(&self) -> &str {
+        assert!(self.status.success(), "expected success: {self:#?}");
+        &self.stdout
+    }
+
+    /// Asserts a non-zero exit status; returns stderr.
+    pub fn err(&self) -> &str {
+        assert!(!self.status.success(), "expected failure: {self:#?}");
+        &self.stderr
+    }
+
+    /// Stdout parsed as JSON (asserting exit status 0).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.ok())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// The `aitbc` binary as a command-line client: runs it as a subprocess with `AITBC_NODE`
+/// and `AITBC_KEYSTORE` set, stdin null (so never a TTY), no inherited `AITBC_*`
+/// variables, and `HOME` pointed away from the real home directory.
+#[derive(Clone)]
+pub struct Cli {
+    node: String,
+    keystore: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// A client for the node at `node` with the keystore `keystore`.
+    pub fn new(node: &str, keystore: &Path) -> Cli {
+        Cli {
+            node: node.to_string(),
+            keystore: keystore.to_path_buf(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The same client with `AITBC_PASSPHRASE` set.
+    pub fn with_passphrase(&self, passphrase: &str) -> Cli {
+        self.with_env("AITBC_PASSPHRASE", passphrase)
+    }
+
+    /// The same client with another environment variable set.
+    pub fn with_env(&self, key: &str, value: &str) -> Cli {
+        let mut cli = self.clone();
+        cli.env.retain(|(k, _)| k != key);
+        cli.env.push((key.to_string(), value.to_string()));
+        cli
+    }
+
+    /// The command, ready to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.keystore.parent().unwrap_or(&self.keystore))
+            .env("AITBC_NODE", &self.node)
+            .env("AITBC_KEYSTORE", &self.keystore)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    /// Runs `aitbc ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> CliOutput {
+        let output = self.command(args).output().expect("run aitbc");
+        CliOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
