@@ -371,8 +371,18 @@ struct CreateWallet {
 async fn wallet_create(app: Data, body: web::Json<CreateWallet>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let key = SigningKey::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+    hold_custodial(&app, body.name, body.passphrase, key).await
+}
+
+/// Stores `key` as a custodial wallet and answers with its public parts only.
+async fn hold_custodial(
+    app: &Data,
+    name: String,
+    passphrase: String,
+    key: SigningKey,
+) -> Result<HttpResponse, ApiError> {
     let (address, public_key) = (key.address(), hex::encode(key.public_key()));
-    app.with_custody(move |custody| custody.store(&body.name, &body.passphrase, &key))
+    app.with_custody(move |custody| custody.store(&name, &passphrase, &key))
         .await?;
     Ok(HttpResponse::Ok().json(json!({"address": address, "public_key": public_key})))
 }
@@ -389,10 +399,7 @@ async fn wallet_import(app: Data, body: web::Json<ImportWallet>) -> Result<HttpR
     let body = body.into_inner();
     let key = SigningKey::from_hex(&body.secret_key)
         .ok_or_else(|| ApiError::malformed("secret_key must be 64 hex characters"))?;
-    let (address, public_key) = (key.address(), hex::encode(key.public_key()));
-    app.with_custody(move |custody| custody.store(&body.name, &body.passphrase, &key))
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({"address": address, "public_key": public_key})))
+    hold_custodial(&app, body.name, body.passphrase, key).await
 }
 
 #[derive(Deserialize)]
