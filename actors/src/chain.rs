@@ -183,7 +183,7 @@ impl ChainActor {
                 .await
                 .map(|r| (r, event))
         };
-        ctx.spawn(append.into_actor(self).map(move |result, act, ctx| {
+        ctx.spawn(append.into_actor(self).map(move |result, act, _ctx| {
             act.sealing = false;
             match result {
                 Ok((revision, event)) => {
@@ -191,11 +191,13 @@ impl ChainActor {
                     act.loaded.revision = Some(revision);
                     act.loaded.last_timestamp = event.block().timestamp;
                     act.pending.drain(..included);
-                    metrics::BLOCKS_SEALED.with_label_values(&[&act.chain_id]).inc();
+                    metrics::BLOCKS_SEALED
+                        .with_label_values(&[&act.chain_id])
+                        .inc();
                 }
                 Err(error) => {
-                    tracing::error!(chain = %act.chain_id, %error, "block not appended; sealer stops");
-                    ctx.stop();
+                    // Nothing was written: the same block is built again on the next tick.
+                    tracing::error!(chain = %act.chain_id, %error, "block not appended; retrying");
                 }
             }
         }));

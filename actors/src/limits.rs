@@ -6,6 +6,8 @@ use std::time::Duration;
 pub const WALLET_MAILBOX_MAX: usize = 4096;
 /// Most events one wallet appends in one batch.
 pub const WALLET_BATCH_EVENTS_MAX: usize = 1024;
+/// Most bytes (upper bound of the encoded events) one wallet appends in one batch.
+pub const WALLET_BATCH_BYTES_MAX: usize = 8 << 20;
 /// Events read per page while rehydrating.
 pub const REHYDRATE_PAGE_MAX: usize = 1024;
 /// A snapshot is written after this many new events in a stream.
@@ -24,3 +26,13 @@ pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
 pub const TRANSFER_MANAGER_TICK: Duration = Duration::from_millis(500);
 
 const _: () = assert!(WALLET_BATCH_EVENTS_MAX <= store::limits::APPEND_EVENTS_MAX);
+// One command may exceed the byte budget alone (it is then a batch of one): its bound must
+// still fit one append.
+const _: () = assert!(
+    WALLET_BATCH_BYTES_MAX + 2 * (domain::limits::PAYLOAD_LEN_MAX + 256) + 1024
+        <= store::limits::APPEND_BYTES_MAX
+);
+
+/// Bytes of JSON a block's list of transaction hashes takes at most (64 hex + quotes + comma).
+const BLOCK_HASHES_JSON_LEN_MAX: usize = domain::limits::BLOCK_TXS_MAX * 67;
+const _: () = assert!(BLOCK_HASHES_JSON_LEN_MAX + 64 * 1024 <= store::limits::EVENT_DATA_LEN_MAX);

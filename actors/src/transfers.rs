@@ -166,8 +166,11 @@ impl TransferManager {
                         .all(|ok| ok)
                 }
                 .into_actor(self)
-                .map(|all_ok, act, _| {
+                .map(move |all_ok, act, _| {
                     act.recovering = false;
+                    for position in &from_before_crash {
+                        act.delivering.remove(position);
+                    }
                     if all_ok {
                         act.recovered.store(true, Ordering::Release);
                         tracing::info!(
@@ -180,7 +183,10 @@ impl TransferManager {
         let head_at_start = self.head_at_start;
         for position in overdue.into_iter().filter(|p| *p >= head_at_start) {
             let delivery = self.deliver(position);
-            ctx.spawn(delivery.into_actor(self).map(|_, _, _| ()));
+            ctx.spawn(delivery.into_actor(self).map(move |_, act, _| {
+                // Done either way: a still-missing credit is retried on a later tick.
+                act.delivering.remove(&position);
+            }));
         }
         self.save_checkpoint();
     }
@@ -231,11 +237,7 @@ impl Actor for TransferManager {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.add_stream(self.store.subscribe_all(self.start));
-        ctx.run_interval(TRANSFER_MANAGER_TICK, |act, ctx| {
-            // Deliveries finished since the last tick are retried if their credits still lack.
-            act.delivering.clear();
-            act.tick(ctx)
-        });
+        ctx.run_interval(TRANSFER_MANAGER_TICK, |act, ctx| act.tick(ctx));
     }
 }
 

@@ -102,6 +102,21 @@ impl Pending {
         matches!(self, Pending::Transfer(..) | Pending::Sign(..))
     }
 
+    /// An upper bound of the stored size of the event this command may produce: a debit holds
+    /// the envelope, whose payload JSON-escaping can at most double.
+    fn encoded_len_max(&self) -> usize {
+        const OVERHEAD: usize = 1024;
+        match self {
+            Pending::Transfer(tx, _) => {
+                2 * (tx.envelope.payload.len()
+                    + tx.envelope.public_key.len()
+                    + tx.envelope.signature.len())
+                    + OVERHEAD
+            }
+            Pending::Sign(..) | Pending::Credit(..) | Pending::Fund(..) => 2 * OVERHEAD,
+        }
+    }
+
     fn fail(self, error: CommandError) {
         match self {
             Pending::Transfer(_, reply) | Pending::Sign(_, reply) => drop(reply.send(Err(error))),
@@ -227,6 +242,7 @@ impl WalletActor {
             let mut waiters: Vec<Waiter> = Vec::new();
             let mut batch_txs: HashMap<Hash32, usize> = HashMap::new();
             let mut batch_ids: HashMap<u128, usize> = HashMap::new();
+            let mut batch_bytes = 0usize;
             while events.len() < WALLET_BATCH_EVENTS_MAX {
                 let Some(front) = self.queue.front() else {
                     break;
@@ -234,6 +250,11 @@ impl WalletActor {
                 if front.is_transfer() != transfers {
                     break;
                 }
+                let bytes = front.encoded_len_max();
+                if !events.is_empty() && batch_bytes + bytes > WALLET_BATCH_BYTES_MAX {
+                    break;
+                }
+                batch_bytes += bytes;
                 let pending = self.queue.pop_front().expect("front exists");
                 match pending {
                     Pending::Transfer(tx, reply) => self.decide_transfer(

@@ -64,9 +64,12 @@ impl Genesis {
             return Err(fail(format!("needs 1-{VALIDATORS_MAX} validators")));
         }
         for v in &self.validators {
-            if v.len() != 64 || hex::decode(v).is_err() {
+            let lower_hex = v
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if v.len() != 64 || !lower_hex {
                 return Err(fail(format!(
-                    "validator key {v:?} is not 64 hex characters"
+                    "validator key {v:?} is not 64 lowercase hex characters"
                 )));
             }
         }
@@ -148,6 +151,12 @@ mod tests {
         let mut g = genesis();
         g.chain_id = "Bad Id".into();
         assert!(g.validate().is_err());
+        let mut g = genesis();
+        g.validators = vec!["AB".repeat(32)];
+        assert!(
+            g.validate().is_err(),
+            "uppercase keys would never match signatures"
+        );
         let mut g = genesis();
         g.validator_threshold = 2;
         assert!(g.validate().is_err());

@@ -28,8 +28,10 @@ pub struct SignedEnvelope {
     pub signature: String,
 }
 
-/// The payload's common fields.
+/// The payload's fields. Unknown top-level fields are refused (`malformed`): kind-specific data
+/// belongs in `body`, and nothing unchecked is kept in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TxPayload {
     /// Chain the transaction is for.
     pub chain_id: String,

@@ -462,20 +462,28 @@ impl Executor {
             }
         };
         let (reply, rx) = mpsc::channel();
-        let worker = self
-            .shared
-            .worker
-            .lock()
-            .map(|w| Arc::clone(&w))
-            .map_err(|_| GpuError::ExecutorStopped)?;
-        worker
-            .tx
-            .send(Request::Run {
-                work,
-                limits: limits.clamped_to(adapter),
-                reply,
-            })
-            .map_err(|_| GpuError::ExecutorStopped)?;
+        let current = || {
+            self.shared
+                .worker
+                .lock()
+                .map(|w| Arc::clone(&w))
+                .map_err(|_| GpuError::ExecutorStopped)
+        };
+        let mut worker = current()?;
+        let request = Request::Run {
+            work,
+            limits: limits.clamped_to(adapter),
+            reply,
+        };
+        if let Err(mpsc::SendError(request)) = worker.tx.send(request) {
+            // The worker thread is gone (a panic inside the driver): start a new one, retry once.
+            self.shared.replace(&worker);
+            worker = current()?;
+            worker
+                .tx
+                .send(request)
+                .map_err(|_| GpuError::ExecutorStopped)?;
+        }
         Ok(JobHandle {
             rx,
             worker,

@@ -6,16 +6,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use actix::Addr;
+use actors::chain::ChainActor;
 use actors::registry::WalletRegistry;
+use actors::transfers::TransferManager;
 use actors::wallet::{Committed, SignAndTransfer};
 use domain::TxError;
 use domain::address::Address;
+use domain::codec::DomainEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::money::Amount;
-use domain::tx::SignedEnvelope;
-use projections::runner::ProjectionHandle;
+use domain::tx::{SignedEnvelope, TxAction, VerifiedTx};
+use domain::wallet::{DebitSummary, WalletEvent};
+use projections::runner::{ProjectionHandle, ProjectionRunner};
 use serde::Serialize;
 use store::EventStore;
 
@@ -43,6 +48,27 @@ pub struct TxAccepted {
     pub position: u64,
 }
 
+/// What a resubmitted, already committed transfer owes: the same credits as the first time.
+fn resubmitted(tx: &VerifiedTx, position: u64) -> Committed {
+    let TxAction::Transfer(body) = &tx.action;
+    let summary = DebitSummary {
+        tx_hash: tx.hash,
+        nonce: tx.payload.nonce,
+        to: body.to,
+        amount: body.amount,
+        fee: tx.payload.fee,
+        treasury: Address::treasury(&tx.payload.chain_id),
+    };
+    Committed {
+        chain_id: Arc::from(tx.payload.chain_id.as_str()),
+        tx_hash: tx.hash,
+        sender: tx.payload.sender,
+        position,
+        credits: summary.credits(tx.payload.sender),
+        duplicate: true,
+    }
+}
+
 /// The node's service.
 pub struct App {
     /// The event log.
@@ -61,7 +87,38 @@ pub struct App {
     pub ready: Arc<AtomicBool>,
     /// Bounds concurrent Argon2id runs (19 MiB each), so unauthenticated custodial requests
     /// cannot exhaust memory or the blocking pool.
-    pub kdf_permits: tokio::sync::Semaphore,
+    pub kdf_permits: Arc<tokio::sync::Semaphore>,
+    /// The node's long-running actors, for `/health`.
+    pub components: Components,
+}
+
+/// The long-running actors a node cannot serve correctly without.
+pub struct Components {
+    /// The explorer projection.
+    pub projection: Addr<ProjectionRunner>,
+    /// The transfer process manager.
+    pub manager: Addr<TransferManager>,
+    /// Block sealers by chain.
+    pub sealers: Vec<(String, Addr<ChainActor>)>,
+}
+
+impl Components {
+    /// Names of the components that have stopped.
+    pub fn stopped(&self) -> Vec<String> {
+        let mut stopped = Vec::new();
+        if !self.projection.connected() {
+            stopped.push("projection".to_string());
+        }
+        if !self.manager.connected() {
+            stopped.push("transfer-manager".to_string());
+        }
+        for (chain, sealer) in &self.sealers {
+            if !sealer.connected() {
+                stopped.push(format!("sealer/{chain}"));
+            }
+        }
+        stopped
+    }
 }
 
 impl App {
@@ -87,15 +144,38 @@ impl App {
         self: &Arc<Self>,
         operation: impl FnOnce(&Custody) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self
+        // The permit moves into the blocking task: a client that hangs up cannot free it while
+        // its derivation still runs.
+        let permit = self
             .kdf_permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ApiError::internal("shutting down"))?;
         let app = self.clone();
-        actix_web::web::block(move || operation(&app.custody))
+        actix_web::web::block(move || {
+            let result = operation(&app.custody);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
+    /// The signed envelope kept in the debit event at `position`.
+    pub async fn debit_envelope(&self, position: u64) -> Result<SignedEnvelope, ApiError> {
+        let events = self
+            .store
+            .read_all(position, 1)
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let event = events.first().filter(|e| e.position == position);
+        match event.map(|e| DomainEvent::decode(&e.event_type, &e.data)) {
+            Some(Ok(DomainEvent::Wallet(WalletEvent::Debited(debit)))) => Ok(debit.envelope),
+            _ => Err(ApiError::internal(format!(
+                "log position {position} is not a debit"
+            ))),
+        }
     }
 
     /// Verifies and executes a signed transaction; returns once its effects are readable.
@@ -111,28 +191,18 @@ impl App {
             .into());
         }
         if let Some(known) = self.projections.explorer.tx(&tx.hash) {
-            return Ok(TxAccepted {
-                tx_hash: known.tx_hash,
-                status: "committed",
-                position: known.position,
-            });
+            // Already committed: make sure its credits are there too before answering the same.
+            return self.finish(resubmitted(&tx, known.position)).await;
         }
-        let hash = tx.hash;
-        match self.registry.submit(tx).await {
+        match self.registry.submit(tx.clone()).await {
             Ok(committed) => self.finish(committed).await,
             Err(actors::CommandError::Rejected(TxError::BadNonce { expected, got }))
                 if got < expected =>
             {
                 // Maybe an old resubmission that the wallet no longer remembers.
-                self.projections
-                    .wait_applied(self.store.next_position())
-                    .await;
-                match self.projections.explorer.tx(&hash) {
-                    Some(known) => Ok(TxAccepted {
-                        tx_hash: hash,
-                        status: "committed",
-                        position: known.position,
-                    }),
+                self.wait_readable(self.store.next_position()).await?;
+                match self.projections.explorer.tx(&tx.hash) {
+                    Some(known) => self.finish(resubmitted(&tx, known.position)).await,
                     None => Err(TxError::BadNonce { expected, got }.into()),
                 }
             }
@@ -140,10 +210,33 @@ impl App {
         }
     }
 
-    /// Delivers a committed transfer's credits and waits until all of it is readable.
+    /// Waits until the explorer has applied every position before `position`.
+    async fn wait_readable(&self, position: u64) -> Result<(), ApiError> {
+        self.projections
+            .wait_applied(position)
+            .await
+            .map_err(|stopped| ApiError::new("unavailable", stopped.to_string()))
+    }
+
+    /// Delivers a committed transfer's credits (idempotent) and waits until all of it is
+    /// readable. If delivery fails the debit still stands and the transfer manager finishes it:
+    /// the error names the transaction so the client can look it up instead of paying twice.
     async fn finish(&self, committed: Committed) -> Result<TxAccepted, ApiError> {
-        let last = self.registry.deliver_credits(&committed).await?;
-        self.projections.wait_applied(last + 1).await;
+        let last = match self.registry.deliver_credits(&committed).await {
+            Ok(last) => last,
+            Err(error) => {
+                tracing::warn!(tx = %committed.tx_hash, %error, "credits not delivered on the request path");
+                return Err(ApiError::new(
+                    "unavailable",
+                    format!(
+                        "transaction {} is committed at log position {} but its credits are still being delivered \
+                         ({error}); look it up with GET /v1/transactions/{}",
+                        committed.tx_hash, committed.position, committed.tx_hash
+                    ),
+                ));
+            }
+        };
+        self.wait_readable(last + 1).await?;
         Ok(TxAccepted {
             tx_hash: committed.tx_hash,
             status: "committed",

@@ -131,6 +131,11 @@ impl NodeConfig {
                 ));
             }
         }
+        if self.http_workers.is_some_and(|n| n == 0 || n > 256) {
+            return Err(ConfigError::Invalid(
+                "http_workers must be between 1 and 256".into(),
+            ));
+        }
         if !ids.contains(self.default_chain.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "default_chain {} is not configured",

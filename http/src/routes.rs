@@ -99,16 +99,21 @@ struct ChainQuery {
 }
 
 async fn health(app: Data) -> HttpResponse {
-    let position = app.store.next_position();
-    let applied = app.projections.explorer.next_position();
+    let stopped = app.components.stopped();
+    let status = match (app.is_ready(), stopped.is_empty()) {
+        (true, true) => "ok",
+        (_, false) => "degraded",
+        (false, true) => "starting",
+    };
     let body = json!({
-        "status": if app.is_ready() { "ok" } else { "starting" },
-        "log_position": position,
-        "projection_position": applied,
+        "status": status,
+        "stopped": stopped,
+        "log_position": app.store.next_position(),
+        "projection_position": app.projections.explorer.next_position(),
         "chains": app.chains.keys().collect::<Vec<_>>(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    if app.is_ready() {
+    if status == "ok" {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
@@ -139,7 +144,7 @@ async fn post_transaction(
 }
 
 /// JSON of a committed transaction, with block and proof once sealed.
-pub fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> {
+pub async fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> {
     let hash: Hash32 = hash
         .parse()
         .map_err(|_| ApiError::malformed("transaction hash must be 64 lowercase hex"))?;
@@ -148,17 +153,20 @@ pub fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> {
         .explorer
         .tx(&hash)
         .ok_or_else(|| ApiError::not_found(format!("transaction {hash} not found")))?;
-    let payload: Value = serde_json::from_str(&tx.payload).unwrap_or(Value::Null);
+    let envelope = app.debit_envelope(tx.position).await?;
     let mut body = json!({
         "tx_hash": tx.tx_hash,
         "status": "committed",
         "chain_id": tx.chain_id,
         "sender": tx.sender,
         "nonce": tx.nonce,
-        "payload": payload,
-        "payload_text": tx.payload,
-        "public_key": tx.public_key,
-        "signature": tx.signature,
+        "kind": domain::tx::KIND_TRANSFER,
+        "to": tx.to,
+        "amount": tx.amount,
+        "fee": tx.fee,
+        "payload": envelope.payload,
+        "public_key": envelope.public_key,
+        "signature": envelope.signature,
         "position": tx.position,
         "events": tx.events,
         "block_height": Value::Null,
@@ -173,7 +181,7 @@ pub fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> {
 }
 
 async fn get_transaction(app: Data, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(transaction_json(&app, &path)?))
+    Ok(HttpResponse::Ok().json(transaction_json(&app, &path).await?))
 }
 
 /// JSON of an account.

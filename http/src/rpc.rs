@@ -65,7 +65,7 @@ async fn dispatch(app: &Arc<App>, method: &str, params: &Value) -> Result<Value,
             };
             find_block(app, chain, &id).map(|b| serde_json::to_value(b).expect("blocks serialize"))
         }
-        "get_tx" => transaction_json(app, param_str(params, "hash")?),
+        "get_tx" => transaction_json(app, param_str(params, "hash")?).await,
         "broadcast_tx" => {
             let envelope: SignedEnvelope =
                 serde_json::from_value(param(params, "envelope")?.clone())

@@ -14,10 +14,10 @@ use actors::bootstrap::ensure_chain;
 use actors::chain::{ChainActor, SealingConfig};
 use actors::registry::WalletRegistry;
 use actors::transfers::TransferManager;
-use projections::runner::{ProjectionRunner, load_explorer, save_checkpoint};
+use projections::runner::{ExportState, ProjectionRunner, load_explorer, save_checkpoint};
 use store::{EventStore, FileStore};
 
-use crate::app::{App, HostedChain};
+use crate::app::{App, Components, HostedChain};
 use crate::config::{NodeConfig, read_key_file};
 use crate::custody::Custody;
 use crate::limits::{ACTOR_ARBITERS, KDF_CONCURRENCY_MAX};
@@ -68,12 +68,13 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         .map_err(|e| fail("explorer checkpoint")(e.to_string()))?;
     let (runner, projections) = ProjectionRunner::new(store.clone(), explorer);
     let projection_arbiter = Arbiter::new();
-    ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
+    let projection = ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
     arbiters.push(projection_arbiter);
 
     // The block sealers and the transfer manager each follow the whole log: their own threads.
     let (sealer_arbiter, manager_arbiter) = (Arbiter::new(), Arbiter::new());
     let mut chains = BTreeMap::new();
+    let mut sealers = Vec::new();
     for chain in &config.chains {
         let chain_id = chain.genesis.chain_id.clone();
         let signers = chain
@@ -82,6 +83,17 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             .map(|file| read_key_file(data_dir, file))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| fail(&chain_id)(e.to_string()))?;
+        if let Some(stranger) = signers.iter().find(|k| {
+            !chain
+                .genesis
+                .validators
+                .contains(&hex::encode(k.public_key()))
+        }) {
+            return Err(StartError(format!(
+                "{chain_id}: the validator key of {} is not one of the chain's validators",
+                stranger.address()
+            )));
+        }
         let faucet = match &chain.faucet {
             Some(f) => Some((
                 read_key_file(data_dir, &f.key_file).map_err(|e| fail(&chain_id)(e.to_string()))?,
@@ -98,7 +110,10 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
                 empty_blocks: chain.empty_blocks,
             };
             let sealer = ChainActor::new(loaded, signers, sealing, store.clone());
-            ChainActor::start_in_arbiter(&sealer_arbiter.handle(), |_| sealer);
+            sealers.push((
+                chain_id.clone(),
+                ChainActor::start_in_arbiter(&sealer_arbiter.handle(), |_| sealer),
+            ));
         } else {
             tracing::warn!(chain = %chain_id, "this node holds too few validator keys to seal blocks");
         }
@@ -116,14 +131,17 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     let manager = TransferManager::load(store.clone(), registry.clone(), recovered.clone())
         .await
         .map_err(|e| fail("transfer manager")(e.to_string()))?;
-    TransferManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
+    let manager = TransferManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
     arbiters.extend([sealer_arbiter, manager_arbiter]);
 
     let ready = Arc::new(AtomicBool::new(false));
     let head_at_start = store.next_position();
     let (ready_flag, waiting_projections) = (ready.clone(), projections.clone());
     actix::spawn(async move {
-        waiting_projections.wait_applied(head_at_start).await;
+        if let Err(stopped) = waiting_projections.wait_applied(head_at_start).await {
+            tracing::error!(%stopped, "the node cannot become ready");
+            return;
+        }
         while !recovered.load(Ordering::Acquire) {
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
@@ -141,7 +159,12 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         default_chain: config.default_chain.clone(),
         custody,
         ready,
-        kdf_permits: tokio::sync::Semaphore::new(KDF_CONCURRENCY_MAX),
+        kdf_permits: Arc::new(tokio::sync::Semaphore::new(KDF_CONCURRENCY_MAX)),
+        components: Components {
+            projection,
+            manager,
+            sealers,
+        },
     });
     let data = web::Data::new(app.clone());
     let mut server = HttpServer::new(move || {
@@ -175,10 +198,15 @@ impl Node {
     /// the log.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
-        if let Err(error) =
-            save_checkpoint(self.app.store.as_ref(), &self.app.projections.explorer).await
-        {
-            tracing::warn!(%error, "explorer checkpoint not saved at shutdown");
+        // The copy is taken by the runner between two events, so it is consistent even though
+        // the sealers and the transfer manager may still be appending.
+        match self.app.components.projection.send(ExportState).await {
+            Ok(state) => {
+                if let Err(error) = save_checkpoint(self.app.store.as_ref(), &state).await {
+                    tracing::warn!(%error, "explorer checkpoint not saved at shutdown");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "explorer runner gone; no checkpoint at shutdown"),
         }
         self.file_store.close();
         result

@@ -226,7 +226,7 @@ fn money_flow() {
     assert_eq!(tx["tx_hash"], hash);
     assert_eq!(tx["status"], "committed");
     assert_eq!(tx["sender"], alice.to_string());
-    assert_eq!(tx["payload"]["kind"], "transfer", "{tx}");
+    assert_eq!(tx["kind"], "transfer", "{tx}");
     assert_eq!(tx["payload"], node.tx(&hash)["payload"]);
 
     // Once sealed: the tx shows its block, `block` the latest, `block 1` the first after genesis.

@@ -25,7 +25,26 @@ fn transfer_is_visible_immediately_and_the_fee_goes_to_the_treasury() {
 
     let tx = node.tx(body["tx_hash"].as_str().unwrap());
     assert_eq!(tx["status"], "committed");
-    assert_eq!(tx["payload"]["kind"], "transfer");
+    assert_eq!(tx["kind"], "transfer");
+    // The transaction as served is the signed envelope, byte for byte: anyone can re-verify it.
+    let served = domain::tx::SignedEnvelope {
+        payload: tx["payload"]
+            .as_str()
+            .expect("payload is the signed text")
+            .to_string(),
+        public_key: tx["public_key"].as_str().unwrap().to_string(),
+        signature: tx["signature"].as_str().unwrap().to_string(),
+    };
+    let verified = served.verify().expect("the served envelope verifies");
+    assert_eq!(verified.hash.to_string(), body["tx_hash"].as_str().unwrap());
+    assert_eq!(
+        (tx["to"].as_str(), tx["amount"].as_str(), tx["fee"].as_str()),
+        (
+            Some(bob.address().to_string().as_str()),
+            Some("300"),
+            Some("5")
+        )
+    );
     assert!(
         tx["events"].as_array().is_some_and(|e| !e.is_empty()),
         "{tx}"

@@ -42,7 +42,8 @@ pub struct TxEventView {
     pub amount: Amount,
 }
 
-/// A committed transaction.
+/// A committed transaction. The signed envelope is not copied here: it stays in the log, in
+/// the debit event at `position`, and is read from there on request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxView {
     /// Hash.
@@ -53,12 +54,12 @@ pub struct TxView {
     pub sender: Address,
     /// Nonce.
     pub nonce: u64,
-    /// Payload text as signed.
-    pub payload: String,
-    /// Signer's public key.
-    pub public_key: String,
-    /// Signature.
-    pub signature: String,
+    /// Recipient.
+    pub to: Address,
+    /// Amount sent.
+    pub amount: Amount,
+    /// Fee paid.
+    pub fee: Amount,
     /// Log position of the debit.
     pub position: u64,
     /// Events caused, in log order.
@@ -177,6 +178,8 @@ impl Explorer {
         Ok(())
     }
 
+    /// Applies a wallet event: the new account and supply are computed on copies and checked
+    /// first, so a refused event leaves nothing half-applied.
     fn apply_wallet(
         &self,
         chain: &str,
@@ -189,8 +192,9 @@ impl Explorer {
             .get(chain)
             .map(|e| e.key().clone())
             .unwrap_or_else(|| Arc::from(chain));
-        let mut account = self.accounts.entry((chain.clone(), address)).or_default();
-        let mut supply = self.supply.entry(chain.clone()).or_default();
+        let key = (chain.clone(), address);
+        let mut account = self.accounts.get(&key).map(|a| *a).unwrap_or_default();
+        let mut supply = self.supply.get(&chain).map(|s| *s).unwrap_or_default();
         let overflow = || "amount overflow".to_string();
         let view = |amount: Amount| TxEventView {
             event_type: recorded.event_type.clone(),
@@ -199,6 +203,7 @@ impl Explorer {
             address,
             amount,
         };
+        let mut new_tx = None;
         match event {
             WalletEvent::Funded { amount, .. } => {
                 account.balance = account.balance.checked_add(*amount).ok_or_else(overflow)?;
@@ -213,6 +218,9 @@ impl Explorer {
                         debit.nonce, account.nonce
                     ));
                 }
+                if self.txs.contains_key(&debit.tx_hash) {
+                    return Err(format!("transaction {} debited twice", debit.tx_hash));
+                }
                 account.balance = account
                     .balance
                     .checked_sub(total)
@@ -223,24 +231,24 @@ impl Explorer {
                     .checked_sub(total)
                     .ok_or("negative supply")?;
                 supply.in_flight = supply.in_flight.checked_add(total).ok_or_else(overflow)?;
-                self.txs.insert(
-                    debit.tx_hash,
-                    TxView {
-                        tx_hash: debit.tx_hash,
-                        chain_id: chain.to_string(),
-                        sender: address,
-                        nonce: debit.nonce,
-                        payload: debit.envelope.payload.clone(),
-                        public_key: debit.envelope.public_key.clone(),
-                        signature: debit.envelope.signature.clone(),
-                        position: recorded.position,
-                        events: vec![view(total)],
-                        block_height: None,
-                        block_index: None,
-                    },
-                );
+                new_tx = Some(TxView {
+                    tx_hash: debit.tx_hash,
+                    chain_id: chain.to_string(),
+                    sender: address,
+                    nonce: debit.nonce,
+                    to: debit.to,
+                    amount: debit.amount,
+                    fee: debit.fee,
+                    position: recorded.position,
+                    events: vec![view(total)],
+                    block_height: None,
+                    block_index: None,
+                });
             }
             WalletEvent::Credited(credit) => {
+                if !self.txs.contains_key(&credit.transfer_id) {
+                    return Err("credit for an unknown transfer".into());
+                }
                 account.balance = account
                     .balance
                     .checked_add(credit.amount)
@@ -253,18 +261,23 @@ impl Explorer {
                     .in_flight
                     .checked_sub(credit.amount)
                     .ok_or("credit without a matching debit in flight")?;
-                let mut tx = self
-                    .txs
-                    .get_mut(&credit.transfer_id)
-                    .ok_or("credit for an unknown transfer")?;
-                tx.events.push(view(credit.amount));
             }
         }
         if !supply.conserved() {
-            return Err(format!(
-                "conservation broken on chain {chain}: {:?}",
-                *supply
-            ));
+            return Err(format!("conservation broken on chain {chain}: {supply:?}"));
+        }
+        self.accounts.insert(key, account);
+        self.supply.insert(chain, supply);
+        match (new_tx, event) {
+            (Some(tx), _) => {
+                self.txs.insert(tx.tx_hash, tx);
+            }
+            (None, WalletEvent::Credited(credit)) => {
+                if let Some(mut tx) = self.txs.get_mut(&credit.transfer_id) {
+                    tx.events.push(view(credit.amount));
+                }
+            }
+            (None, _) => {}
         }
         Ok(())
     }
@@ -315,7 +328,8 @@ impl Explorer {
             .unwrap_or_default()
     }
 
-    /// A committed transaction.
+    /// A committed transaction. The signed envelope is not copied here: it stays in the log, in
+    /// the debit event at `position`, and is read from there on request.
     pub fn tx(&self, hash: &Hash32) -> Option<TxView> {
         self.txs.get(hash).map(|t| t.clone())
     }

@@ -11,7 +11,7 @@ use store::{EventStore, RecordedEvent, Snapshot, StoreError};
 use tokio::sync::broadcast;
 
 use crate::explorer::{Explorer, ExplorerState};
-use crate::watermark::Watermark;
+use crate::watermark::{ProjectionStopped, Watermark};
 
 /// Snapshot key of the explorer's checkpoint.
 pub const CHECKPOINT_KEY: &str = "projection/explorer";
@@ -41,9 +41,8 @@ pub struct ProjectionHandle {
 
 impl ProjectionHandle {
     /// Waits until every event before `position` (exclusive) is applied.
-    pub async fn wait_applied(&self, position: u64) {
-        // If the runner stopped, waiters are released and read what there is.
-        self.applied.wait_for(position).await;
+    pub async fn wait_applied(&self, position: u64) -> Result<(), ProjectionStopped> {
+        self.applied.wait_for(position).await
     }
 }
 
@@ -70,18 +69,23 @@ pub async fn load_explorer(store: &dyn EventStore) -> Result<Explorer, StoreErro
     }
 }
 
-/// Saves a checkpoint of `explorer` now (off the calling thread's hot path is up to the caller).
+/// Saves `state` (a consistent copy, see [`ExportState`]) as the explorer's checkpoint.
+/// Serializing is blocking work: call it off the actor threads.
 pub async fn save_checkpoint(
     store: &dyn EventStore,
-    explorer: &Explorer,
+    state: &ExplorerState,
 ) -> Result<(), StoreError> {
-    let state = explorer.export();
     let revision = state.next_position;
-    let data = serde_json::to_vec(&state).expect("explorer state serializes");
+    let data = serde_json::to_vec(state).expect("explorer state serializes");
     store
         .save_snapshot(CHECKPOINT_KEY, Snapshot { revision, data })
         .await
 }
+
+/// Asks the runner for a copy of the explorer taken between two events (consistent).
+#[derive(Message)]
+#[rtype(result = "ExplorerState")]
+pub struct ExportState;
 
 /// The actor applying log events to the explorer.
 pub struct ProjectionRunner {
@@ -166,13 +170,20 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner {
             let state = self.explorer.export();
             let store = self.store.clone();
             std::thread::spawn(move || {
-                let revision = state.next_position;
-                let data = serde_json::to_vec(&state).expect("explorer state serializes");
-                let save = store.save_snapshot(CHECKPOINT_KEY, Snapshot { revision, data });
-                if let Err(error) = futures::executor::block_on(save) {
+                if let Err(error) =
+                    futures::executor::block_on(save_checkpoint(store.as_ref(), &state))
+                {
                     tracing::warn!(%error, "explorer checkpoint not saved");
                 }
             });
         }
+    }
+}
+
+impl Handler<ExportState> for ProjectionRunner {
+    type Result = MessageResult<ExportState>;
+
+    fn handle(&mut self, _msg: ExportState, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.explorer.export())
     }
 }

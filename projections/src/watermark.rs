@@ -20,6 +20,12 @@ struct Inner {
     stopped: bool,
 }
 
+/// The projection stopped (it refused an event or lost its subscription) before reaching the
+/// position waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the projection has stopped; reads no longer follow the log")]
+pub struct ProjectionStopped;
+
 /// The applied position of a projection, with ordered waiters.
 #[derive(Default)]
 pub struct Watermark {
@@ -66,18 +72,27 @@ impl Watermark {
         drop(waiters);
     }
 
-    /// Waits until every position before `position` is applied (or the projection stopped).
-    pub async fn wait_for(&self, position: u64) {
+    /// Waits until every position before `position` is applied. Fails if the projection
+    /// stopped before getting there: its reads will not show the effect.
+    pub async fn wait_for(&self, position: u64) -> Result<(), ProjectionStopped> {
         let receiver = {
             let mut inner = self.inner.lock();
-            if inner.applied >= position || inner.stopped {
-                return;
+            if inner.applied >= position {
+                return Ok(());
+            }
+            if inner.stopped {
+                return Err(ProjectionStopped);
             }
             let (sender, receiver) = oneshot::channel();
             inner.waiters.entry(position).or_default().push(sender);
             receiver
         };
-        let _ = receiver.await;
+        receiver.await.map_err(|_| ProjectionStopped)
+    }
+
+    /// Whether the projection has stopped for good.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.lock().stopped
     }
 }
 
@@ -88,7 +103,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_wake_exactly_when_their_position_is_applied() {
         let mark = std::sync::Arc::new(Watermark::new(3));
-        mark.wait_for(2).await;
+        mark.wait_for(2).await.unwrap();
         let waiting = {
             let mark = mark.clone();
             tokio::spawn(async move { mark.wait_for(10).await })
@@ -98,7 +113,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "position 9 is not 10");
         mark.advance(10);
-        waiting.await.unwrap();
+        waiting.await.unwrap().unwrap();
         assert_eq!(mark.applied(), 10);
     }
 
@@ -111,7 +126,12 @@ mod tests {
         };
         tokio::task::yield_now().await;
         mark.stop();
-        waiting.await.unwrap();
-        mark.wait_for(100).await;
+        assert_eq!(waiting.await.unwrap(), Err(ProjectionStopped));
+        assert_eq!(mark.wait_for(100).await, Err(ProjectionStopped));
+        assert_eq!(
+            mark.wait_for(0).await,
+            Ok(()),
+            "what was applied stays readable"
+        );
     }
 }

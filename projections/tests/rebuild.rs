@@ -199,13 +199,15 @@ async fn the_runner_checkpoint_round_trips_through_the_store() {
     let store = build_log().await;
     let explorer = Explorer::default();
     apply_range(&explorer, store.as_ref(), store.next_position()).await;
-    save_checkpoint(store.as_ref(), &explorer).await.unwrap();
+    save_checkpoint(store.as_ref(), &explorer.export())
+        .await
+        .unwrap();
     let loaded = load_explorer(store.as_ref()).await.unwrap();
     assert_eq!(loaded.export(), explorer.export());
 }
 
 #[tokio::test]
-async fn a_credit_without_a_debit_breaks_conservation_and_is_refused() {
+async fn a_credit_for_no_debit_is_refused() {
     let store = build_log().await;
     let address = SigningKey::from_seed([1; 32]).address();
     let forged = WalletEvent::Credited(wallet::Credit {
@@ -214,9 +216,10 @@ async fn a_credit_without_a_debit_breaks_conservation_and_is_refused() {
         amount: Amount(5),
         kind: wallet::CreditKind::Transfer,
     });
+    let stream = wallet_stream(CHAIN, &address);
     store
         .append(
-            &wallet_stream(CHAIN, &address),
+            &stream,
             ExpectedRevision::Any,
             vec![new_event(&address, &forged)],
         )
@@ -224,9 +227,49 @@ async fn a_credit_without_a_debit_breaks_conservation_and_is_refused() {
         .unwrap();
     let error = projections::audit::audit(store.as_ref()).await.unwrap_err();
     assert!(
+        error.to_string().contains("credit for an unknown transfer"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_credit_for_one_debit_breaks_conservation_and_is_refused() {
+    let store = build_log().await;
+    let first_debit = store
+        .read_all(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "Debited.v1")
+        .expect("the log has debits");
+    let Ok(DomainEvent::Wallet(WalletEvent::Debited(debit))) =
+        DomainEvent::decode(&first_debit.event_type, &first_debit.data)
+    else {
+        panic!("a debit decodes");
+    };
+    // The same credit again, under an event id the log has not seen: money from nowhere.
+    let (to, credit) = debit
+        .credits(debit.envelope.verify().unwrap().payload.sender)
+        .remove(0);
+    let forged = WalletEvent::Credited(credit);
+    let event = NewEvent {
+        id: EventId(0xF0F0),
+        event_type: forged.event_type().into(),
+        data: DomainEvent::Wallet(forged).encode(),
+    };
+    store
+        .append(
+            &wallet_stream(CHAIN, &to),
+            ExpectedRevision::Any,
+            vec![event],
+        )
+        .await
+        .unwrap();
+    let error = projections::audit::audit(store.as_ref()).await.unwrap_err();
+    assert!(
         error
             .to_string()
-            .contains("credit without a matching debit"),
+            .contains("credit without a matching debit in flight"),
         "{error}"
     );
 }

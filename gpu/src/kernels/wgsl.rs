@@ -243,14 +243,18 @@ impl WgslJob {
         let wg_invocations: u64 = wg.iter().map(|&v| u64::from(v)).product();
         self.check_bindings(&module)?;
 
-        let out_total: u64 = self.output_sizes.iter().sum();
+        // Saturating: absurd sizes must reach the limit check, not overflow before it.
+        let out_total: u64 = self
+            .output_sizes
+            .iter()
+            .fold(0u64, |sum, &size| sum.saturating_add(size));
         let mut buffers: Vec<u64> = self
             .inputs
             .iter()
             .map(|i| (i.len() as u64).div_ceil(4) * 4)
             .collect();
         buffers.extend(&self.output_sizes);
-        buffers.extend([out_total + 4, 4]);
+        buffers.extend([out_total.saturating_add(4), 4]);
         let plan = Plan {
             buffers_bytes: buffers,
             dispatches: 1,
@@ -312,7 +316,11 @@ impl WgslJob {
         let flag = gpu.buffer(4, storage_usage());
         enc.clear_buffer(&flag.buffer, 0, Some(4));
         bufs.push(flag);
-        let out_total: u64 = self.output_sizes.iter().sum();
+        // Saturating: absurd sizes must reach the limit check, not overflow before it.
+        let out_total: u64 = self
+            .output_sizes
+            .iter()
+            .fold(0u64, |sum, &size| sum.saturating_add(size));
         let staging = gpu.staging(out_total + 4);
         {
             let refs: Vec<&crate::device::Buf> = bufs.iter().collect();
