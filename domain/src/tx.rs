@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::Address;
 use crate::error::TxError;
 use crate::hash::Hash32;
-use crate::keys::{self, SigningKey};
+use crate::keys::{PublicKey, SigningKey};
 use crate::limits::PAYLOAD_LEN_MAX;
 use crate::money::Amount;
 
@@ -167,6 +167,15 @@ impl SignedEnvelope {
     /// payload's shape, the sender/key binding and the kind's body. Chain and nonce are checked
     /// later against state.
     pub fn verify(&self) -> Result<VerifiedTx, TxError> {
+        self.verify_with(PublicKey::from_bytes)
+    }
+
+    /// [`SignedEnvelope::verify`], with the caller parsing the public key (from a cache of
+    /// parsed keys, say).
+    pub fn verify_with(
+        &self,
+        parse_key: impl FnOnce(&[u8; 32]) -> Option<PublicKey>,
+    ) -> Result<VerifiedTx, TxError> {
         if self.payload.len() > PAYLOAD_LEN_MAX {
             return Err(TxError::Malformed(format!(
                 "payload is longer than {PAYLOAD_LEN_MAX} bytes"
@@ -174,7 +183,9 @@ impl SignedEnvelope {
         }
         let public_key: [u8; 32] = decode_fixed(&self.public_key, "public_key")?;
         let signature: [u8; 64] = decode_fixed(&self.signature, "signature")?;
-        if !keys::verify(&public_key, &signing_bytes(&self.payload), &signature) {
+        let verified = parse_key(&public_key)
+            .is_some_and(|key| key.verify(&signing_bytes(&self.payload), &signature));
+        if !verified {
             return Err(TxError::BadSignature);
         }
         let payload: TxPayload = serde_json::from_str(&self.payload)
@@ -236,7 +247,7 @@ mod tests {
             .unwrap()
             .try_into()
             .unwrap();
-        assert!(keys::verify(&key().public_key(), &bytes, &signature));
+        assert!(crate::keys::verify(&key().public_key(), &bytes, &signature));
         assert_eq!(envelope.hash(), Hash32::digest(envelope.payload.as_bytes()));
         let verified = envelope.verify().unwrap();
         assert_eq!(verified.hash, envelope.hash());
@@ -254,6 +265,19 @@ mod tests {
         let mut envelope = sign_payload(&key(), &transfer(0));
         envelope.payload = envelope.payload.replace("\"nonce\":0", "\"nonce\":1");
         assert_eq!(envelope.verify(), Err(TxError::BadSignature));
+    }
+
+    #[test]
+    fn verify_with_uses_the_given_key_parser() {
+        let envelope = sign_payload(&key(), &transfer(0));
+        let cached = PublicKey::from_bytes(&key().public_key());
+        assert!(envelope.verify_with(|_| cached).is_ok());
+        assert_eq!(envelope.verify_with(|_| None), Err(TxError::BadSignature));
+        let stranger = PublicKey::from_bytes(&SigningKey::from_seed([5; 32]).public_key());
+        assert_eq!(
+            envelope.verify_with(|_| stranger),
+            Err(TxError::BadSignature)
+        );
     }
 
     #[test]

@@ -11,11 +11,13 @@ use actors::chain::ChainActor;
 use actors::registry::WalletRegistry;
 use actors::transfers::TransferManager;
 use actors::wallet::{Committed, SignAndTransfer};
+use dashmap::DashMap;
 use domain::TxError;
 use domain::address::Address;
 use domain::codec::DomainEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
+use domain::keys::PublicKey;
 use domain::keys::SigningKey;
 use domain::money::Amount;
 use domain::tx::{SignedEnvelope, TxAction, VerifiedTx};
@@ -26,6 +28,7 @@ use store::EventStore;
 
 use crate::custody::Custody;
 use crate::error::ApiError;
+use crate::limits::KEY_CACHE_MAX;
 
 /// A hosted chain as the service needs it.
 pub struct HostedChain {
@@ -48,24 +51,41 @@ pub struct TxAccepted {
     pub position: u64,
 }
 
-/// What a resubmitted, already committed transfer owes: the same credits as the first time.
-fn resubmitted(tx: &VerifiedTx, position: u64) -> Committed {
-    let TxAction::Transfer(body) = &tx.action;
-    let summary = DebitSummary {
-        tx_hash: tx.hash,
-        nonce: tx.payload.nonce,
-        to: body.to,
-        amount: body.amount,
-        fee: tx.payload.fee,
-        treasury: Address::treasury(&tx.payload.chain_id),
-    };
-    Committed {
-        chain_id: Arc::from(tx.payload.chain_id.as_str()),
-        tx_hash: tx.hash,
-        sender: tx.payload.sender,
-        position,
-        credits: summary.credits(tx.payload.sender),
-        duplicate: true,
+/// What answering a resubmission needs of a transaction, kept without cloning the whole
+/// transaction on the hot path.
+struct Resubmission {
+    chain_id: String,
+    sender: Address,
+    summary: DebitSummary,
+}
+
+impl Resubmission {
+    fn of(tx: &VerifiedTx) -> Resubmission {
+        let TxAction::Transfer(body) = &tx.action;
+        Resubmission {
+            chain_id: tx.payload.chain_id.clone(),
+            sender: tx.payload.sender,
+            summary: DebitSummary {
+                tx_hash: tx.hash,
+                nonce: tx.payload.nonce,
+                to: body.to,
+                amount: body.amount,
+                fee: tx.payload.fee,
+                treasury: Address::treasury(&tx.payload.chain_id),
+            },
+        }
+    }
+
+    /// The already committed transfer at `position`: it owes the same credits as the first time.
+    fn committed(&self, position: u64) -> Committed {
+        Committed {
+            chain_id: Arc::from(self.chain_id.as_str()),
+            tx_hash: self.summary.tx_hash,
+            sender: self.sender,
+            position,
+            credits: self.summary.credits(self.sender),
+            duplicate: true,
+        }
     }
 }
 
@@ -90,6 +110,8 @@ pub struct App {
     pub kdf_permits: Arc<tokio::sync::Semaphore>,
     /// The node's long-running actors, for `/health`.
     pub components: Components,
+    /// Parsed public keys of recent senders (parsing is a third of a signature check).
+    pub key_cache: DashMap<[u8; 32], PublicKey>,
 }
 
 /// The long-running actors a node cannot serve correctly without.
@@ -178,10 +200,23 @@ impl App {
         }
     }
 
+    /// Parses a public key through the cache.
+    fn parse_key(&self, bytes: &[u8; 32]) -> Option<PublicKey> {
+        if let Some(key) = self.key_cache.get(bytes) {
+            return Some(*key);
+        }
+        let key = PublicKey::from_bytes(bytes)?;
+        if self.key_cache.len() >= KEY_CACHE_MAX {
+            self.key_cache.clear();
+        }
+        self.key_cache.insert(*bytes, key);
+        Some(key)
+    }
+
     /// Verifies and executes a signed transaction; returns once its effects are readable.
     /// Resubmitting the same envelope returns the same answer and changes nothing.
     pub async fn submit(&self, envelope: SignedEnvelope) -> Result<TxAccepted, ApiError> {
-        let tx = envelope.verify()?;
+        let tx = envelope.verify_with(|bytes| self.parse_key(bytes))?;
         if !self.chains.contains_key(&tx.payload.chain_id) {
             let hosted: Vec<&str> = self.chains.keys().map(String::as_str).collect();
             return Err(TxError::WrongChain {
@@ -192,17 +227,20 @@ impl App {
         }
         if let Some(known) = self.projections.explorer.tx(&tx.hash) {
             // Already committed: make sure its credits are there too before answering the same.
-            return self.finish(resubmitted(&tx, known.position)).await;
+            return self
+                .finish(Resubmission::of(&tx).committed(known.position))
+                .await;
         }
-        match self.registry.submit(tx.clone()).await {
+        let (hash, resubmission) = (tx.hash, Resubmission::of(&tx));
+        match self.registry.submit(tx).await {
             Ok(committed) => self.finish(committed).await,
             Err(actors::CommandError::Rejected(TxError::BadNonce { expected, got }))
                 if got < expected =>
             {
                 // Maybe an old resubmission that the wallet no longer remembers.
                 self.wait_readable(self.store.next_position()).await?;
-                match self.projections.explorer.tx(&tx.hash) {
-                    Some(known) => self.finish(resubmitted(&tx, known.position)).await,
+                match self.projections.explorer.tx(&hash) {
+                    Some(known) => self.finish(resubmission.committed(known.position)).await,
                     None => Err(TxError::BadNonce { expected, got }.into()),
                 }
             }

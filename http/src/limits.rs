@@ -12,3 +12,5 @@ pub const PASSPHRASE_LEN_MIN: usize = 8;
 pub const ACTOR_ARBITERS: usize = 1;
 /// Argon2id key derivations (19 MiB each) running at once for custodial wallets.
 pub const KDF_CONCURRENCY_MAX: usize = 2;
+/// Parsed public keys kept (the cache is emptied when full).
+pub const KEY_CACHE_MAX: usize = 65_536;

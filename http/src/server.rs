@@ -165,6 +165,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             manager,
             sealers,
         },
+        key_cache: dashmap::DashMap::new(),
     });
     let data = web::Data::new(app.clone());
     let mut server = HttpServer::new(move || {
