@@ -10,6 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use domain::keys::SigningKey;
 use domain::keystore::{self, EncryptedKey, KeystoreError};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 #[derive(Serialize, Deserialize)]
 pub struct WalletFile {
@@ -35,20 +36,24 @@ fn path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Reads the passphrase; `confirm` asks twice at a prompt.
-pub fn passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Result<String> {
+pub fn passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading passphrase file {}", file.display()))?;
-        return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading passphrase file {}", file.display()))?,
+        );
+        return Ok(Zeroizing::new(
+            text.trim_end_matches(['\n', '\r']).to_string(),
+        ));
     }
     if let Ok(value) = std::env::var("AITBC_PASSPHRASE") {
-        return Ok(value);
+        return Ok(Zeroizing::new(value));
     }
     if !std::io::stdin().is_terminal() {
         bail!("no passphrase: pass --passphrase-file FILE or set AITBC_PASSPHRASE");
     }
-    let first = rpassword::prompt_password("Passphrase: ")?;
-    if confirm && rpassword::prompt_password("Repeat passphrase: ")? != first {
+    let first = Zeroizing::new(rpassword::prompt_password("Passphrase: ")?);
+    if confirm && *Zeroizing::new(rpassword::prompt_password("Repeat passphrase: ")?) != *first {
         bail!("the passphrases differ");
     }
     Ok(first)

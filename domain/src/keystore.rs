@@ -1,11 +1,13 @@
 //! Encrypted secret keys at rest: Argon2id derives a 256-bit key from the passphrase, and
 //! ChaCha20-Poly1305 seals the 32-byte Ed25519 secret. Salt and nonce arrive as data (the caller
-//! draws them from the OS), so this module stays pure.
+//! draws them from the OS), so this module stays pure. Derived keys and decrypted secrets are
+//! wiped from memory when dropped.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::address::Address;
 use crate::keys::SigningKey;
@@ -61,12 +63,12 @@ fn derive(
     m: u32,
     t: u32,
     p: u32,
-) -> Result<[u8; 32], KeystoreError> {
+) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
     let params =
         Params::new(m, t, p, Some(32)).map_err(|e| KeystoreError::Unsupported(e.to_string()))?;
-    let mut out = [0u8; 32];
+    let mut out = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_into(passphrase.as_bytes(), salt, &mut out)
+        .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
         .map_err(|e| KeystoreError::Unsupported(e.to_string()))?;
     Ok(out)
 }
@@ -86,9 +88,10 @@ pub fn encrypt(
         ARGON2_P_COST,
     )
     .expect("constant argon2 parameters are valid");
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&derived));
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(derived.as_ref()));
+    let secret = Zeroizing::new(key.secret_bytes());
     let ciphertext = cipher
-        .encrypt(Nonce::from_slice(&nonce), key.secret_bytes().as_slice())
+        .encrypt(Nonce::from_slice(&nonce), secret.as_slice())
         .expect("encryption of 32 bytes cannot fail");
     EncryptedKey {
         version: 1,
@@ -122,14 +125,18 @@ pub fn decrypt(file: &EncryptedKey, passphrase: &str) -> Result<SigningKey, Keys
         .ok_or_else(|| unsupported("nonce"))?;
     let ciphertext = hex::decode(&file.ciphertext).map_err(|_| unsupported("ciphertext"))?;
     let derived = derive(passphrase, &salt, file.m_cost_kib, file.t_cost, file.p_cost)?;
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&derived));
-    let secret = cipher
-        .decrypt(Nonce::from_slice(&nonce), ciphertext.as_slice())
-        .map_err(|_| KeystoreError::WrongPassphrase)?;
-    let seed: [u8; 32] = secret
-        .try_into()
-        .map_err(|_| unsupported("secret length"))?;
-    let key = SigningKey::from_seed(seed);
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(derived.as_ref()));
+    let secret = Zeroizing::new(
+        cipher
+            .decrypt(Nonce::from_slice(&nonce), ciphertext.as_slice())
+            .map_err(|_| KeystoreError::WrongPassphrase)?,
+    );
+    if secret.len() != 32 {
+        return Err(unsupported("secret length"));
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&secret);
+    let key = SigningKey::from_seed(*seed);
     if key.address() != file.address {
         return Err(unsupported("address does not match the key"));
     }

@@ -25,6 +25,7 @@ use domain::wallet::{DebitSummary, WalletEvent};
 use projections::runner::{ProjectionHandle, ProjectionRunner};
 use serde::Serialize;
 use store::EventStore;
+use zeroize::Zeroizing;
 
 use crate::custody::Custody;
 use crate::error::ApiError;
@@ -319,7 +320,7 @@ impl App {
         to: Address,
         amount: Amount,
         fee: Option<Amount>,
-        passphrase: String,
+        passphrase: Zeroizing<String>,
     ) -> Result<TxAccepted, ApiError> {
         let chain_id = self.chain_id(chain)?.to_string();
         let key = self

@@ -15,6 +15,7 @@ use domain::tx::SignedEnvelope;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -373,7 +374,7 @@ async fn stream_blocks(app: Data, query: web::Query<ChainQuery>) -> Result<HttpR
 #[serde(deny_unknown_fields)]
 struct CreateWallet {
     name: String,
-    passphrase: String,
+    passphrase: Zeroizing<String>,
 }
 
 async fn wallet_create(app: Data, body: web::Json<CreateWallet>) -> Result<HttpResponse, ApiError> {
@@ -386,7 +387,7 @@ async fn wallet_create(app: Data, body: web::Json<CreateWallet>) -> Result<HttpR
 async fn hold_custodial(
     app: &Data,
     name: String,
-    passphrase: String,
+    passphrase: Zeroizing<String>,
     key: SigningKey,
 ) -> Result<HttpResponse, ApiError> {
     let (address, public_key) = (key.address(), hex::encode(key.public_key()));
@@ -399,7 +400,7 @@ async fn hold_custodial(
 #[serde(deny_unknown_fields)]
 struct ImportWallet {
     name: String,
-    passphrase: String,
+    passphrase: Zeroizing<String>,
     secret_key: String,
 }
 
@@ -430,7 +431,7 @@ struct SendRequest {
     from: String,
     to: String,
     amount: String,
-    passphrase: String,
+    passphrase: Zeroizing<String>,
     fee: Option<String>,
     chain_id: Option<String>,
 }
