@@ -201,6 +201,18 @@ impl App {
         }
     }
 
+    /// Writes wait for recovery (log replayed, open transfers finished, projections caught up):
+    /// until then they are refused at once rather than left hanging.
+    fn ensure_ready(&self) -> Result<(), ApiError> {
+        if !self.is_ready() {
+            return Err(ApiError::new(
+                "unavailable",
+                "the node is starting: it is still recovering its log; retry shortly",
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses a public key through the cache.
     fn parse_key(&self, bytes: &[u8; 32]) -> Option<PublicKey> {
         if let Some(key) = self.key_cache.get(bytes) {
@@ -217,6 +229,7 @@ impl App {
     /// Verifies and executes a signed transaction; returns once its effects are readable.
     /// Resubmitting the same envelope returns the same answer and changes nothing.
     pub async fn submit(&self, envelope: SignedEnvelope) -> Result<TxAccepted, ApiError> {
+        self.ensure_ready()?;
         let tx = envelope.verify_with(|bytes| self.parse_key(bytes))?;
         if !self.chains.contains_key(&tx.payload.chain_id) {
             let hosted: Vec<&str> = self.chains.keys().map(String::as_str).collect();
@@ -290,6 +303,7 @@ impl App {
         to: Address,
         amount: Amount,
     ) -> Result<TxAccepted, ApiError> {
+        self.ensure_ready()?;
         let chain_id = self.chain_id(chain)?;
         let hosted = &self.chains[chain_id];
         let Some((key, max)) = &hosted.faucet else {
@@ -322,6 +336,7 @@ impl App {
         fee: Option<Amount>,
         passphrase: Zeroizing<String>,
     ) -> Result<TxAccepted, ApiError> {
+        self.ensure_ready()?;
         let chain_id = self.chain_id(chain)?.to_string();
         let key = self
             .with_custody(move |custody| custody.unlock(&from, &passphrase))
