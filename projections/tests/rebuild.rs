@@ -273,3 +273,74 @@ async fn a_second_credit_for_one_debit_breaks_conservation_and_is_refused() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_event_changes_nothing_in_the_explorer() {
+    let store = build_log().await;
+    let explorer = Explorer::default();
+    apply_range(&explorer, store.as_ref(), store.next_position()).await;
+    let before = explorer.export();
+    let address = SigningKey::from_seed([1; 32]).address();
+    let forged = WalletEvent::Credited(wallet::Credit {
+        transfer_id: hashes_of(&before)[0],
+        from: address,
+        amount: Amount(1_000_000),
+        kind: wallet::CreditKind::Transfer,
+    });
+    let event = store::RecordedEvent {
+        position: before.next_position,
+        stream: Arc::from(wallet_stream(CHAIN, &address).as_str()),
+        revision: 99,
+        id: EventId(7),
+        event_type: forged.event_type().into(),
+        data: DomainEvent::Wallet(forged).encode(),
+        recorded_at_ms: 0,
+    };
+    assert!(
+        explorer.apply(&event).is_err(),
+        "a second credit would create money"
+    );
+    assert_eq!(explorer.export(), before, "nothing was half-applied");
+}
+
+fn hashes_of(state: &projections::explorer::ExplorerState) -> Vec<Hash32> {
+    state.txs.keys().copied().collect()
+}
+
+#[test]
+fn a_stopped_runner_fails_the_writers_waiting_on_it() {
+    actix::System::new().block_on(async {
+        let store = build_log().await;
+        let address = SigningKey::from_seed([1; 32]).address();
+        let forged = WalletEvent::Credited(wallet::Credit {
+            transfer_id: Hash32::digest(b"no such debit"),
+            from: address,
+            amount: Amount(5),
+            kind: wallet::CreditKind::Transfer,
+        });
+        let stream = wallet_stream(CHAIN, &address);
+        store
+            .append(
+                &stream,
+                ExpectedRevision::Any,
+                vec![new_event(&address, &forged)],
+            )
+            .await
+            .unwrap();
+        let end = store.next_position();
+        let (runner, handle) =
+            projections::runner::ProjectionRunner::new(store.clone(), Explorer::default());
+        let runner = actix::Actor::start(runner);
+        assert_eq!(
+            handle.wait_applied(end).await,
+            Err(projections::watermark::ProjectionStopped),
+            "a writer is told, not left believing its effect is readable"
+        );
+        assert!(
+            handle.wait_applied(end - 1).await.is_ok(),
+            "what was applied stays readable"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert!(!runner.connected(), "the runner stopped");
+    });
+}
