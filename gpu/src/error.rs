@@ -22,6 +22,8 @@ pub enum LimitKind {
     ItemSize,
     /// Invocations per workgroup above the adapter's limit.
     WorkgroupSize,
+    /// Private and function-local variables of a client shader, in bytes per invocation.
+    InvocationMemory,
 }
 
 impl std::fmt::Display for LimitKind {
@@ -35,6 +37,7 @@ impl std::fmt::Display for LimitKind {
             LimitKind::BatchSize => "batch size",
             LimitKind::ItemSize => "item size",
             LimitKind::WorkgroupSize => "invocations per workgroup",
+            LimitKind::InvocationMemory => "private memory per invocation (bytes)",
         };
         f.write_str(s)
     }
@@ -100,6 +103,13 @@ pub enum GpuError {
     /// wgpu rejected the work for another reason (a bug here, or a driver limit).
     #[error("GPU backend error: {0}")]
     Backend(String),
+    /// The executor's queue is full ([`crate::limits::QUEUE_JOBS_MAX`] jobs waiting); nothing was
+    /// queued. Retry later.
+    #[error("the GPU executor is busy: {queued_max} jobs are already queued")]
+    Busy {
+        /// Jobs the queue holds.
+        queued_max: usize,
+    },
     /// The executor's worker thread is gone.
     #[error("the GPU executor has stopped")]
     ExecutorStopped,

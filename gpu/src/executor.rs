@@ -9,10 +9,21 @@
 //! that is lost gives [`GpuError::DeviceLost`]. In both cases the device is retired (dropped on a
 //! separate thread, in case the driver blocks) and the next job gets a fresh one. If the worker
 //! itself stops answering (a driver that ignores the poll timeout), waiting callers give up after
-//! the wall time plus [`WORKER_GRACE_MS`] and a fresh worker takes over.
+//! the wall time plus [`WORKER_GRACE_MS`] and a fresh worker takes over. The worker it replaces
+//! (still stuck in the driver) answers whatever was queued on it with [`GpuError::TimedOut`]
+//! when it comes back, drops its device and exits: it never runs another job, so apart from
+//! the thread still stuck in the driver there is one device per process.
+//!
+//! Queueing: at most [`QUEUE_JOBS_MAX`] jobs wait behind the running one; [`Executor::submit`]
+//! answers [`GpuError::Busy`] at once when the queue is full (it never blocks). Every job gets a
+//! deadline when it is submitted: the wall-time limits of the jobs ahead of it (the running one
+//! included) plus its own plus [`WORKER_GRACE_MS`]. Past it, [`JobHandle::wait`] and
+//! [`JobHandle::try_result`] give [`GpuError::TimedOut`] (with the job's own limit), whether the
+//! job is still queued or running; a job whose deadline passed while it was queued is answered
+//! without running.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -25,7 +36,7 @@ use crate::kernels::matmul::Matmul;
 use crate::kernels::mlp::MlpInference;
 use crate::kernels::sha256::{PowOutcome, ProofOfWork, Sha256Batch};
 use crate::kernels::wgsl::{PreparedShader, WgslJob};
-use crate::limits::{JobLimits, Plan, WORKER_GRACE_MS};
+use crate::limits::{JobLimits, Plan, QUEUE_JOBS_MAX, WORKER_GRACE_MS};
 
 const NOOP: &str = include_str!("kernels/noop.wgsl");
 
@@ -100,18 +111,64 @@ enum Request {
         work: Work,
         limits: JobLimits,
         reply: Sender<Result<JobOutput>>,
+        /// When the caller gives up (see the module documentation).
+        deadline: Instant,
     },
     DestroyDevice {
         reply: Sender<()>,
     },
+    /// Keeps the worker busy until `release` answers (or is dropped): a job that hangs the driver.
+    /// `tracked`: whether it counts as running (and so can make the worker look stuck).
+    #[cfg(test)]
+    Hold {
+        started: Sender<()>,
+        release: Receiver<()>,
+        limit_ms: u64,
+        tracked: bool,
+    },
+}
+
+impl Request {
+    /// Wall time this request may keep the worker busy (counted in the backlog).
+    fn limit_ms(&self) -> u64 {
+        match self {
+            Request::Run { limits, .. } => limits.wall_time_max_ms,
+            Request::DestroyDevice { .. } => 0,
+            #[cfg(test)]
+            Request::Hold { limit_ms, .. } => *limit_ms,
+        }
+    }
+}
+
+/// `now + ms`, without overflowing `Instant` (a far deadline stands in for an absurd one).
+fn after_ms(ms: u64) -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_millis(ms))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+/// What became of a request handed to a worker.
+enum Enqueued {
+    /// Queued; the caller's deadline.
+    Yes(Instant),
+    /// The queue is full.
+    Full,
+    /// The worker thread is gone; the request comes back.
+    Gone(Request),
 }
 
 /// One worker thread and what callers can see of it.
 struct Worker {
-    tx: Sender<Request>,
+    tx: SyncSender<Request>,
     /// When the current job started, and its wall-time limit.
     running: Mutex<Option<(Instant, u64)>>,
     abandoned: AtomicBool,
+    /// Sum of the wall-time limits of the requests queued or running, in milliseconds. Locked
+    /// while a request is queued so that the order of the queue and of the sums agree.
+    backlog_ms: Mutex<u64>,
+    /// How long past its wall time a job may run before the worker counts as stuck.
+    grace_ms: u64,
 }
 
 impl Worker {
@@ -121,14 +178,56 @@ impl Worker {
         }
         let running = self.running.lock().map(|r| *r).unwrap_or(None);
         running.is_some_and(|(at, limit_ms)| {
-            at.elapsed() > Duration::from_millis(limit_ms.saturating_add(WORKER_GRACE_MS))
+            at.elapsed() > Duration::from_millis(limit_ms.saturating_add(self.grace_ms))
         })
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    fn set_running(&self, value: Option<(Instant, u64)>) {
+        if let Ok(mut r) = self.running.lock() {
+            *r = value;
+        }
+    }
+
+    /// Queues `request` without blocking; its deadline is the backlog plus its own wall time
+    /// plus the grace period.
+    fn enqueue(&self, mut request: Request) -> Enqueued {
+        let own_ms = request.limit_ms();
+        let mut backlog = match self.backlog_ms.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let at = after_ms(backlog.saturating_add(own_ms).saturating_add(self.grace_ms));
+        if let Request::Run { deadline, .. } = &mut request {
+            *deadline = at;
+        }
+        match self.tx.try_send(request) {
+            Ok(()) => {
+                *backlog = backlog.saturating_add(own_ms);
+                Enqueued::Yes(at)
+            }
+            Err(TrySendError::Full(_)) => Enqueued::Full,
+            Err(TrySendError::Disconnected(request)) => Enqueued::Gone(request),
+        }
+    }
+
+    /// The worker is done with a request of `limit_ms`.
+    fn done(&self, limit_ms: u64) {
+        let mut backlog = match self.backlog_ms.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *backlog = backlog.saturating_sub(limit_ms);
     }
 }
 
 struct Shared {
     worker: Mutex<Arc<Worker>>,
     counters: Arc<Counters>,
+    grace_ms: u64,
 }
 
 impl Shared {
@@ -140,7 +239,7 @@ impl Shared {
         };
         if Arc::ptr_eq(&current, stuck) {
             tracing::error!("GPU worker stopped answering; starting a new one");
-            let (worker, _init) = spawn_worker(Arc::clone(&self.counters));
+            let (worker, _init) = spawn_worker(Arc::clone(&self.counters), self.grace_ms);
             *current = worker;
             self.counters
                 .workers_replaced
@@ -170,6 +269,7 @@ pub struct JobHandle {
     worker: Arc<Worker>,
     shared: Arc<Shared>,
     limit_ms: u64,
+    deadline: Instant,
 }
 
 impl std::fmt::Debug for JobHandle {
@@ -181,19 +281,30 @@ impl std::fmt::Debug for JobHandle {
 }
 
 impl JobHandle {
-    /// Blocks until the job is done (or its wall time plus a grace period has passed with the
-    /// worker not answering).
+    /// `TimedOut` when the worker is stuck (it is then replaced) or the job's deadline has
+    /// passed; `None` while waiting is still worth it.
+    fn given_up(&self) -> Option<GpuError> {
+        let timed_out = GpuError::TimedOut {
+            limit_ms: self.limit_ms,
+        };
+        if self.worker.is_stuck() {
+            self.shared.replace(&self.worker);
+            return Some(timed_out);
+        }
+        (Instant::now() >= self.deadline).then_some(timed_out)
+    }
+
+    /// Blocks until the job is done, or until its deadline (its wall time, plus those of the
+    /// jobs queued before it, plus a grace period) has passed, or the worker stops answering.
     pub fn wait(self) -> Result<JobOutput> {
         loop {
-            match self.rx.recv_timeout(Duration::from_millis(100)) {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(r) => return r,
                 Err(RecvTimeoutError::Disconnected) => return Err(GpuError::ExecutorStopped),
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.worker.is_stuck() {
-                        self.shared.replace(&self.worker);
-                        return Err(GpuError::TimedOut {
-                            limit_ms: self.limit_ms,
-                        });
+                    if let Some(e) = self.given_up() {
+                        return Err(e);
                     }
                 }
             }
@@ -205,26 +316,23 @@ impl JobHandle {
         match self.rx.try_recv() {
             Ok(r) => Some(r),
             Err(mpsc::TryRecvError::Disconnected) => Some(Err(GpuError::ExecutorStopped)),
-            Err(mpsc::TryRecvError::Empty) => {
-                if self.worker.is_stuck() {
-                    self.shared.replace(&self.worker);
-                    return Some(Err(GpuError::TimedOut {
-                        limit_ms: self.limit_ms,
-                    }));
-                }
-                None
-            }
+            Err(mpsc::TryRecvError::Empty) => self.given_up().map(Err),
         }
     }
 }
 
-fn spawn_worker(counters: Arc<Counters>) -> (Arc<Worker>, Receiver<Result<AdapterReport>>) {
-    let (tx, rx) = mpsc::channel::<Request>();
+fn spawn_worker(
+    counters: Arc<Counters>,
+    grace_ms: u64,
+) -> (Arc<Worker>, Receiver<Result<AdapterReport>>) {
+    let (tx, rx) = mpsc::sync_channel::<Request>(QUEUE_JOBS_MAX);
     let (init_tx, init_rx) = mpsc::channel();
     let worker = Arc::new(Worker {
         tx,
         running: Mutex::new(None),
         abandoned: AtomicBool::new(false),
+        backlog_ms: Mutex::new(0),
+        grace_ms,
     });
     let state = Arc::clone(&worker);
     let spawned = std::thread::Builder::new()
@@ -253,14 +361,27 @@ fn worker_loop(
             let _ = init.send(Err(e));
         }
     }
-    for req in rx {
+    while let Ok(req) = rx.recv() {
+        if state.is_abandoned() {
+            abandon(Some(req), &rx, counters);
+            break;
+        }
+        let limit_ms = req.limit_ms();
         match req {
             Request::Run {
                 work,
                 limits,
                 reply,
+                deadline,
             } => {
-                let result = run_one(&mut slot, state, counters, work, &limits);
+                let result = if Instant::now() >= deadline {
+                    // The caller has given up on it already.
+                    Err(GpuError::TimedOut {
+                        limit_ms: limits.wall_time_max_ms,
+                    })
+                } else {
+                    run_one(&mut slot, state, counters, work, &limits)
+                };
                 match &result {
                     Ok(_) => counters.jobs_ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => counters.jobs_failed.fetch_add(1, Ordering::Relaxed),
@@ -270,10 +391,46 @@ fn worker_loop(
             Request::DestroyDevice { reply } => {
                 if let Some(gpu) = &slot {
                     tracing::warn!("destroying the GPU device on request");
+                    state.set_running(Some((Instant::now(), 0)));
                     gpu.destroy();
+                    state.set_running(None);
                 }
                 let _ = reply.send(());
             }
+            #[cfg(test)]
+            Request::Hold {
+                started,
+                release,
+                limit_ms,
+                tracked,
+            } => {
+                if tracked {
+                    state.set_running(Some((Instant::now(), limit_ms)));
+                }
+                let _ = started.send(());
+                let _ = release.recv();
+                state.set_running(None);
+            }
+        }
+        state.done(limit_ms);
+        if state.is_abandoned() {
+            abandon(None, &rx, counters);
+            break;
+        }
+    }
+    drop(slot);
+}
+
+/// A worker replaced while stuck (a fresh one owns a device now) answers what is queued on it
+/// without running it; its caller then drops the device and ends the thread.
+fn abandon(first: Option<Request>, rx: &Receiver<Request>, counters: &Counters) {
+    tracing::warn!("abandoned GPU worker is answering its queue and exiting");
+    for req in first.into_iter().chain(rx.try_iter()) {
+        if let Request::Run { limits, reply, .. } = req {
+            counters.jobs_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = reply.send(Err(GpuError::TimedOut {
+                limit_ms: limits.wall_time_max_ms,
+            }));
         }
     }
 }
@@ -296,26 +453,32 @@ fn run_one(
     work: Work,
     limits: &JobLimits,
 ) -> Result<JobOutput> {
+    // Counted as running from here: a driver that hangs while creating the device makes the
+    // worker look stuck too.
+    state.set_running(Some((Instant::now(), limits.wall_time_max_ms)));
     if slot.as_ref().is_some_and(Gpu::is_lost) {
         tracing::warn!("GPU device was lost; recreating it");
         retire(slot.take());
     }
     let gpu = match slot {
         Some(gpu) => gpu,
-        None => {
-            let gpu = Gpu::new()?;
-            counters.devices_created.fetch_add(1, Ordering::Relaxed);
-            slot.insert(gpu)
-        }
+        None => match Gpu::new() {
+            Ok(gpu) => {
+                counters.devices_created.fetch_add(1, Ordering::Relaxed);
+                slot.insert(gpu)
+            }
+            Err(e) => {
+                state.set_running(None);
+                return Err(e);
+            }
+        },
     };
     let started = Instant::now();
     let deadline = Deadline {
         at: started + Duration::from_millis(limits.wall_time_max_ms),
         limit_ms: limits.wall_time_max_ms,
     };
-    if let Ok(mut r) = state.running.lock() {
-        *r = Some((started, limits.wall_time_max_ms));
-    }
+    state.set_running(Some((started, limits.wall_time_max_ms)));
     let compiled_before = gpu.pipelines_compiled;
     let hits_before = gpu.pool_hits();
     let oom = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -323,9 +486,7 @@ fn run_one(
     let result = execute(gpu, work, &deadline);
     let validation = pollster::block_on(validation.pop());
     let oom = pollster::block_on(oom.pop());
-    if let Ok(mut r) = state.running.lock() {
-        *r = None;
-    }
+    state.set_running(None);
     counters
         .pipelines_compiled
         .fetch_add(gpu.pipelines_compiled - compiled_before, Ordering::Relaxed);
@@ -402,16 +563,53 @@ impl Executor {
     /// Starts a worker thread and creates its device; fails with [`GpuError::NoAdapter`] when
     /// there is no adapter at all. Prefer [`Executor::global`]: one device per process.
     pub fn new() -> Result<Executor> {
+        Executor::start(WORKER_GRACE_MS)
+    }
+
+    fn start(grace_ms: u64) -> Result<Executor> {
         let counters = Arc::new(Counters::default());
-        let (worker, init) = spawn_worker(Arc::clone(&counters));
+        let (worker, init) = spawn_worker(Arc::clone(&counters), grace_ms);
         let adapter = init.recv().map_err(|_| GpuError::ExecutorStopped)??;
         Ok(Executor {
             shared: Arc::new(Shared {
                 worker: Mutex::new(worker),
                 counters,
+                grace_ms,
             }),
             adapter,
         })
+    }
+
+    fn current_worker(&self) -> Result<Arc<Worker>> {
+        self.shared
+            .worker
+            .lock()
+            .map(|w| Arc::clone(&w))
+            .map_err(|_| GpuError::ExecutorStopped)
+    }
+
+    /// Queues `request` on the current worker (on a fresh one if that one's thread is gone).
+    fn enqueue(&self, request: Request) -> Result<(Arc<Worker>, Instant)> {
+        let worker = self.current_worker()?;
+        let request = match worker.enqueue(request) {
+            Enqueued::Yes(deadline) => return Ok((worker, deadline)),
+            Enqueued::Full => {
+                return Err(GpuError::Busy {
+                    queued_max: QUEUE_JOBS_MAX,
+                });
+            }
+            Enqueued::Gone(request) => request,
+        };
+        // The worker thread is gone (a panic inside the driver): start a new one, retry once.
+        self.shared.replace(&worker);
+        let worker = self.current_worker()?;
+        match worker.enqueue(request) {
+            Enqueued::Yes(deadline) => Ok((worker, deadline)),
+            Enqueued::Full => Err(GpuError::Busy {
+                queued_max: QUEUE_JOBS_MAX,
+            }),
+            Enqueued::Gone(_) => Err(GpuError::ExecutorStopped),
+        }
     }
 
     /// The process-wide executor, created on first use.
@@ -441,7 +639,8 @@ impl Executor {
     }
 
     /// Checks `job` against `limits` (clamped to the adapter's) and queues it. Errors here mean
-    /// nothing ran.
+    /// nothing ran; [`GpuError::Busy`] when [`QUEUE_JOBS_MAX`] jobs are already waiting (this
+    /// never blocks).
     pub fn submit(&self, job: Job, limits: &JobLimits) -> Result<JobHandle> {
         let adapter = &self.adapter.limits;
         let work = match job {
@@ -462,33 +661,19 @@ impl Executor {
             }
         };
         let (reply, rx) = mpsc::channel();
-        let current = || {
-            self.shared
-                .worker
-                .lock()
-                .map(|w| Arc::clone(&w))
-                .map_err(|_| GpuError::ExecutorStopped)
-        };
-        let mut worker = current()?;
-        let request = Request::Run {
+        let (worker, deadline) = self.enqueue(Request::Run {
             work,
             limits: limits.clamped_to(adapter),
             reply,
-        };
-        if let Err(mpsc::SendError(request)) = worker.tx.send(request) {
-            // The worker thread is gone (a panic inside the driver): start a new one, retry once.
-            self.shared.replace(&worker);
-            worker = current()?;
-            worker
-                .tx
-                .send(request)
-                .map_err(|_| GpuError::ExecutorStopped)?;
-        }
+            // Set when queued.
+            deadline: Instant::now(),
+        })?;
         Ok(JobHandle {
             rx,
             worker,
             shared: Arc::clone(&self.shared),
             limit_ms: limits.wall_time_max_ms,
+            deadline,
         })
     }
 
@@ -542,20 +727,152 @@ impl Executor {
     }
 
     /// Destroys the current device, as a driver reset would. The next job finds it lost and
-    /// gets a fresh one. For fault-injection tests and operator resets.
+    /// gets a fresh one. For fault-injection tests and operator resets. Queued like a job:
+    /// [`GpuError::Busy`] when the queue is full; it waits for the jobs ahead of it.
     pub fn destroy_device(&self) -> Result<()> {
         let (reply, rx) = mpsc::channel();
-        let worker = self
-            .shared
-            .worker
-            .lock()
-            .map(|w| Arc::clone(&w))
-            .map_err(|_| GpuError::ExecutorStopped)?;
-        worker
-            .tx
-            .send(Request::DestroyDevice { reply })
-            .map_err(|_| GpuError::ExecutorStopped)?;
-        rx.recv_timeout(Duration::from_millis(WORKER_GRACE_MS))
+        let (_worker, deadline) = self.enqueue(Request::DestroyDevice { reply })?;
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .map_err(|_| GpuError::ExecutorStopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Queueing and worker replacement, with a request that holds the worker as a hung driver
+    //! would. Each test has its own executor (and so its own device).
+
+    use super::*;
+
+    fn start(grace_ms: u64) -> Executor {
+        match Executor::start(grace_ms) {
+            Ok(e) => e,
+            Err(e) => panic!("no executor: {e}"),
+        }
+    }
+
+    fn noop(limit_ms: u64) -> JobLimits {
+        JobLimits {
+            wall_time_max_ms: limit_ms,
+            ..JobLimits::default()
+        }
+    }
+
+    /// Holds the worker until the returned sender is used or dropped.
+    fn hold(exec: &Executor, limit_ms: u64, tracked: bool) -> (Sender<()>, Arc<Worker>) {
+        let (release, rx) = mpsc::channel();
+        let (started, is_started) = mpsc::channel();
+        let (worker, _) = exec
+            .enqueue(Request::Hold {
+                started,
+                release: rx,
+                limit_ms,
+                tracked,
+            })
+            .expect("queued");
+        // Wait until the worker has taken it off the queue.
+        is_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("hold picked up");
+        (release, worker)
+    }
+
+    /// `f` on another thread, failing the test if it takes longer than `within`.
+    fn within<T: Send + 'static>(within: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(within) {
+            Ok(v) => v,
+            Err(_) => panic!("still blocked after {within:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_answers_busy_at_once_and_later_jobs_run() {
+        let exec = start(WORKER_GRACE_MS);
+        let (release, _) = hold(&exec, 60_000, true);
+        let handles: Vec<JobHandle> = (0..QUEUE_JOBS_MAX)
+            .map(|i| {
+                exec.submit(Job::Noop, &noop(1000))
+                    .unwrap_or_else(|e| panic!("job {i} not queued: {e}"))
+            })
+            .collect();
+        let t = Instant::now();
+        let busy = GpuError::Busy {
+            queued_max: QUEUE_JOBS_MAX,
+        };
+        assert_eq!(
+            exec.submit(Job::Noop, &noop(1000)).err(),
+            Some(busy.clone())
+        );
+        assert_eq!(exec.destroy_device().err(), Some(busy));
+        assert!(t.elapsed() < Duration::from_secs(1), "submit blocked");
+        release.send(()).expect("worker holds the receiver");
+        for h in handles {
+            assert_eq!(h.wait(), Ok(JobOutput::Noop));
+        }
+        assert_eq!(exec.run(Job::Noop, &noop(1000)), Ok(JobOutput::Noop));
+        assert_eq!(exec.stats().jobs_ok, QUEUE_JOBS_MAX as u64 + 1);
+    }
+
+    #[test]
+    fn a_queued_job_times_out_at_its_deadline_and_is_not_run_late() {
+        let exec = start(200);
+        // Work the stuck check does not see, counted as 100 ms in the backlog.
+        let (release, _) = hold(&exec, 100, false);
+        let handle = exec.submit(Job::Noop, &noop(100)).expect("queued");
+        let t = Instant::now();
+        let r = within(Duration::from_secs(5), move || handle.wait());
+        assert_eq!(r, Err(GpuError::TimedOut { limit_ms: 100 }));
+        // Deadline: 100 (ahead) + 100 (own) + 200 (grace) ms after submission.
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(exec.stats().workers_replaced, 0);
+        release.send(()).expect("worker holds the receiver");
+        // The worker answers the expired job without running it, then runs the next one.
+        assert_eq!(exec.run(Job::Noop, &noop(1000)), Ok(JobOutput::Noop));
+        let stats = exec.stats();
+        assert_eq!((stats.jobs_ok, stats.jobs_failed), (1, 1));
+    }
+
+    #[test]
+    fn a_replaced_worker_answers_its_queue_and_exits() {
+        let exec = start(200);
+        let (release, old) = hold(&exec, 50, true);
+        let a = exec.submit(Job::Noop, &noop(1000)).expect("queued");
+        let b = exec.submit(Job::Noop, &noop(1000)).expect("queued");
+        let ra = within(Duration::from_secs(5), move || a.wait());
+        assert_eq!(ra, Err(GpuError::TimedOut { limit_ms: 1000 }));
+        assert_eq!(b.wait(), Err(GpuError::TimedOut { limit_ms: 1000 }));
+        assert_eq!(exec.stats().workers_replaced, 1);
+        assert_eq!(exec.run(Job::Noop, &noop(1000)), Ok(JobOutput::Noop));
+        // The old worker comes back from the "driver": it must not run a and b on its device.
+        release.send(()).expect("worker holds the receiver");
+        let t = Instant::now();
+        loop {
+            let (_keep, rx) = mpsc::channel();
+            let probe = Request::Hold {
+                started: mpsc::channel().0,
+                release: rx,
+                limit_ms: 0,
+                tracked: false,
+            };
+            if let Err(TrySendError::Disconnected(_)) = old.tx.try_send(probe) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "old worker still running"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stats = exec.stats();
+        assert_eq!(stats.jobs_ok, 1, "{stats:?}");
+        assert_eq!(stats.jobs_failed, 2, "{stats:?}");
     }
 }

@@ -50,6 +50,11 @@ pub const MLP_WIDTH_MAX: u32 = 1 << 14;
 pub const CLIENT_BUFFERS_MAX: usize = 7;
 /// Longest client shader source, in bytes.
 pub const CLIENT_SOURCE_BYTES_MAX: usize = 1 << 20;
+/// Most bytes of `var<private>` and function-local variables a client shader may declare (all
+/// functions counted together, an upper bound on what one invocation uses). Large private arrays
+/// make the software adapter compile and run for minutes and can leave the worker stuck in the
+/// driver; real GPUs spill them to slow memory.
+pub const CLIENT_INVOCATION_BYTES_MAX: u64 = 16 << 10;
 /// Client-shader loop iterations allowed per millisecond of wall time, shared by all invocations
 /// of the dispatch. Conservative for a software adapter: the budget is a backstop that makes every
 /// client shader terminate; the wall-clock timeout is what the caller sees first on slow adapters.
@@ -66,6 +71,9 @@ pub const LOOP_ITERATIONS_MAX_SOFTWARE: u64 = 65_000;
 pub const CLIENT_PIPELINES_MAX: usize = 64;
 /// Bytes the buffer pool may hold between jobs.
 pub const POOL_BYTES_MAX: u64 = 256 << 20;
+/// Most jobs waiting behind the running one; [`crate::Executor::submit`] answers
+/// [`GpuError::Busy`] past it (each queued job may hold up to [`JOB_MEMORY_MAX_BYTES`] of inputs).
+pub const QUEUE_JOBS_MAX: usize = 16;
 /// Extra time the caller waits for the worker past a job's wall time before giving up on it.
 pub const WORKER_GRACE_MS: u64 = 10_000;
 

@@ -358,3 +358,157 @@ fn info_reports_an_adapter() {
     assert!(json.contains("\"backend\""));
     assert!(report.to_string().contains(&report.name));
 }
+
+/// Sums `input` (64 words) with a workgroup reduction: loops without barriers, barriers outside
+/// loops (one in a helper called outside any loop).
+const REDUCE_OK: &str = r#"
+@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+var<workgroup> partial: array<u32, 64>;
+
+fn sync() {
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) li: u32) {
+    var x = 0u;
+    for (var i = 0u; i < li % 5u; i++) { x += 0u; }
+    partial[li] = input[li] + x;
+    sync();
+    if (li == 0u) {
+        var sum = 0u;
+        for (var i = 0u; i < 64u; i++) { sum += partial[i]; }
+        partial[0] = sum;
+    }
+    workgroupBarrier();
+    let total = workgroupUniformLoad(&partial[0]);
+    out[li] = total;
+}
+"#;
+
+fn reduce_job(source: &str) -> WgslJob {
+    let input: Vec<u32> = (1..=64).collect();
+    WgslJob {
+        source: source.into(),
+        entry_point: "main".into(),
+        inputs: vec![bytemuck_bytes(&input)],
+        output_sizes: vec![64 * 4],
+        workgroups: [1, 1, 1],
+    }
+}
+
+#[test]
+fn barriers_outside_loops_are_accepted_and_run() {
+    let out = exec().wgsl(reduce_job(REDUCE_OK), &limits()).expect("runs");
+    assert_eq!(words(&out[0]), vec![64 * 65 / 2; 64]);
+}
+
+fn assert_rejected_at(source: &str, want_line: u32) {
+    let before = exec().stats();
+    match exec().wgsl(reduce_job(source), &limits()) {
+        Err(GpuError::ShaderRejected { line, message }) => {
+            assert_eq!(line, Some(want_line), "{message}");
+            assert!(message.contains("loop"), "{message}");
+        }
+        other => panic!("expected ShaderRejected, got {other:?}"),
+    }
+    // Rejected before anything ran.
+    assert_eq!(exec().stats().jobs_failed, before.jobs_failed);
+}
+
+#[test]
+fn barriers_inside_loops_are_rejected_with_the_line() {
+    // A tree reduction: a barrier in the loop body.
+    assert_rejected_at(
+        "@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+var<workgroup> p: array<u32, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) li: u32) {
+    p[li] = input[li];
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (li < s) { p[li] += p[li + s]; }
+        workgroupBarrier();
+    }
+    out[li] = p[0];
+}
+",
+        9,
+    );
+    // A barrier reached through a call made inside a loop: the call's line is named.
+    assert_rejected_at(
+        "@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+var<workgroup> p: array<u32, 64>;
+fn inner() { storageBarrier(); }
+fn step() { if (true) { inner(); } }
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) li: u32) {
+    var i = 0u;
+    loop {
+        if (i >= 3u) { break; }
+        p[li] = input[li] + i;
+        step();
+        i++;
+    }
+    out[li] = p[0];
+}
+",
+        12,
+    );
+    // workgroupUniformLoad in a while loop.
+    assert_rejected_at(
+        "@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+var<workgroup> p: u32;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) li: u32) {
+    var n = 0u;
+    while (n < 4u) {
+        n += workgroupUniformLoad(&p) + 1u;
+    }
+    out[li] = n + input[0];
+}
+",
+        8,
+    );
+}
+
+#[test]
+fn large_private_memory_is_refused_before_running() {
+    // 64 KiB of private array per invocation: lavapipe spent minutes on this and left the worker
+    // stuck in the driver. Function-local variables count too.
+    let private = "@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+var<private> big: array<u32, 16384>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) li: u32) { big[li * 7u] = li; out[li % 4u] = big[li]; }
+";
+    let local = "@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+fn f(i: u32) -> u32 { var a: array<vec4<u32>, 513>; a[i] = vec4<u32>(i); return a[i / 2u].x; }
+@compute @workgroup_size(1)
+fn main() { var b: array<vec4<u32>, 513>; b[3] = vec4<u32>(f(3u)); out[0] = b[3].x; }
+";
+    let before = exec().stats();
+    for (src, bytes) in [(private, 65_536), (local, 16_416)] {
+        let t = Instant::now();
+        assert_eq!(
+            exec().wgsl(shader(src, 0, 1), &limits()),
+            Err(GpuError::LimitExceeded {
+                kind: LimitKind::InvocationMemory,
+                requested: bytes,
+                max: gpu::limits::CLIENT_INVOCATION_BYTES_MAX,
+            })
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+    assert_eq!(exec().stats().jobs_failed, before.jobs_failed);
+    // Small private arrays still run.
+    let small = "@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+var<private> a: array<u32, 4>;
+@compute @workgroup_size(1)
+fn main() { a[2] = 5u; out[0] = a[2]; }
+";
+    let out = exec().wgsl(shader(small, 0, 1), &limits()).expect("runs");
+    assert_eq!(words(&out[0])[0], 5);
+}

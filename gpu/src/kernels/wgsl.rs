@@ -12,6 +12,21 @@
 //! declared buffers) is set, which the executor reports as [`GpuError::LoopBudgetExceeded`].
 //! This matters on lavapipe, which has no GPU watchdog: a runaway shader would otherwise burn a
 //! CPU thread forever. The instrumented module goes to wgpu as naga IR (`ShaderSource::Naga`).
+//!
+//! Barriers: the budget counter is per invocation, so the budget can end a loop at different
+//! iterations for different invocations of one workgroup (they have spent different amounts of
+//! it in earlier loops). A barrier inside such a loop would then be reached by only some of the
+//! workgroup's invocations, which is undefined behaviour and hangs some drivers (lavapipe
+//! included). So a client shader is rejected ([`GpuError::ShaderRejected`], naming the line) when
+//! a `workgroupBarrier()`, `storageBarrier()` (any control barrier) or `workgroupUniformLoad`
+//! sits inside a loop, directly or in a function called from inside a loop. Barriers outside
+//! loops are accepted: every loop ends for every invocation, so all of them still reach such a
+//! barrier. (A uniform budget check would need a barrier of its own in every loop, which would
+//! hang ordinary loops whose trip count differs between invocations.) The crate's own kernels
+//! are not client shaders and are not checked. naga does not check that barriers sit in uniform
+//! control flow; a client shader whose own control flow is non-uniform around a barrier (or
+//! that decides, after a loop cut short by the budget, whether to reach one) is on its own:
+//! the wall-time limit and the stuck-worker replacement still end the job.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{
@@ -24,7 +39,9 @@ use sha2::Digest;
 use crate::adapter::{AdapterLimits, AdapterReport};
 use crate::device::{Binding, Deadline, Gpu, dispatch, storage_usage};
 use crate::error::{GpuError, LimitKind, Result};
-use crate::limits::{CLIENT_BUFFERS_MAX, CLIENT_SOURCE_BYTES_MAX, JobLimits, Plan};
+use crate::limits::{
+    CLIENT_BUFFERS_MAX, CLIENT_INVOCATION_BYTES_MAX, CLIENT_SOURCE_BYTES_MAX, JobLimits, Plan,
+};
 
 /// A client compute shader with its buffers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +225,7 @@ impl WgslJob {
             )
         })?;
         validate_module(&module, &self.source)?;
+        check_barriers(&module, &self.source)?;
         let Some(ep) = module
             .entry_points
             .iter()
@@ -242,6 +260,7 @@ impl WgslJob {
         }
         let wg_invocations: u64 = wg.iter().map(|&v| u64::from(v)).product();
         self.check_bindings(&module)?;
+        check_invocation_memory(&module)?;
 
         // Saturating: absurd sizes must reach the limit check, not overflow before it.
         let out_total: u64 = self
@@ -353,6 +372,150 @@ impl WgslJob {
         }
         Ok(outputs)
     }
+}
+
+/// Private and function-local variables, all functions together, against
+/// [`CLIENT_INVOCATION_BYTES_MAX`].
+fn check_invocation_memory(module: &naga::Module) -> Result<()> {
+    let mut layouter = naga::proc::Layouter::default();
+    layouter
+        .update(module.to_ctx())
+        .map_err(|e| rejected(None, format!("type layout: {e}")))?;
+    let size = |ty: naga::Handle<Type>| u64::from(layouter[ty].size);
+    let private = module
+        .global_variables
+        .iter()
+        .filter(|(_, v)| matches!(v.space, AddressSpace::Private))
+        .map(|(_, v)| size(v.ty));
+    let locals = module
+        .functions
+        .iter()
+        .map(|(_, f)| f)
+        .chain(module.entry_points.iter().map(|ep| &ep.function))
+        .flat_map(|f| f.local_variables.iter().map(|(_, v)| size(v.ty)));
+    let total = private
+        .chain(locals)
+        .fold(0u64, |sum, s| sum.saturating_add(s));
+    if total > CLIENT_INVOCATION_BYTES_MAX {
+        return Err(GpuError::LimitExceeded {
+            kind: LimitKind::InvocationMemory,
+            requested: total,
+            max: CLIENT_INVOCATION_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
+
+fn line_of(span: Span, source: &str) -> Option<u32> {
+    span.is_defined().then(|| span.location(source).line_number)
+}
+
+/// Where a function reaches a barrier (directly or through a call): the barrier's span.
+type Reach = Vec<Option<Span>>;
+
+/// The first barrier `block` reaches, directly or through a call (`reach`: per function).
+fn first_barrier(block: &Block, reach: &Reach) -> Option<Span> {
+    block.span_iter().find_map(|(stmt, &span)| match stmt {
+        Statement::ControlBarrier(_) | Statement::WorkGroupUniformLoad { .. } => Some(span),
+        Statement::Call { function, .. } => reach.get(function.index()).copied().flatten(),
+        Statement::Block(b) => first_barrier(b, reach),
+        Statement::If { accept, reject, .. } => {
+            first_barrier(accept, reach).or_else(|| first_barrier(reject, reach))
+        }
+        Statement::Switch { cases, .. } => cases.iter().find_map(|c| first_barrier(&c.body, reach)),
+        Statement::Loop {
+            body, continuing, ..
+        } => first_barrier(body, reach).or_else(|| first_barrier(continuing, reach)),
+        _ => None,
+    })
+}
+
+/// Rejects a barrier inside a loop (see the module documentation).
+fn check_barriers(module: &naga::Module, source: &str) -> Result<()> {
+    // naga's validator has checked that a function only calls functions declared before it.
+    let mut reach: Reach = Vec::with_capacity(module.functions.len());
+    for (_, f) in module.functions.iter() {
+        let r = first_barrier(&f.body, &reach);
+        reach.push(r);
+    }
+    let functions = module
+        .functions
+        .iter()
+        .map(|(_, f)| f)
+        .chain(module.entry_points.iter().map(|ep| &ep.function));
+    for f in functions {
+        barrier_in_loop(&f.body, None, module, &reach, source)?;
+    }
+    Ok(())
+}
+
+fn barrier_in_loop(
+    block: &Block,
+    in_loop: Option<Span>,
+    module: &naga::Module,
+    reach: &Reach,
+    source: &str,
+) -> Result<()> {
+    let why = "the loop-iteration budget can end a loop at different iterations for different \
+               invocations, and a barrier only some of them reach never completes; move the \
+               barrier out of the loop";
+    for (stmt, &span) in block.span_iter() {
+        match stmt {
+            Statement::ControlBarrier(_) | Statement::WorkGroupUniformLoad { .. } => {
+                if let Some(lp) = in_loop {
+                    let what = if matches!(stmt, Statement::ControlBarrier(_)) {
+                        "barrier"
+                    } else {
+                        "workgroupUniformLoad"
+                    };
+                    let loop_line = line_of(lp, source)
+                        .map(|l| format!(" (line {l})"))
+                        .unwrap_or_default();
+                    return Err(rejected(
+                        line_of(span, source),
+                        format!("{what} inside a loop{loop_line} is not supported: {why}"),
+                    ));
+                }
+            }
+            Statement::Call { function, .. } => {
+                if let (Some(lp), Some(Some(barrier))) = (in_loop, reach.get(function.index())) {
+                    let name = module.functions[*function].name.as_deref().unwrap_or("?");
+                    let barrier_line = line_of(*barrier, source)
+                        .map(|l| format!(" at line {l}"))
+                        .unwrap_or_default();
+                    let loop_line = line_of(lp, source)
+                        .map(|l| format!(" (line {l})"))
+                        .unwrap_or_default();
+                    return Err(rejected(
+                        line_of(span, source),
+                        format!(
+                            "`{name}` reaches a barrier{barrier_line} and is called inside a \
+                             loop{loop_line}; barriers inside loops are not supported: {why}"
+                        ),
+                    ));
+                }
+            }
+            Statement::Block(b) => barrier_in_loop(b, in_loop, module, reach, source)?,
+            Statement::If { accept, reject, .. } => {
+                barrier_in_loop(accept, in_loop, module, reach, source)?;
+                barrier_in_loop(reject, in_loop, module, reach, source)?;
+            }
+            Statement::Switch { cases, .. } => {
+                for c in cases {
+                    barrier_in_loop(&c.body, in_loop, module, reach, source)?;
+                }
+            }
+            Statement::Loop {
+                body, continuing, ..
+            } => {
+                let lp = in_loop.or(Some(span));
+                barrier_in_loop(body, lp, module, reach, source)?;
+                barrier_in_loop(continuing, lp, module, reach, source)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Makes every loop of `module` break after `budget` iterations per invocation (all loops of an
