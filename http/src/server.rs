@@ -177,9 +177,12 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     if let Some(workers) = config.http_workers {
         server = server.workers(workers);
     }
-    let server = server
-        .bind(&config.listen)
-        .map_err(|e| fail(&config.listen)(e.to_string()))?;
+    let server = server.bind(&config.listen).map_err(|e| {
+        StartError(format!(
+            "cannot listen on {}: {e} (choose another address with --listen)",
+            config.listen
+        ))
+    })?;
     let addr = *server
         .addrs()
         .first()

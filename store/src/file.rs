@@ -148,7 +148,7 @@ impl FileStore {
             .map_err(|e| io("open", &lock_path, e))?;
         if let Err(e) = lock_file.try_lock() {
             return Err(StoreError::Io(format!(
-                "{} is in use by another store ({e}); close it first",
+                "{} is locked by another process ({e}): is another node running on this data directory?",
                 dir.display()
             )));
         }
