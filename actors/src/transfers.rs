@@ -237,6 +237,8 @@ impl Actor for TransferManager {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.add_stream(self.store.subscribe_all(self.start));
+        // Nothing to catch up on (the checkpoint is the head): recover at once, not a tick later.
+        self.tick(ctx);
         ctx.run_interval(TRANSFER_MANAGER_TICK, |act, ctx| act.tick(ctx));
     }
 }

@@ -120,7 +120,7 @@ pub struct Explorer {
 }
 
 /// Serializable form of the whole explorer (checkpoints, equality in tests).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExplorerState {
     /// Next position to apply.
     pub next_position: u64,

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod checkpoint;
 pub mod explorer;
 pub mod runner;
 pub mod watermark;

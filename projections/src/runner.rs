@@ -10,6 +10,7 @@ use prometheus::{IntGauge, register_int_gauge};
 use store::{EventStore, RecordedEvent, Snapshot, StoreError};
 use tokio::sync::broadcast;
 
+use crate::checkpoint;
 use crate::explorer::{Explorer, ExplorerState};
 use crate::watermark::{ProjectionStopped, Watermark};
 
@@ -51,7 +52,7 @@ pub async fn load_explorer(store: &dyn EventStore) -> Result<Explorer, StoreErro
     let Some(snapshot) = store.load_snapshot(CHECKPOINT_KEY).await? else {
         return Ok(Explorer::default());
     };
-    match serde_json::from_slice::<ExplorerState>(&snapshot.data) {
+    match checkpoint::decode(&snapshot.data) {
         Ok(state)
             if state.next_position == snapshot.revision
                 && state.next_position <= store.next_position() =>
@@ -76,7 +77,7 @@ pub async fn save_checkpoint(
     state: &ExplorerState,
 ) -> Result<(), StoreError> {
     let revision = state.next_position;
-    let data = serde_json::to_vec(state).expect("explorer state serializes");
+    let data = checkpoint::encode(state);
     store
         .save_snapshot(CHECKPOINT_KEY, Snapshot { revision, data })
         .await

@@ -187,8 +187,8 @@ async fn rebuild_from_zero_equals_resume_from_any_checkpoint() {
     for cut in [0, 1, 4, 17, end / 2, end - 1, end] {
         let first = Explorer::default();
         apply_range(&first, store.as_ref(), cut).await;
-        let text = serde_json::to_vec(&first.export()).unwrap();
-        let resumed = Explorer::import(serde_json::from_slice(&text).unwrap());
+        let bytes = projections::checkpoint::encode(&first.export());
+        let resumed = Explorer::import(projections::checkpoint::decode(&bytes).unwrap());
         apply_range(&resumed, store.as_ref(), end).await;
         assert_eq!(resumed.export(), full, "resumed from position {cut}");
     }
