@@ -351,7 +351,14 @@ fn worker_loop(
     init: Sender<Result<AdapterReport>>,
 ) {
     let mut slot: Option<Gpu> = None;
-    match Gpu::new() {
+    // A driver that hangs while creating the first device makes the worker look stuck too.
+    state.set_running(Some((
+        Instant::now(),
+        JobLimits::default().wall_time_max_ms,
+    )));
+    let first = Gpu::new();
+    state.set_running(None);
+    match first {
         Ok(gpu) => {
             counters.devices_created.fetch_add(1, Ordering::Relaxed);
             let _ = init.send(Ok(gpu.report.clone()));
@@ -590,7 +597,13 @@ impl Executor {
 
     /// Queues `request` on the current worker (on a fresh one if that one's thread is gone).
     fn enqueue(&self, request: Request) -> Result<(Arc<Worker>, Instant)> {
-        let worker = self.current_worker()?;
+        let mut worker = self.current_worker()?;
+        if worker.is_stuck() {
+            // Nobody may be waiting on the stuck job to notice: replace the worker here too, or
+            // a wedged driver would leave the queue full for good.
+            self.shared.replace(&worker);
+            worker = self.current_worker()?;
+        }
         let request = match worker.enqueue(request) {
             Enqueued::Yes(deadline) => return Ok((worker, deadline)),
             Enqueued::Full => {

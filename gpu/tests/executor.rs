@@ -489,8 +489,13 @@ fn f(i: u32) -> u32 { var a: array<vec4<u32>, 513>; a[i] = vec4<u32>(i); return 
 @compute @workgroup_size(1)
 fn main() { var b: array<vec4<u32>, 513>; b[3] = vec4<u32>(f(3u)); out[0] = b[3].x; }
 ";
+    // A large value (not a variable) is spilled to the same memory by the backends.
+    let value = "@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(1)
+fn main(@builtin(local_invocation_index) li: u32) { let a = array<u32, 8192>(); out[0] = a[li]; }
+";
     let before = exec().stats();
-    for (src, bytes) in [(private, 65_536), (local, 16_416)] {
+    for (src, bytes) in [(private, 65_536), (local, 16_416), (value, 32_768)] {
         let t = Instant::now();
         assert_eq!(
             exec().wgsl(shader(src, 0, 1), &limits()),

@@ -396,6 +396,33 @@ fn check_invocation_memory(module: &naga::Module) -> Result<()> {
     let total = private
         .chain(locals)
         .fold(0u64, |sum, s| sum.saturating_add(s));
+    // Values of a large type (`let a = array<f32, N>()`, parameters, results) are not
+    // variables, yet backends spill them to per-invocation memory: bound every type that does
+    // not belong to a buffer or workgroup variable.
+    let mut shared_types = std::collections::HashSet::new();
+    let mut pending: Vec<naga::Handle<Type>> = module
+        .global_variables
+        .iter()
+        .filter(|(_, v)| !matches!(v.space, AddressSpace::Private | AddressSpace::Function))
+        .map(|(_, v)| v.ty)
+        .collect();
+    while let Some(ty) = pending.pop() {
+        if shared_types.insert(ty) {
+            match &module.types[ty].inner {
+                TypeInner::Array { base, .. } => pending.push(*base),
+                TypeInner::Struct { members, .. } => pending.extend(members.iter().map(|m| m.ty)),
+                _ => {}
+            }
+        }
+    }
+    let largest_value = module
+        .types
+        .iter()
+        .filter(|(handle, _)| !shared_types.contains(handle))
+        .map(|(handle, _)| size(handle))
+        .max()
+        .unwrap_or(0);
+    let total = total.max(largest_value);
     if total > CLIENT_INVOCATION_BYTES_MAX {
         return Err(GpuError::LimitExceeded {
             kind: LimitKind::InvocationMemory,
