@@ -183,7 +183,7 @@ impl ChainActor {
                 .await
                 .map(|r| (r, event))
         };
-        ctx.spawn(append.into_actor(self).map(move |result, act, _ctx| {
+        ctx.spawn(append.into_actor(self).map(move |result, act, ctx| {
             act.sealing = false;
             match result {
                 Ok((revision, event)) => {
@@ -194,6 +194,12 @@ impl ChainActor {
                     metrics::BLOCKS_SEALED
                         .with_label_values(&[&act.chain_id])
                         .inc();
+                }
+                Err(error @ (StoreError::Closed | StoreError::WrongExpectedRevision { .. })) => {
+                    // The log is gone, or another writer sealed: retrying cannot help. Stopping
+                    // makes /health report the sealer.
+                    tracing::error!(chain = %act.chain_id, %error, "block not appended; sealer stops");
+                    ctx.stop();
                 }
                 Err(error) => {
                     // Nothing was written: the same block is built again on the next tick.

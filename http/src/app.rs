@@ -203,6 +203,7 @@ impl App {
 
     /// Writes wait for recovery (log replayed, open transfers finished, projections caught up):
     /// until then they are refused at once rather than left hanging.
+    /// The same holds once a part the write path needs (projection, transfer manager) stopped.
     fn ensure_ready(&self) -> Result<(), ApiError> {
         if !self.is_ready() {
             return Err(ApiError::new(
@@ -210,20 +211,42 @@ impl App {
                 "the node is starting: it is still recovering its log; retry shortly",
             ));
         }
+        let stopped = self.components.stopped();
+        if !stopped.is_empty() {
+            let message = format!(
+                "the node is degraded ({} stopped) and accepts no writes",
+                stopped.join(", ")
+            );
+            return Err(ApiError::new("unavailable", message));
+        }
         Ok(())
     }
 
     /// Parses a public key through the cache.
     fn parse_key(&self, bytes: &[u8; 32]) -> Option<PublicKey> {
-        if let Some(key) = self.key_cache.get(bytes) {
-            return Some(*key);
+        match self.key_cache.get(bytes) {
+            Some(key) => Some(*key),
+            None => PublicKey::from_bytes(bytes),
         }
-        let key = PublicKey::from_bytes(bytes)?;
+    }
+
+    /// Remembers the key of a sender whose signature verified (never of a forger: junk
+    /// signatures must not be able to flush the cache).
+    fn remember_key(&self, tx: &VerifiedTx) {
+        let Ok(bytes) =
+            <[u8; 32]>::try_from(hex::decode(&tx.envelope.public_key).unwrap_or_default())
+        else {
+            return;
+        };
+        if self.key_cache.contains_key(&bytes) {
+            return;
+        }
         if self.key_cache.len() >= KEY_CACHE_MAX {
             self.key_cache.clear();
         }
-        self.key_cache.insert(*bytes, key);
-        Some(key)
+        if let Some(key) = PublicKey::from_bytes(&bytes) {
+            self.key_cache.insert(bytes, key);
+        }
     }
 
     /// Verifies and executes a signed transaction; returns once its effects are readable.
@@ -231,6 +254,7 @@ impl App {
     pub async fn submit(&self, envelope: SignedEnvelope) -> Result<TxAccepted, ApiError> {
         self.ensure_ready()?;
         let tx = envelope.verify_with(|bytes| self.parse_key(bytes))?;
+        self.remember_key(&tx);
         if !self.chains.contains_key(&tx.payload.chain_id) {
             let hosted: Vec<&str> = self.chains.keys().map(String::as_str).collect();
             return Err(TxError::WrongChain {
@@ -288,7 +312,15 @@ impl App {
                 ));
             }
         };
-        self.wait_readable(last + 1).await?;
+        self.wait_readable(last + 1).await.map_err(|error| {
+            ApiError::new(
+                "unavailable",
+                format!(
+                    "transaction {} is committed at log position {} but cannot be shown as read: {}",
+                    committed.tx_hash, committed.position, error.message
+                ),
+            )
+        })?;
         Ok(TxAccepted {
             tx_hash: committed.tx_hash,
             status: "committed",
@@ -337,13 +369,13 @@ impl App {
         passphrase: Zeroizing<String>,
     ) -> Result<TxAccepted, ApiError> {
         self.ensure_ready()?;
+        if amount == Amount::ZERO {
+            return Err(ApiError::malformed("amount must be positive"));
+        }
         let chain_id = self.chain_id(chain)?.to_string();
         let key = self
             .with_custody(move |custody| custody.unlock(&from, &passphrase))
             .await?;
-        if amount == Amount::ZERO {
-            return Err(ApiError::malformed("amount must be positive"));
-        }
         let fee = fee.unwrap_or(self.chains[&chain_id].genesis.min_fee);
         let committed = self
             .registry

@@ -282,9 +282,29 @@ impl Explorer {
         Ok(())
     }
 
+    /// Applies a chain event; every check runs before anything changes.
     fn apply_chain(&self, event: &ChainEvent) -> Result<(), String> {
         let mut chains = self.chains.write();
         let block = event.block();
+        if let ChainEvent::BlockSealed { block } = event {
+            let chain = chains
+                .get(&block.chain_id)
+                .ok_or("block for an unknown chain")?;
+            if block.height != chain.blocks.len() as u64 {
+                return Err(format!(
+                    "block {} after {} blocks",
+                    block.height,
+                    chain.blocks.len()
+                ));
+            }
+        }
+        if let Some(unknown) = block
+            .tx_hashes
+            .iter()
+            .find(|hash| !self.txs.contains_key(*hash))
+        {
+            return Err(format!("block includes an unknown transaction {unknown}"));
+        }
         match event {
             ChainEvent::ChainCreated { genesis, block } => {
                 chains.insert(
@@ -296,26 +316,18 @@ impl Explorer {
                 );
             }
             ChainEvent::BlockSealed { block } => {
-                let chain = chains
+                chains
                     .get_mut(&block.chain_id)
-                    .ok_or("block for an unknown chain")?;
-                if block.height != chain.blocks.len() as u64 {
-                    return Err(format!(
-                        "block {} after {} blocks",
-                        block.height,
-                        chain.blocks.len()
-                    ));
-                }
-                chain.blocks.push(block.clone());
+                    .expect("checked above")
+                    .blocks
+                    .push(block.clone());
             }
         }
         for (index, hash) in block.tx_hashes.iter().enumerate() {
-            let mut tx = self
-                .txs
-                .get_mut(hash)
-                .ok_or("block includes an unknown transaction")?;
-            tx.block_height = Some(block.height);
-            tx.block_index = Some(index);
+            if let Some(mut tx) = self.txs.get_mut(hash) {
+                tx.block_height = Some(block.height);
+                tx.block_index = Some(index);
+            }
         }
         Ok(())
     }

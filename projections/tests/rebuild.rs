@@ -344,3 +344,40 @@ fn a_stopped_runner_fails_the_writers_waiting_on_it() {
         assert!(!runner.connected(), "the runner stopped");
     });
 }
+
+#[tokio::test]
+async fn a_refused_block_changes_nothing_in_the_explorer() {
+    let store = build_log().await;
+    let explorer = Explorer::default();
+    apply_range(&explorer, store.as_ref(), store.next_position()).await;
+    let before = explorer.export();
+    let last = &before.chains[CHAIN].blocks[1];
+    let validator = SigningKey::from_seed([9; 32]);
+    // One known transaction, then one the log never committed.
+    let block = BlockDraft {
+        chain_id: CHAIN.into(),
+        height: 2,
+        prev_hash: last.hash,
+        timestamp: 3,
+        tx_hashes: vec![last.tx_hashes[0], Hash32::digest(b"never committed")],
+        from_position: last.to_position,
+        to_position: before.next_position,
+    }
+    .seal(&[validator]);
+    let sealed = ChainEvent::BlockSealed { block };
+    let event = store::RecordedEvent {
+        position: before.next_position,
+        stream: Arc::from(chain_stream(CHAIN).as_str()),
+        revision: 2,
+        id: EventId(3),
+        event_type: sealed.event_type().into(),
+        data: DomainEvent::Chain(sealed).encode(),
+        recorded_at_ms: 0,
+    };
+    assert!(explorer.apply(&event).is_err());
+    assert_eq!(
+        explorer.export(),
+        before,
+        "no block pushed, no transaction re-labelled"
+    );
+}
