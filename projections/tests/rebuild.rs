@@ -162,6 +162,26 @@ async fn build_log() -> Arc<MemoryStore> {
     store
 }
 
+/// Appends a credit that no debit owes: value from nowhere.
+async fn append_credit_for_no_debit(store: &MemoryStore) {
+    let address = SigningKey::from_seed([1; 32]).address();
+    let forged = WalletEvent::Credited(wallet::Credit {
+        transfer_id: Hash32::digest(b"no such debit"),
+        from: address,
+        amount: Amount(5),
+        kind: wallet::CreditKind::Transfer,
+    });
+    let stream = wallet_stream(CHAIN, &address);
+    store
+        .append(
+            &stream,
+            ExpectedRevision::Any,
+            vec![new_event(&address, &forged)],
+        )
+        .await
+        .unwrap();
+}
+
 async fn apply_range(explorer: &Explorer, store: &dyn EventStore, end: u64) {
     while explorer.next_position() < end {
         let page = store.read_all(explorer.next_position(), 7).await.unwrap();
@@ -209,22 +229,7 @@ async fn the_runner_checkpoint_round_trips_through_the_store() {
 #[tokio::test]
 async fn a_credit_for_no_debit_is_refused() {
     let store = build_log().await;
-    let address = SigningKey::from_seed([1; 32]).address();
-    let forged = WalletEvent::Credited(wallet::Credit {
-        transfer_id: Hash32::digest(b"no such debit"),
-        from: address,
-        amount: Amount(5),
-        kind: wallet::CreditKind::Transfer,
-    });
-    let stream = wallet_stream(CHAIN, &address);
-    store
-        .append(
-            &stream,
-            ExpectedRevision::Any,
-            vec![new_event(&address, &forged)],
-        )
-        .await
-        .unwrap();
+    append_credit_for_no_debit(store.as_ref()).await;
     let error = projections::audit::audit(store.as_ref()).await.unwrap_err();
     assert!(
         error.to_string().contains("credit for an unknown transfer"),
@@ -311,22 +316,7 @@ fn hashes_of(state: &projections::explorer::ExplorerState) -> Vec<Hash32> {
 fn a_stopped_runner_fails_the_writers_waiting_on_it() {
     actix::System::new().block_on(async {
         let store = build_log().await;
-        let address = SigningKey::from_seed([1; 32]).address();
-        let forged = WalletEvent::Credited(wallet::Credit {
-            transfer_id: Hash32::digest(b"no such debit"),
-            from: address,
-            amount: Amount(5),
-            kind: wallet::CreditKind::Transfer,
-        });
-        let stream = wallet_stream(CHAIN, &address);
-        store
-            .append(
-                &stream,
-                ExpectedRevision::Any,
-                vec![new_event(&address, &forged)],
-            )
-            .await
-            .unwrap();
+        append_credit_for_no_debit(store.as_ref()).await;
         let end = store.next_position();
         let (runner, handle) =
             projections::runner::ProjectionRunner::new(store.clone(), Explorer::default());
