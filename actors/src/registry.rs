@@ -87,11 +87,6 @@ impl WalletRegistry {
         self.inner.idle_timeout
     }
 
-    /// The chain ids this registry serves.
-    pub fn chain_ids(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.inner.chains.keys()
-    }
-
     fn key(&self, chain_id: &str, address: Address) -> Result<WalletKey, CommandError> {
         let (chain_id, _) = self.inner.chains.get_key_value(chain_id).ok_or_else(|| {
             CommandError::NotFound(format!("chain {chain_id:?} is not hosted here"))

@@ -7,7 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::Address;
 use crate::hash::Hash32;
 use crate::keys::{self, SigningKey};
 use crate::merkle::merkle_root;
@@ -192,11 +191,6 @@ impl Block {
             });
         }
         Ok(())
-    }
-
-    /// Address of the proposer.
-    pub fn proposer_address(&self) -> Option<Address> {
-        hex_array::<32>(&self.validator).map(|k| Address::from_public_key(&k))
     }
 }
 

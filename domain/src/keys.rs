@@ -70,6 +70,11 @@ impl PublicKey {
             .map(PublicKey)
     }
 
+    /// The key's 32 bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     /// Verifies a signature (strict: rejects malleable and small-order forms).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         let signature = ed25519_dalek::Signature::from_bytes(signature);

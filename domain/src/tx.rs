@@ -100,6 +100,8 @@ pub struct VerifiedTx {
     pub action: TxAction,
     /// The envelope as received, kept in the log so anyone can re-verify it.
     pub envelope: SignedEnvelope,
+    /// The signer's key, parsed.
+    pub public_key: PublicKey,
 }
 
 impl VerifiedTx {
@@ -183,11 +185,9 @@ impl SignedEnvelope {
         }
         let public_key: [u8; 32] = decode_fixed(&self.public_key, "public_key")?;
         let signature: [u8; 64] = decode_fixed(&self.signature, "signature")?;
-        let verified = parse_key(&public_key)
-            .is_some_and(|key| key.verify(&signing_bytes(&self.payload), &signature));
-        if !verified {
-            return Err(TxError::BadSignature);
-        }
+        let key = parse_key(&public_key)
+            .filter(|key| key.verify(&signing_bytes(&self.payload), &signature))
+            .ok_or(TxError::BadSignature)?;
         let payload: TxPayload = serde_json::from_str(&self.payload)
             .map_err(|e| TxError::Malformed(format!("payload: {e}")))?;
         let key_address = Address::from_public_key(&public_key);
@@ -215,6 +215,7 @@ impl SignedEnvelope {
             payload,
             action,
             envelope: self.clone(),
+            public_key: key,
         })
     }
 }

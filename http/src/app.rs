@@ -233,20 +233,14 @@ impl App {
     /// Remembers the key of a sender whose signature verified (never of a forger: junk
     /// signatures must not be able to flush the cache).
     fn remember_key(&self, tx: &VerifiedTx) {
-        let Ok(bytes) =
-            <[u8; 32]>::try_from(hex::decode(&tx.envelope.public_key).unwrap_or_default())
-        else {
-            return;
-        };
+        let bytes = tx.public_key.to_bytes();
         if self.key_cache.contains_key(&bytes) {
             return;
         }
         if self.key_cache.len() >= KEY_CACHE_MAX {
             self.key_cache.clear();
         }
-        if let Some(key) = PublicKey::from_bytes(&bytes) {
-            self.key_cache.insert(bytes, key);
-        }
+        self.key_cache.insert(bytes, tx.public_key);
     }
 
     /// Verifies and executes a signed transaction; returns once its effects are readable.

@@ -306,7 +306,7 @@ impl TestNode {
         amount: u128,
         fee: u128,
     ) -> (u16, Value) {
-        self.submit(&signed_transfer(DEVNET, key, nonce, to, amount, fee))
+        self.transfer_on(DEVNET, key, nonce, to, amount, fee)
     }
 
     /// Signs and submits a transfer on `chain`.

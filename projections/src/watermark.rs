@@ -89,11 +89,6 @@ impl Watermark {
         };
         receiver.await.map_err(|_| ProjectionStopped)
     }
-
-    /// Whether the projection has stopped for good.
-    pub fn is_stopped(&self) -> bool {
-        self.inner.lock().stopped
-    }
 }
 
 #[cfg(test)]
