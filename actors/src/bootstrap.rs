@@ -1,16 +1,13 @@
 //! Start-up of a chain: genesis on first start, a consistency check on every later one.
 
-use std::sync::Arc;
-
 use domain::block::BlockDraft;
-use domain::chain::{self, ChainCommand};
+use domain::chain::{Chain, ChainCommand, ChainState};
 use domain::genesis::Genesis;
 use domain::keys::SigningKey;
-use store::EventStore;
 
-use crate::chain::{LoadedChain, append_chain_event, load_chain};
 use crate::error::CommandError;
-use crate::registry::WalletRegistry;
+use crate::registry::Registry;
+use crate::wallet::WalletRegistry;
 
 /// Why a chain could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +34,11 @@ pub enum BootError {
 /// `signers`) if the log does not have it yet. Idempotent: a crash half-way through genesis is
 /// finished by the next start.
 pub async fn ensure_chain(
-    store: Arc<dyn EventStore>,
-    registry: &WalletRegistry,
+    chains: &Registry<Chain>,
+    wallets: &WalletRegistry,
     genesis: &Genesis,
     signers: &[SigningKey],
-) -> Result<LoadedChain, BootError> {
+) -> Result<ChainState, BootError> {
     let chain_id = genesis.chain_id.clone();
     let config_error = |reason: String| BootError::Config {
         chain_id: chain_id.clone(),
@@ -54,17 +51,18 @@ pub async fn ensure_chain(
     genesis
         .validate()
         .map_err(|e| config_error(e.to_string()))?;
-    let loaded = load_chain(store.as_ref(), &chain_id)
+    let state = chains
+        .state(chain_id.clone())
         .await
-        .map_err(|e| command_error(e.into()))?;
-    if let Some(existing) = &loaded.state.genesis {
+        .map_err(command_error)?;
+    if let Some(existing) = &state.genesis {
         if existing != genesis {
             return Err(config_error(
                 "the genesis in the configuration differs from the one this chain was created with"
                     .into(),
             ));
         }
-        return Ok(loaded);
+        return Ok(state);
     }
     if signers.len() < genesis.validator_threshold {
         return Err(config_error(format!(
@@ -74,12 +72,12 @@ pub async fn ensure_chain(
         )));
     }
     for allocation in &genesis.allocations {
-        registry
+        wallets
             .fund(&chain_id, allocation.address, allocation.amount)
             .await
             .map_err(command_error)?;
     }
-    let position = store.next_position();
+    let position = chains.store().next_position();
     let block = BlockDraft {
         chain_id: chain_id.clone(),
         height: 0,
@@ -90,18 +88,13 @@ pub async fn ensure_chain(
         to_position: position,
     }
     .seal(signers);
-    let events = chain::decide(
-        &loaded.state,
-        ChainCommand::Create {
-            genesis: genesis.clone(),
-            block,
-        },
-    )
-    .map_err(|e| config_error(e.to_string()))?;
-    append_chain_event(store.as_ref(), &chain_id, None, &events[0])
+    let command = ChainCommand::Create {
+        genesis: genesis.clone(),
+        block,
+    };
+    chains
+        .execute(chain_id.clone(), command)
         .await
-        .map_err(|e| command_error(e.into()))?;
-    load_chain(store.as_ref(), &chain_id)
-        .await
-        .map_err(|e| command_error(e.into()))
+        .map_err(command_error)?;
+    chains.state(chain_id.clone()).await.map_err(command_error)
 }

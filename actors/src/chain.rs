@@ -5,19 +5,20 @@
 //! committed there (their `Debited` events). With no new transactions no block is sealed,
 //! unless the chain is configured for empty blocks.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use domain::block::BlockDraft;
-use domain::chain::{self, ChainCommand, ChainEvent, ChainState, chain_stream};
-use domain::codec::{DomainEvent, WalletFact, decode_wallet_fact};
+use domain::chain::{self, Chain, ChainCommand, ChainEvent, ChainState};
+use domain::codec::{WalletFact, decode_wallet_fact, is_debit};
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::limits::BLOCK_TXS_MAX;
-use store::{EventId, EventStore, ExpectedRevision, NewEvent, RecordedEvent, Revision, StoreError};
+use store::{RecordedEvent, StoreError};
 
+use crate::error::CommandError;
 use crate::metrics;
+use crate::registry::Registry;
 
 /// How a chain seals.
 #[derive(Clone, Debug)]
@@ -28,81 +29,14 @@ pub struct SealingConfig {
     pub empty_blocks: bool,
 }
 
-/// A loaded chain: state, stream revision and last block time.
-#[derive(Clone, Debug)]
-pub struct LoadedChain {
-    /// Aggregate state.
-    pub state: ChainState,
-    /// Last revision of the chain stream.
-    pub revision: Option<Revision>,
-    /// Timestamp of the last block.
-    pub last_timestamp: u64,
-}
-
-/// Reads a chain's stream into its state.
-pub async fn load_chain(store: &dyn EventStore, chain_id: &str) -> Result<LoadedChain, StoreError> {
-    let stream = chain_stream(chain_id);
-    let mut loaded = LoadedChain {
-        state: ChainState::default(),
-        revision: None,
-        last_timestamp: 0,
-    };
-    loop {
-        let page = store
-            .read_stream(&stream, loaded.revision.map_or(0, |r| r + 1), 1024)
-            .await?;
-        let done = page.len() < 1024;
-        for recorded in page {
-            let Ok(DomainEvent::Chain(event)) =
-                DomainEvent::decode(&recorded.event_type, &recorded.data)
-            else {
-                return Err(StoreError::Invalid(format!(
-                    "{stream} holds a non-chain event at revision {}",
-                    recorded.revision
-                )));
-            };
-            chain::evolve(&mut loaded.state, &event);
-            loaded.last_timestamp = event.block().timestamp;
-            loaded.revision = Some(recorded.revision);
-        }
-        if done {
-            return Ok(loaded);
-        }
-    }
-}
-
-/// Appends a chain event with the expected revision.
-pub async fn append_chain_event(
-    store: &dyn EventStore,
-    chain_id: &str,
-    revision: Option<Revision>,
-    event: &ChainEvent,
-) -> Result<u64, StoreError> {
-    let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-    let block = event.block();
-    let id = domain::event_id::event_id(
-        "block",
-        format!("{}/{}", block.chain_id, block.height).as_bytes(),
-    );
-    let new = NewEvent {
-        id: EventId(id),
-        event_type: event.event_type().into(),
-        data: DomainEvent::Chain(event.clone()).encode(),
-    };
-    let outcome = store
-        .append(&chain_stream(chain_id), expected, vec![new])
-        .await?;
-    Ok(outcome.revisions[0])
-}
-
-/// The block sealer of one chain.
+/// The block sealer of one chain. Its blocks are commands to the chain's aggregate actor.
 pub struct ChainActor {
     chain_id: String,
     wallet_prefix: String,
-    loaded: LoadedChain,
+    state: ChainState,
+    chains: Registry<Chain>,
     signers: Vec<SigningKey>,
     config: SealingConfig,
-    store: Arc<dyn EventStore>,
     /// Next position to observe.
     observed: u64,
     /// (position, tx hash) of this chain's transactions since the last block.
@@ -111,15 +45,14 @@ pub struct ChainActor {
 }
 
 impl ChainActor {
-    /// A sealer for a loaded (created) chain.
+    /// A sealer for a created chain whose current state is `state`.
     pub fn new(
-        loaded: LoadedChain,
+        state: ChainState,
+        chains: Registry<Chain>,
         signers: Vec<SigningKey>,
         config: SealingConfig,
-        store: Arc<dyn EventStore>,
     ) -> Self {
-        let chain_id = loaded
-            .state
+        let chain_id = state
             .genesis
             .as_ref()
             .expect("chain is created")
@@ -128,18 +61,18 @@ impl ChainActor {
         ChainActor {
             wallet_prefix: format!("wallet/{chain_id}/"),
             chain_id,
-            observed: loaded.state.next_position,
-            loaded,
+            observed: state.next_position,
+            state,
+            chains,
             signers,
             config,
-            store,
             pending: Vec::new(),
             sealing: false,
         }
     }
 
     fn seal(&mut self, ctx: &mut Context<Self>) {
-        let state = &self.loaded.state;
+        let state = &self.state;
         if self.sealing || self.observed == state.next_position {
             return;
         }
@@ -151,51 +84,45 @@ impl ChainActor {
             .pending
             .get(included)
             .map_or(self.observed, |(position, _)| *position);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let draft = BlockDraft {
+        let now = self.chains.clock().now_ms() / 1000;
+        let block = BlockDraft {
             chain_id: self.chain_id.clone(),
             height: state.height + 1,
             prev_hash: state.last_hash,
-            timestamp: now.max(self.loaded.last_timestamp),
+            timestamp: now.max(state.last_timestamp),
             tx_hashes: self.pending[..included]
                 .iter()
                 .map(|(_, hash)| *hash)
                 .collect(),
             from_position: state.next_position,
             to_position,
-        };
-        let events = match chain::decide(state, ChainCommand::Seal(draft.seal(&self.signers))) {
-            Ok(events) => events,
-            Err(error) => {
-                tracing::error!(chain = %self.chain_id, %error, "sealer built an invalid block; stopping");
-                ctx.stop();
-                return;
-            }
-        };
-        let event = events.into_iter().next().expect("a seal decides one block");
+        }
+        .seal(&self.signers);
+        let hash = block.hash;
         self.sealing = true;
-        let store = self.store.clone();
-        let (chain_id, revision) = (self.chain_id.clone(), self.loaded.revision);
-        let append = async move {
-            append_chain_event(store.as_ref(), &chain_id, revision, &event)
-                .await
-                .map(|r| (r, event))
-        };
+        let (chains, chain_id) = (self.chains.clone(), self.chain_id.clone());
+        let append = async move { chains.execute(chain_id, ChainCommand::Seal(block)).await };
         ctx.spawn(append.into_actor(self).map(move |result, act, ctx| {
             act.sealing = false;
             match result {
-                Ok((revision, event)) => {
-                    chain::evolve(&mut act.loaded.state, &event);
-                    act.loaded.revision = Some(revision);
-                    act.loaded.last_timestamp = event.block().timestamp;
+                Ok(applied) => {
+                    let [(event @ ChainEvent::BlockSealed { .. }, _)] = applied.events.as_slice()
+                    else {
+                        unreachable!("a seal records one block: {:?}", applied.events)
+                    };
+                    if event.block().hash != hash {
+                        // Another writer sealed this height: our view of the chain is stale.
+                        tracing::error!(chain = %act.chain_id, "another block holds this height; sealer stops");
+                        ctx.stop();
+                        return;
+                    }
+                    chain::evolve(&mut act.state, event);
                     act.pending.drain(..included);
                     metrics::BLOCKS_SEALED
                         .with_label_values(&[&act.chain_id])
                         .inc();
                 }
-                Err(error @ (StoreError::Closed | StoreError::WrongExpectedRevision { .. })) => {
+                Err(error @ (CommandError::Store(StoreError::Closed) | CommandError::Conflict(_))) => {
                     // The log is gone, or another writer sealed: retrying cannot help. Stopping
                     // makes /health report the sealer.
                     tracing::error!(chain = %act.chain_id, %error, "block not appended; sealer stops");
@@ -214,7 +141,7 @@ impl Actor for ChainActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.add_stream(self.store.subscribe_all(self.observed));
+        ctx.add_stream(self.chains.store().subscribe_all(self.observed));
         ctx.run_interval(self.config.block_time, |act, ctx| act.seal(ctx));
     }
 }
@@ -234,7 +161,7 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ChainActor {
             "the subscription is gap-free"
         );
         self.observed += 1;
-        if event.event_type != "Debited.v1" || !event.stream.starts_with(&self.wallet_prefix) {
+        if !is_debit(&event.event_type) || !event.stream.starts_with(&self.wallet_prefix) {
             return;
         }
         match decode_wallet_fact(&event.event_type, &event.data) {

@@ -21,4 +21,28 @@ pub enum CommandError {
     /// The node cannot serve it now.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// An aggregate refused a command the node itself built (a block that no longer extends
+    /// the chain): another writer got there first.
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl CommandError {
+    /// Stable snake_case code (metrics, logs).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::Rejected(error) => error.code(),
+            CommandError::Store(_) => "store",
+            CommandError::Restarting => "restarting",
+            CommandError::NotFound(_) => "not_found",
+            CommandError::Unavailable(_) => "unavailable",
+            CommandError::Conflict(_) => "conflict",
+        }
+    }
+}
+
+impl From<domain::chain::ChainError> for CommandError {
+    fn from(error: domain::chain::ChainError) -> Self {
+        CommandError::Conflict(error.to_string())
+    }
 }

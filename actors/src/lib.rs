@@ -1,11 +1,13 @@
 //! actix actors that host the domain's aggregates over the event log.
 //!
-//! - [`wallet::WalletActor`]: one per (chain, address), activated on first use by rehydrating
-//!   from snapshot + stream, passivated when idle, the only writer of its stream. It batches the
-//!   commands that queue up while an append is in flight into one append (per-stream group
-//!   commit), so a hot account (a faucet, the treasury) is not limited to one fsync per command.
-//! - [`registry::WalletRegistry`]: routes a command to its wallet actor, activating it on demand
-//!   and retrying once on an actor that has just passivated.
+//! - [`aggregate::AggregateActor`]: hosts one instance of any [`domain::aggregate::Aggregate`]
+//!   (a wallet, a chain), activated on first use by rehydrating from snapshot + stream,
+//!   passivated when idle, the only writer of its stream. It batches the commands that queue up
+//!   while an append is in flight into one append (per-stream group commit), so a hot account (a
+//!   faucet, the treasury) is not limited to one fsync per command.
+//! - [`registry::Registry`]: routes a command to its actor, activating it on demand and retrying
+//!   on an actor that has just passivated. [`wallet::WalletRegistry`] is the wallets' typed face.
+//! - [`clock`]: the injected clock every decision and timestamp reads.
 //! - [`transfers::TransferManager`]: the process manager that delivers the credits of every
 //!   debit from its checkpoint, so a transfer left half-done by a crash is finished on restart.
 //! - [`chain::ChainActor`]: seals blocks every `block_time` from the log it observes.
@@ -15,8 +17,10 @@
 //! domain's `evolve`; nothing else mutates aggregate state.
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod bootstrap;
 pub mod chain;
+pub mod clock;
 pub mod error;
 pub mod limits;
 pub mod metrics;

@@ -2,34 +2,34 @@
 
 use std::time::Duration;
 
-/// Mailbox capacity of a wallet actor (callers wait when it is full: back-pressure).
-pub const WALLET_MAILBOX_MAX: usize = 4096;
-/// Most events one wallet appends in one batch.
-pub const WALLET_BATCH_EVENTS_MAX: usize = 1024;
-/// Most bytes (upper bound of the encoded events) one wallet appends in one batch.
-pub const WALLET_BATCH_BYTES_MAX: usize = 8 << 20;
+/// Mailbox capacity of an aggregate actor (callers wait when it is full: back-pressure).
+pub const MAILBOX_MAX: usize = 4096;
+/// Most events one actor appends in one batch.
+pub const BATCH_EVENTS_MAX: usize = 1024;
+/// An actor stops adding commands to a batch once its encoded events reach this many bytes.
+pub const BATCH_BYTES_MAX: usize = 8 << 20;
 /// Events read per page while rehydrating.
 pub const REHYDRATE_PAGE_MAX: usize = 1024;
 /// A snapshot is written after this many new events in a stream.
 pub const SNAPSHOT_EVERY_EVENTS: u64 = 256;
-/// Recently committed transactions a wallet remembers to answer resubmissions.
-pub const RECENT_TXS_MAX: usize = 1024;
-/// A wallet actor idle this long passivates.
-pub const WALLET_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often idle wallets check whether to passivate.
-pub const WALLET_IDLE_CHECK: Duration = Duration::from_secs(10);
-/// Attempts to reach a wallet whose actor was stopping.
+/// Recently stored events an actor remembers to answer resubmissions without deciding again.
+pub const RECENT_EVENTS_MAX: usize = 1024;
+/// An actor idle this long passivates.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often idle actors check whether to passivate.
+pub const IDLE_CHECK: Duration = Duration::from_secs(10);
+/// Attempts to reach an actor that was stopping.
 pub const ROUTE_ATTEMPTS_MAX: usize = 4;
 /// The transfer manager delivers a credit itself once its debit is this old.
 pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
 /// How often the transfer manager looks for overdue credits and saves its checkpoint.
 pub const TRANSFER_MANAGER_TICK: Duration = Duration::from_millis(500);
 
-const _: () = assert!(WALLET_BATCH_EVENTS_MAX <= store::limits::APPEND_EVENTS_MAX);
-// One command may exceed the byte budget alone (it is then a batch of one): its bound must
-// still fit one append.
+const _: () = assert!(BATCH_EVENTS_MAX <= store::limits::APPEND_EVENTS_MAX);
+// The last command of a batch may take it past the byte budget: its events (at most a debit,
+// whose envelope JSON-escaping can at most double) must still fit the append.
 const _: () = assert!(
-    WALLET_BATCH_BYTES_MAX + 2 * (domain::limits::PAYLOAD_LEN_MAX + 256) + 1024
+    BATCH_BYTES_MAX + 2 * (domain::limits::PAYLOAD_LEN_MAX + 256) + 1024
         <= store::limits::APPEND_BYTES_MAX
 );
 

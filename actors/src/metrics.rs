@@ -2,23 +2,27 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, IntGauge, register_int_counter_vec, register_int_gauge};
+use prometheus::{
+    IntCounterVec, IntGauge, IntGaugeVec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec,
+};
 
-/// Commands by kind and outcome.
+/// Commands by aggregate and outcome.
 pub static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "aitbc_commands_total",
-        "Commands handled by actors, by kind and outcome",
-        &["kind", "outcome"]
+        "Commands handled by aggregate actors, by aggregate and outcome (committed, duplicate or an error code)",
+        &["aggregate", "outcome"]
     )
     .expect("metric registers once")
 });
 
-/// Wallet actors currently active.
-pub static ACTIVE_WALLETS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
-        "aitbc_wallet_actors_active",
-        "Wallet actors currently activated"
+/// Aggregate actors currently active, by aggregate.
+pub static ACTIVE_ACTORS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aitbc_actors_active",
+        "Aggregate actors currently activated, by aggregate",
+        &["aggregate"]
     )
     .expect("metric registers once")
 });
@@ -43,6 +47,6 @@ pub static CREDITS_RECOVERED: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 /// Records one command outcome.
-pub fn command(kind: &str, outcome: &str) {
-    COMMANDS.with_label_values(&[kind, outcome]).inc();
+pub fn command(aggregate: &str, outcome: &str) {
+    COMMANDS.with_label_values(&[aggregate, outcome]).inc();
 }

@@ -1,70 +1,74 @@
-//! Routes commands to wallet actors, activating them on demand.
+//! Routes commands to aggregate actors, activating them on demand.
 //!
-//! Actors are spread over a fixed pool of arbiters (threads) by a hash of their key, so the
+//! Actors are spread over a fixed pool of arbiters (threads) by a hash of their id, so the
 //! placement is stable and independent of which thread asks. A command that reaches an actor
 //! which is stopping (passivation, or a restart after a failed append) is retried on a fresh
 //! activation; optimistic concurrency in the log makes even a brief overlap of two activations
 //! of one stream safe.
+//!
+//! A command for an instance whose stream does not exist is first decided against the empty
+//! state right here: if that refuses it (a transfer from a never-funded key), the answer comes
+//! without activating an actor, so junk cannot fill memory with empty actors.
 
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use domain::address::Address;
-use domain::money::Amount;
-use domain::tx::VerifiedTx;
-use domain::wallet::{Credit, WalletState};
+use domain::aggregate::{Aggregate, Context as DecideContext};
 use store::EventStore;
 
+use crate::aggregate::{AggregateActor, Execute, GetState, Hosted, Reply};
+use crate::clock::SharedClock;
 use crate::error::CommandError;
-use crate::limits::{ROUTE_ATTEMPTS_MAX, WALLET_IDLE_TIMEOUT};
-use crate::wallet::{
-    ApplyCredit, Committed, Fund, GetState, SignAndTransfer, SubmitTransfer, WalletActor,
-};
+use crate::limits::{IDLE_TIMEOUT, ROUTE_ATTEMPTS_MAX};
 
-/// Identity of a wallet actor.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct WalletKey {
-    /// Chain.
-    pub chain_id: Arc<str>,
-    /// Account.
-    pub address: Address,
-}
+/// Gives the facts of an instance, or says it cannot exist here (an unknown chain).
+pub type FactsOf<A> =
+    dyn Fn(&<A as Aggregate>::Id) -> Result<<A as Aggregate>::Facts, CommandError> + Send + Sync;
 
-struct Inner {
-    actors: DashMap<WalletKey, Addr<WalletActor>>,
+struct Inner<A: Hosted> {
+    actors: DashMap<A::Id, Addr<AggregateActor<A>>>,
     arbiters: Vec<ArbiterHandle>,
     store: Arc<dyn EventStore>,
-    /// A wallet idle this long passivates.
+    clock: SharedClock,
+    facts: Box<FactsOf<A>>,
+    /// An actor idle this long passivates.
     idle_timeout: Duration,
-    /// Chain id → minimum fee.
-    chains: BTreeMap<Arc<str>, Amount>,
 }
 
-/// Handle to all wallet actors of a node. Cheap to clone.
-#[derive(Clone)]
-pub struct WalletRegistry {
-    inner: Arc<Inner>,
+/// Handle to every actor of one aggregate type. Cheap to clone.
+pub struct Registry<A: Hosted> {
+    inner: Arc<Inner<A>>,
 }
 
-impl WalletRegistry {
-    /// A registry for `chains` (id → minimum fee) whose actors run on `arbiters`.
+impl<A: Hosted> Clone for Registry<A> {
+    fn clone(&self) -> Self {
+        Registry {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<A: Hosted> Registry<A> {
+    /// A registry whose actors run on `arbiters`, read the time from `clock` and get their
+    /// facts from `facts`.
     pub fn new(
         store: Arc<dyn EventStore>,
-        chains: BTreeMap<Arc<str>, Amount>,
+        clock: SharedClock,
         arbiters: Vec<ArbiterHandle>,
+        facts: impl Fn(&A::Id) -> Result<A::Facts, CommandError> + Send + Sync + 'static,
     ) -> Self {
         assert!(!arbiters.is_empty(), "at least one arbiter");
-        WalletRegistry {
+        Registry {
             inner: Arc::new(Inner {
                 actors: DashMap::new(),
                 arbiters,
                 store,
-                chains,
-                idle_timeout: WALLET_IDLE_TIMEOUT,
+                clock,
+                facts: Box::new(facts),
+                idle_timeout: IDLE_TIMEOUT,
             }),
         }
     }
@@ -74,7 +78,7 @@ impl WalletRegistry {
     pub fn with_idle_timeout(self, idle_timeout: Duration) -> Self {
         let inner = Arc::try_unwrap(self.inner)
             .unwrap_or_else(|_| panic!("set the idle timeout before use"));
-        WalletRegistry {
+        Registry {
             inner: Arc::new(Inner {
                 idle_timeout,
                 ..inner
@@ -82,23 +86,23 @@ impl WalletRegistry {
         }
     }
 
-    /// How long an idle wallet stays activated.
+    /// How long an idle actor stays activated.
     pub fn idle_timeout(&self) -> Duration {
         self.inner.idle_timeout
     }
 
-    fn key(&self, chain_id: &str, address: Address) -> Result<WalletKey, CommandError> {
-        let (chain_id, _) = self.inner.chains.get_key_value(chain_id).ok_or_else(|| {
-            CommandError::NotFound(format!("chain {chain_id:?} is not hosted here"))
-        })?;
-        Ok(WalletKey {
-            chain_id: chain_id.clone(),
-            address,
-        })
+    /// The clock decisions read.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
     }
 
-    fn activate(&self, key: &WalletKey) -> Addr<WalletActor> {
-        if let Some(addr) = self.inner.actors.get(key)
+    /// The event log.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    fn activate(&self, id: &A::Id, facts: &A::Facts) -> Addr<AggregateActor<A>> {
+        if let Some(addr) = self.inner.actors.get(id)
             && addr.connected()
         {
             return addr.clone();
@@ -106,116 +110,87 @@ impl WalletRegistry {
         let mut slot = self
             .inner
             .actors
-            .entry(key.clone())
-            .or_insert_with(|| self.start(key));
+            .entry(id.clone())
+            .or_insert_with(|| self.start(id, facts));
         if !slot.connected() {
-            *slot = self.start(key);
+            *slot = self.start(id, facts);
         }
         slot.clone()
     }
 
-    fn start(&self, key: &WalletKey) -> Addr<WalletActor> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut hasher);
-        let arbiter = &self.inner.arbiters[(hasher.finish() as usize) % self.inner.arbiters.len()];
-        let min_fee = self.inner.chains[&key.chain_id];
-        let (key, store, registry) = (key.clone(), self.inner.store.clone(), self.clone());
-        WalletActor::start_in_arbiter(arbiter, move |_| {
-            WalletActor::new(key, min_fee, store, registry)
+    fn start(&self, id: &A::Id, facts: &A::Facts) -> Addr<AggregateActor<A>> {
+        let hash =
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id);
+        let arbiter = &self.inner.arbiters[(hash as usize) % self.inner.arbiters.len()];
+        let (id, facts) = (id.clone(), facts.clone());
+        let (store, registry) = (self.inner.store.clone(), self.clone());
+        AggregateActor::start_in_arbiter(arbiter, move |_| {
+            AggregateActor::new(id, facts, store, registry)
         })
     }
 
-    /// Removes `addr` as the activation of `key` (called by a stopping actor).
-    pub(crate) fn forget(&self, key: &WalletKey, addr: &Addr<WalletActor>) {
+    /// Removes `addr` as the activation of `id` (called by a stopping actor).
+    pub(crate) fn forget(&self, id: &A::Id, addr: &Addr<AggregateActor<A>>) {
         self.inner
             .actors
-            .remove_if(key, |_, current| current == addr);
+            .remove_if(id, |_, current| current == addr);
     }
 
-    async fn call<M, R>(&self, key: WalletKey, message: M) -> Result<R, CommandError>
+    async fn call<M, R>(&self, id: &A::Id, facts: &A::Facts, message: M) -> Result<R, CommandError>
     where
         M: Message<Result = Result<R, CommandError>> + Send + Clone + 'static,
         M::Result: Send,
-        WalletActor: Handler<M>,
+        AggregateActor<A>: Handler<M>,
+        <AggregateActor<A> as Actor>::Context: actix::dev::ToEnvelope<AggregateActor<A>, M>,
     {
         for _ in 0..ROUTE_ATTEMPTS_MAX {
-            let addr = self.activate(&key);
+            let addr = self.activate(id, facts);
             match addr.send(message.clone()).await {
                 Ok(Err(CommandError::Restarting)) | Err(MailboxError::Closed) => {
-                    self.forget(&key, &addr);
+                    self.forget(id, &addr);
                 }
                 Ok(result) => return result,
                 Err(MailboxError::Timeout) => {
-                    return Err(CommandError::Unavailable("wallet actor timed out".into()));
+                    return Err(CommandError::Unavailable(format!(
+                        "{} actor timed out",
+                        A::NAME
+                    )));
                 }
             }
         }
         Err(CommandError::Unavailable(format!(
-            "wallet {} kept restarting",
-            key.address
+            "{} {id:?} kept restarting",
+            A::NAME
         )))
     }
 
-    /// Submits a verified transfer to its sender's wallet.
-    pub async fn submit(&self, tx: VerifiedTx) -> Result<Committed, CommandError> {
-        let key = self.key(&tx.payload.chain_id, tx.payload.sender)?;
-        self.call(key, SubmitTransfer(Box::new(tx))).await
+    /// Decides and records `command` on instance `id`.
+    pub async fn execute(&self, id: A::Id, command: A::Command) -> Reply<A> {
+        let facts = (self.inner.facts)(&id)?;
+        if !self.inner.actors.contains_key(&id)
+            && self.inner.store.stream_revision(&A::stream(&id)).is_none()
+        {
+            let ctx = DecideContext {
+                id: &id,
+                facts: &facts,
+                now_ms: self.inner.clock.now_ms(),
+            };
+            if let Err(error) = A::decide(&A::State::default(), &ctx, command.clone()) {
+                let error: CommandError = error.into();
+                crate::metrics::command(A::NAME, error.code());
+                return Err(error);
+            }
+        }
+        self.call(&id, &facts, Execute::<A>(command)).await
     }
 
-    /// Signs (with the next nonce) and submits a transfer from a key the node holds.
-    pub async fn sign_and_submit(
-        &self,
-        chain_id: &str,
-        order: SignAndTransfer,
-    ) -> Result<Committed, CommandError> {
-        let key = self.key(chain_id, order.key.address())?;
-        self.call(key, order).await
+    /// Current state of an instance, straight from its actor.
+    pub async fn state(&self, id: A::Id) -> Result<A::State, CommandError> {
+        let facts = (self.inner.facts)(&id)?;
+        self.call(&id, &facts, GetState::<A>::new()).await
     }
 
-    /// Applies a credit (idempotent).
-    pub async fn credit(
-        &self,
-        chain_id: &str,
-        to: Address,
-        credit: Credit,
-    ) -> Result<u64, CommandError> {
-        let key = self.key(chain_id, to)?;
-        self.call(key, ApplyCredit(credit)).await
-    }
-
-    /// Funds an account at genesis (idempotent).
-    pub async fn fund(
-        &self,
-        chain_id: &str,
-        to: Address,
-        amount: Amount,
-    ) -> Result<u64, CommandError> {
-        let key = self.key(chain_id, to)?;
-        self.call(key, Fund(amount)).await
-    }
-
-    /// Current state of a wallet, straight from its actor.
-    pub async fn state(
-        &self,
-        chain_id: &str,
-        address: Address,
-    ) -> Result<WalletState, CommandError> {
-        let key = self.key(chain_id, address)?;
-        self.call(key, GetState).await
-    }
-
-    /// Delivers every credit a committed transfer owes, concurrently. Returns the highest
-    /// position written (or found).
-    pub async fn deliver_credits(&self, committed: &Committed) -> Result<u64, CommandError> {
-        let deliveries = committed
-            .credits
-            .iter()
-            .map(|(to, credit)| self.credit(&committed.chain_id, *to, credit.clone()));
-        let positions = futures::future::try_join_all(deliveries).await?;
-        Ok(positions.into_iter().fold(committed.position, u64::max))
-    }
-
-    /// Number of activated wallets.
+    /// Number of activated actors.
     pub fn active(&self) -> usize {
         self.inner.actors.len()
     }

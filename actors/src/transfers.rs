@@ -20,8 +20,8 @@ use store::{EventStore, RecordedEvent, Snapshot, StoreError};
 
 use crate::limits::{CREDIT_GRACE, TRANSFER_MANAGER_TICK};
 use crate::metrics;
-use crate::registry::WalletRegistry;
 use crate::wallet::Committed;
+use crate::wallet::WalletRegistry;
 
 /// Snapshot key of the manager's checkpoint (its `revision` holds the log position).
 pub const CHECKPOINT_KEY: &str = "process/transfers";
@@ -54,11 +54,20 @@ impl TransferManager {
         registry: WalletRegistry,
         recovered: Arc<AtomicBool>,
     ) -> Result<Self, StoreError> {
-        let start = store
-            .load_snapshot(CHECKPOINT_KEY)
-            .await?
-            .map_or(0, |s| s.revision);
         let head_at_start = store.next_position();
+        let start = match store.load_snapshot(CHECKPOINT_KEY).await? {
+            Some(checkpoint) if checkpoint.revision > head_at_start => {
+                // Written for a log longer than this one: resuming there would skip events.
+                tracing::warn!(
+                    checkpoint = checkpoint.revision,
+                    head = head_at_start,
+                    "transfer manager checkpoint is ahead of the log; replaying from zero"
+                );
+                0
+            }
+            Some(checkpoint) => checkpoint.revision,
+            None => 0,
+        };
         Ok(TransferManager {
             store,
             registry,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Arbiter;
-use actors::registry::WalletRegistry;
+use actors::clock::SystemClock;
+use actors::registry::Registry;
+use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::address::Address;
 use domain::hash::Hash32;
 use domain::money::Amount;
@@ -17,7 +19,13 @@ const CHAIN: &str = "ait-test";
 
 fn registry(store: Arc<dyn EventStore>, arbiter: &Arbiter, idle: Duration) -> WalletRegistry {
     let chains = BTreeMap::from([(Arc::from(CHAIN), Amount::ZERO)]);
-    WalletRegistry::new(store, chains, vec![arbiter.handle()]).with_idle_timeout(idle)
+    let registry = Registry::new(
+        store,
+        SystemClock::shared(),
+        vec![arbiter.handle()],
+        wallet_facts(chains),
+    );
+    WalletRegistry::new(registry.with_idle_timeout(idle))
 }
 
 fn credit(n: u64) -> Credit {
@@ -128,5 +136,69 @@ async fn an_unreadable_snapshot_is_ignored_and_the_stream_replayed() {
         wallets.state(CHAIN, address).await.unwrap().balance,
         Amount(6)
     );
+    arbiter.stop();
+}
+
+#[actix_rt::test]
+async fn a_snapshot_ahead_of_the_log_is_discarded_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = FileStore::open(dir.path()).unwrap();
+    let arbiter = Arbiter::new();
+    let wallets = registry(store.clone(), &arbiter, Duration::from_millis(100));
+    let address = Address([4; 20]);
+    for n in 1..=2 {
+        wallets.credit(CHAIN, address, credit(n)).await.unwrap();
+    }
+    assert!(wait_until(|| wallets.active() == 0).await);
+    // A snapshot from a future the log never reached (its tail was lost, say): trusting it
+    // would show a balance no event supports.
+    let ahead = serde_json::json!({"state": {"balance": "1000", "nonce": 9}});
+    let snapshot = Snapshot {
+        revision: 5,
+        data: serde_json::to_vec(&ahead).unwrap(),
+    };
+    store
+        .save_snapshot(&wallet_stream(CHAIN, &address), snapshot)
+        .await
+        .unwrap();
+    assert_eq!(
+        wallets.state(CHAIN, address).await.unwrap(),
+        WalletState {
+            balance: Amount(3),
+            nonce: 0
+        },
+        "replayed from the log"
+    );
+    // And the wallet keeps working on the state the log supports.
+    wallets.credit(CHAIN, address, credit(3)).await.unwrap();
+    assert_eq!(
+        wallets.state(CHAIN, address).await.unwrap().balance,
+        Amount(6)
+    );
+    arbiter.stop();
+}
+
+#[actix_rt::test]
+async fn a_transfer_from_a_never_funded_key_is_refused_without_activating_an_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = FileStore::open(dir.path()).unwrap();
+    let arbiter = Arbiter::new();
+    let wallets = registry(store.clone(), &arbiter, Duration::from_secs(60));
+    for seed in 0..50u8 {
+        let key = domain::keys::SigningKey::from_seed([seed; 32]);
+        let payload = domain::tx::TxPayload::transfer(
+            CHAIN,
+            key.address(),
+            0,
+            Amount::ZERO,
+            Address([9; 20]),
+            Amount(1),
+        );
+        let tx = domain::tx::sign_payload(&key, &payload).verify().unwrap();
+        let error = wallets.submit(tx).await.unwrap_err();
+        assert_eq!(error.code(), "insufficient_funds", "{error}");
+    }
+    assert_eq!(wallets.active(), 0, "no actor stays resident for junk");
+    assert_eq!(store.next_position(), 0, "nothing was written");
     arbiter.stop();
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 use actix::{Actor, Arbiter};
 use actors::CommandError;
 use actors::bootstrap::ensure_chain;
-use actors::registry::WalletRegistry;
+use actors::clock::SystemClock;
+use actors::registry::Registry;
 use actors::transfers::TransferManager;
+use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::TxError;
 use domain::address::Address;
 use domain::genesis::{Allocation, Genesis};
@@ -92,8 +94,19 @@ async fn boot(dir: &std::path::Path) -> Running {
     let dyn_store: Arc<dyn EventStore> = store.clone();
     let arbiters = vec![Arbiter::new(), Arbiter::new()];
     let chains = BTreeMap::from([(Arc::from(CHAIN), Amount::ZERO)]);
-    let registry = WalletRegistry::new(dyn_store.clone(), chains, vec![arbiters[0].handle()]);
-    ensure_chain(dyn_store.clone(), &registry, &genesis(), &[validator()])
+    let registry = WalletRegistry::new(Registry::new(
+        dyn_store.clone(),
+        SystemClock::shared(),
+        arbiters.iter().map(Arbiter::handle).collect(),
+        wallet_facts(chains),
+    ));
+    let chain_registry: Registry<domain::chain::Chain> = Registry::new(
+        dyn_store.clone(),
+        SystemClock::shared(),
+        vec![arbiters[0].handle()],
+        |_: &String| Ok(()),
+    );
+    ensure_chain(&chain_registry, &registry, &genesis(), &[validator()])
         .await
         .expect("chain boots");
     let recovered = Arc::new(AtomicBool::new(false));
@@ -322,6 +335,50 @@ fn a_resubmitted_transfer_commits_once() {
             .await
             .expect("state");
         assert_eq!((sender.balance.0, sender.nonce), (START_BALANCE - 10, 1));
+        shutdown(running).await;
+    });
+}
+
+#[test]
+fn a_manager_checkpoint_ahead_of_the_log_is_discarded_and_open_transfers_still_finish() {
+    actix::System::new().block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = boot(dir.path()).await;
+        let keys = keys();
+        let payload = TxPayload::transfer(
+            CHAIN,
+            keys[0].address(),
+            0,
+            Amount::ZERO,
+            keys[1].address(),
+            Amount(10),
+        );
+        let tx = sign_payload(&keys[0], &payload)
+            .verify()
+            .expect("well formed");
+        running.registry.submit(tx).await.expect("debit commits");
+        // The node dies before the credit; its checkpoint claims a log far longer than this one.
+        let ahead = store::Snapshot {
+            revision: 1_000_000,
+            data: Vec::new(),
+        };
+        running
+            .store
+            .save_snapshot(actors::transfers::CHECKPOINT_KEY, ahead)
+            .await
+            .unwrap();
+        shutdown(running).await;
+        let running = boot(dir.path()).await;
+        let state = running
+            .registry
+            .state(CHAIN, keys[1].address())
+            .await
+            .expect("state");
+        assert_eq!(
+            state.balance.0,
+            START_BALANCE + 10,
+            "the open credit was delivered"
+        );
         shutdown(running).await;
     });
 }

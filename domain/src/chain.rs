@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::{Aggregate, BatchClass, Context};
 use crate::block::{Block, BlockError};
+use crate::codec::DomainEvent;
+use crate::event_id::event_id;
 use crate::genesis::Genesis;
 use crate::hash::Hash32;
 
@@ -26,6 +29,9 @@ pub struct ChainState {
     pub last_hash: Hash32,
     /// First log position not yet covered by a block.
     pub next_position: u64,
+    /// Timestamp of the last block, Unix seconds (the next one is never earlier).
+    #[serde(default)]
+    pub last_timestamp: u64,
 }
 
 /// Commands to a chain.
@@ -93,6 +99,73 @@ pub enum ChainError {
     Invalid(#[from] BlockError),
 }
 
+/// Deterministic event id of the block at `height` of `chain_id`.
+pub fn block_event_id(chain_id: &str, height: u64) -> u128 {
+    event_id("block", format!("{chain_id}/{height}").as_bytes())
+}
+
+impl ChainCommand {
+    fn block(&self) -> &Block {
+        match self {
+            ChainCommand::Create { block, .. } | ChainCommand::Seal(block) => block,
+        }
+    }
+}
+
+/// The chain aggregate, identified by its chain id.
+#[derive(Debug)]
+pub enum Chain {}
+
+impl Aggregate for Chain {
+    type Id = String;
+    type Facts = ();
+    type State = ChainState;
+    type Command = ChainCommand;
+    type Event = ChainEvent;
+    type Error = ChainError;
+
+    const NAME: &'static str = "chain";
+
+    fn stream(id: &String) -> String {
+        chain_stream(id)
+    }
+
+    fn decide(
+        state: &ChainState,
+        _ctx: &Context<'_, Chain>,
+        command: ChainCommand,
+    ) -> Result<Vec<ChainEvent>, ChainError> {
+        decide(state, command)
+    }
+
+    fn evolve(state: &mut ChainState, event: &ChainEvent) {
+        evolve(state, event)
+    }
+
+    fn event_id(id: &String, event: &ChainEvent) -> u128 {
+        block_event_id(id, event.block().height)
+    }
+
+    fn command_event_id(id: &String, command: &ChainCommand) -> Option<u128> {
+        Some(block_event_id(id, command.block().height))
+    }
+
+    fn batch_class(_command: &ChainCommand) -> BatchClass {
+        BatchClass::Decision
+    }
+
+    fn to_stored(event: &ChainEvent) -> DomainEvent {
+        DomainEvent::Chain(event.clone())
+    }
+
+    fn from_stored(event: DomainEvent) -> Option<ChainEvent> {
+        match event {
+            DomainEvent::Chain(event) => Some(event),
+            _ => None,
+        }
+    }
+}
+
 /// Decides a chain command.
 pub fn decide(state: &ChainState, command: ChainCommand) -> Result<Vec<ChainEvent>, ChainError> {
     match command {
@@ -147,6 +220,7 @@ pub fn evolve(state: &mut ChainState, event: &ChainEvent) {
             state.height = 0;
             state.last_hash = block.hash;
             state.next_position = block.to_position;
+            state.last_timestamp = block.timestamp;
         }
         ChainEvent::BlockSealed { block } => {
             assert_eq!(block.height, state.height + 1, "blocks are sequential");
@@ -157,6 +231,7 @@ pub fn evolve(state: &mut ChainState, event: &ChainEvent) {
             state.height = block.height;
             state.last_hash = block.hash;
             state.next_position = block.to_position;
+            state.last_timestamp = block.timestamp;
         }
     }
 }

@@ -49,14 +49,30 @@ impl DomainEvent {
         .expect("domain events serialize")
     }
 
-    /// Decodes a stored event.
-    pub fn decode(event_type: &str, data: &[u8]) -> Result<DomainEvent, DecodeError> {
+    /// Decodes a stored event, upcasting older versions to the current shape.
+    /// `recorded_at_ms` is the log's metadata for the event: what a `Debited.v1` did not record
+    /// (`committed_at_ms`) is taken from it.
+    pub fn decode(
+        event_type: &str,
+        data: &[u8],
+        recorded_at_ms: u64,
+    ) -> Result<DomainEvent, DecodeError> {
         let bad = |e: serde_json::Error| DecodeError::BadData {
             event_type: event_type.to_string(),
             reason: e.to_string(),
         };
         match event_type {
-            "Funded.v1" | "Debited.v1" | "Credited.v1" => serde_json::from_slice(data)
+            "Debited.v1" => match serde_json::from_slice(data).map_err(bad)? {
+                WalletEvent::Debited(mut debit) => {
+                    debit.committed_at_ms = recorded_at_ms;
+                    Ok(DomainEvent::Wallet(WalletEvent::Debited(debit)))
+                }
+                _ => Err(DecodeError::BadData {
+                    event_type: event_type.to_string(),
+                    reason: "not a debit".into(),
+                }),
+            },
+            "Funded.v1" | "Debited.v2" | "Credited.v1" => serde_json::from_slice(data)
                 .map(DomainEvent::Wallet)
                 .map_err(bad),
             "ChainCreated.v1" | "BlockSealed.v1" => serde_json::from_slice(data)
@@ -76,13 +92,17 @@ pub enum WalletFact {
     Credited(Credit),
 }
 
-/// Decodes a `Debited.v1` or `Credited.v1` event's data into a [`WalletFact`]; `None` for other
-/// types.
+/// Whether `event_type` is a debit (of any version).
+pub fn is_debit(event_type: &str) -> bool {
+    matches!(event_type, "Debited.v1" | "Debited.v2")
+}
+
+/// Decodes a debit's or a credit's data into a [`WalletFact`]; `None` for other types.
 pub fn decode_wallet_fact(
     event_type: &str,
     data: &[u8],
 ) -> Option<Result<WalletFact, DecodeError>> {
-    if event_type != "Debited.v1" && event_type != "Credited.v1" {
+    if !is_debit(event_type) && event_type != "Credited.v1" {
         return None;
     }
     Some(
@@ -112,16 +132,42 @@ mod tests {
             r#"{"Funded":{"amount":"5","source":"genesis"}}"#
         );
         assert_eq!(
-            DomainEvent::decode(event.event_type(), &data).unwrap(),
+            DomainEvent::decode(event.event_type(), &data, 0).unwrap(),
             event
         );
         assert!(matches!(
-            DomainEvent::decode("Nope.v1", &data),
+            DomainEvent::decode("Nope.v1", &data, 0),
             Err(DecodeError::UnknownType(_))
         ));
         assert!(matches!(
-            DomainEvent::decode("Funded.v1", b"{}"),
+            DomainEvent::decode("Funded.v1", b"{}", 0),
             Err(DecodeError::BadData { .. })
         ));
+    }
+
+    #[test]
+    fn a_v1_debit_is_upcast_with_the_time_the_log_recorded_it() {
+        // Exactly as release 0.1 stored it (no committed_at_ms).
+        let v1 = concat!(
+            r#"{"Debited":{"tx_hash":"ba767815624e3f397735b964399429258a3a72930d8f4724235b83f8f724a19b","#,
+            r#""nonce":0,"to":"ait113f999de089b08dca4b38f57ad3800da28884dfa","amount":"5","fee":"0","#,
+            r#""treasury":"ait1f7bb14a06945cdb97a6922000000000000000000","#,
+            r#""envelope":{"payload":"{}","public_key":"00","signature":"00"}}}"#
+        );
+        let Ok(DomainEvent::Wallet(WalletEvent::Debited(debit))) =
+            DomainEvent::decode("Debited.v1", v1.as_bytes(), 1_795_940_592_000)
+        else {
+            panic!("a v1 debit decodes")
+        };
+        assert_eq!(debit.committed_at_ms, 1_795_940_592_000);
+        assert_eq!(debit.amount, Amount(5));
+        let v2 = DomainEvent::Wallet(WalletEvent::Debited(debit.clone()));
+        assert_eq!(v2.event_type(), "Debited.v2");
+        assert_eq!(
+            DomainEvent::decode("Debited.v2", &v2.encode(), 1).unwrap(),
+            v2,
+            "a v2 debit keeps its own commit time"
+        );
+        assert!(is_debit("Debited.v1") && is_debit("Debited.v2"));
     }
 }

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod aggregate;
 pub mod block;
 pub mod chain;
 pub mod codec;

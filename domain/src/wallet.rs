@@ -6,14 +6,19 @@
 //! process manager delivers the credits. Credits carry deterministic event ids, so a credit
 //! delivered twice is stored once.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
+use crate::aggregate::{Aggregate, BatchClass, Context};
+use crate::codec::DomainEvent;
 use crate::error::TxError;
 use crate::event_id::event_id;
 use crate::hash::Hash32;
+use crate::keys::SigningKey;
 use crate::money::Amount;
-use crate::tx::{SignedEnvelope, TxAction, VerifiedTx};
+use crate::tx::{SignedEnvelope, TxAction, TxPayload, VerifiedTx, sign_payload};
 
 /// Stream of a wallet.
 pub fn wallet_stream(chain_id: &str, address: &Address) -> String {
@@ -91,6 +96,10 @@ pub struct Debit {
     pub fee: Amount,
     /// Treasury receiving the fee.
     pub treasury: Address,
+    /// The node's clock when the transaction committed, Unix milliseconds. `Debited.v1` events
+    /// did not record it; they are read with the log's `recorded_at_ms` instead.
+    #[serde(default)]
+    pub committed_at_ms: u64,
     /// The signed envelope, so the log can be re-verified by anyone.
     pub envelope: SignedEnvelope,
 }
@@ -118,12 +127,13 @@ impl Debit {
             amount: self.amount,
             fee: self.fee,
             treasury: self.treasury,
+            committed_at_ms: self.committed_at_ms,
         }
     }
 
     /// Deterministic event id of this debit.
     pub fn event_id(&self) -> u128 {
-        event_id("debit", &self.tx_hash.0)
+        debit_event_id(&self.tx_hash)
     }
 }
 
@@ -143,6 +153,9 @@ pub struct DebitSummary {
     pub fee: Amount,
     /// Treasury receiving the fee.
     pub treasury: Address,
+    /// When it committed (see [`Debit::committed_at_ms`]).
+    #[serde(default)]
+    pub committed_at_ms: u64,
 }
 
 impl DebitSummary {
@@ -184,14 +197,28 @@ impl WalletEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             WalletEvent::Funded { .. } => "Funded.v1",
-            WalletEvent::Debited(_) => "Debited.v1",
+            WalletEvent::Debited(_) => "Debited.v2",
             WalletEvent::Credited(_) => "Credited.v1",
         }
     }
 }
 
+/// A transfer the node signs with a key it holds (custodial wallets, the faucet): the wallet
+/// assigns its next nonce when it decides.
+#[derive(Clone, Debug)]
+pub struct SignOrder {
+    /// The wallet's own key.
+    pub key: SigningKey,
+    /// Recipient.
+    pub to: Address,
+    /// Amount.
+    pub amount: Amount,
+    /// Fee.
+    pub fee: Amount,
+}
+
 /// Commands to a wallet.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum WalletCommand {
     /// Genesis allocation.
     Fund {
@@ -200,25 +227,94 @@ pub enum WalletCommand {
     },
     /// A verified transfer signed by this wallet's key.
     Transfer(Box<VerifiedTx>),
+    /// A transfer to sign with the wallet's own key at its next nonce.
+    SignAndTransfer(Box<SignOrder>),
     /// A credit owed by a debit in another stream.
     Credit(Credit),
 }
 
-/// Facts the wallet needs that are not in its own stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WalletContext {
-    /// The chain.
-    pub chain_id: String,
-    /// This wallet's address.
+/// Identity of a wallet: an account on a chain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WalletId {
+    /// Chain.
+    pub chain_id: Arc<str>,
+    /// Account.
     pub address: Address,
+}
+
+/// What a wallet knows about its chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletFacts {
     /// The chain's minimum fee.
     pub min_fee: Amount,
 }
 
-/// Decides a wallet command. Pure: same state and command, same answer.
+/// The wallet aggregate.
+#[derive(Debug)]
+pub enum Wallet {}
+
+impl Aggregate for Wallet {
+    type Id = WalletId;
+    type Facts = WalletFacts;
+    type State = WalletState;
+    type Command = WalletCommand;
+    type Event = WalletEvent;
+    type Error = TxError;
+
+    const NAME: &'static str = "wallet";
+
+    fn stream(id: &WalletId) -> String {
+        wallet_stream(&id.chain_id, &id.address)
+    }
+
+    fn decide(
+        state: &WalletState,
+        ctx: &Context<'_, Wallet>,
+        command: WalletCommand,
+    ) -> Result<Vec<WalletEvent>, TxError> {
+        decide(state, ctx, command)
+    }
+
+    fn evolve(state: &mut WalletState, event: &WalletEvent) {
+        evolve(state, event)
+    }
+
+    fn event_id(id: &WalletId, event: &WalletEvent) -> u128 {
+        wallet_event_id(&id.chain_id, &id.address, event)
+    }
+
+    fn command_event_id(id: &WalletId, command: &WalletCommand) -> Option<u128> {
+        match command {
+            WalletCommand::Fund { .. } => Some(fund_event_id(&id.chain_id, &id.address)),
+            WalletCommand::Transfer(tx) => Some(debit_event_id(&tx.hash)),
+            WalletCommand::SignAndTransfer(_) => None,
+            WalletCommand::Credit(credit) => Some(credit.event_id()),
+        }
+    }
+
+    fn batch_class(command: &WalletCommand) -> BatchClass {
+        match command {
+            WalletCommand::Transfer(_) | WalletCommand::SignAndTransfer(_) => BatchClass::Decision,
+            WalletCommand::Fund { .. } | WalletCommand::Credit(_) => BatchClass::Idempotent,
+        }
+    }
+
+    fn to_stored(event: &WalletEvent) -> DomainEvent {
+        DomainEvent::Wallet(event.clone())
+    }
+
+    fn from_stored(event: DomainEvent) -> Option<WalletEvent> {
+        match event {
+            DomainEvent::Wallet(event) => Some(event),
+            _ => None,
+        }
+    }
+}
+
+/// Decides a wallet command. Pure: same state, context and command, same answer.
 pub fn decide(
     state: &WalletState,
-    ctx: &WalletContext,
+    ctx: &Context<'_, Wallet>,
     command: WalletCommand,
 ) -> Result<Vec<WalletEvent>, TxError> {
     match command {
@@ -239,17 +335,29 @@ pub fn decide(
                 .ok_or_else(|| TxError::Malformed("balance overflow".into()))?;
             Ok(vec![WalletEvent::Credited(credit)])
         }
+        WalletCommand::SignAndTransfer(order) => {
+            let payload = TxPayload::transfer(
+                &ctx.id.chain_id,
+                ctx.id.address,
+                state.nonce,
+                order.fee,
+                order.to,
+                order.amount,
+            );
+            let tx = sign_payload(&order.key, &payload).verify()?;
+            decide(state, ctx, WalletCommand::Transfer(Box::new(tx)))
+        }
         WalletCommand::Transfer(tx) => {
-            tx.ensure_chain(&ctx.chain_id)?;
+            tx.ensure_chain(&ctx.id.chain_id)?;
             assert_eq!(
-                tx.payload.sender, ctx.address,
+                tx.payload.sender, ctx.id.address,
                 "transfers are routed to the sender's wallet"
             );
             let TxAction::Transfer(body) = &tx.action;
-            if tx.payload.fee < ctx.min_fee {
+            if tx.payload.fee < ctx.facts.min_fee {
                 return Err(TxError::FeeTooLow {
                     fee: tx.payload.fee,
-                    min_fee: ctx.min_fee,
+                    min_fee: ctx.facts.min_fee,
                 });
             }
             if tx.payload.nonce != state.nonce {
@@ -277,7 +385,8 @@ pub fn decide(
                 to: body.to,
                 amount: body.amount,
                 fee: tx.payload.fee,
-                treasury: Address::treasury(&ctx.chain_id),
+                treasury: Address::treasury(&ctx.id.chain_id),
+                committed_at_ms: ctx.now_ms,
                 envelope: tx.envelope.clone(),
             })])
         }
@@ -311,6 +420,11 @@ pub fn evolve(state: &mut WalletState, event: &WalletEvent) {
     }
 }
 
+/// Deterministic event id of the debit of transaction `tx_hash`.
+pub fn debit_event_id(tx_hash: &Hash32) -> u128 {
+    event_id("debit", &tx_hash.0)
+}
+
 /// Deterministic event id of a genesis allocation.
 pub fn fund_event_id(chain_id: &str, address: &Address) -> u128 {
     event_id("fund", format!("{chain_id}/{address}").as_bytes())
@@ -337,12 +451,25 @@ mod tests {
     fn bob() -> Address {
         SigningKey::from_seed([2; 32]).address()
     }
-    fn ctx() -> WalletContext {
-        WalletContext {
-            chain_id: "ait-devnet".into(),
+    const NOW_MS: u64 = 1_700_000_000_123;
+
+    fn id_on(chain: &str) -> WalletId {
+        WalletId {
+            chain_id: chain.into(),
             address: alice().address(),
-            min_fee: Amount(1),
         }
+    }
+    const FACTS: WalletFacts = WalletFacts { min_fee: Amount(1) };
+
+    /// Alice's wallet on the devnet decides `command` at `NOW_MS`.
+    fn when(state: &WalletState, command: WalletCommand) -> Result<Vec<WalletEvent>, TxError> {
+        let id = id_on("ait-devnet");
+        let ctx = Context {
+            id: &id,
+            facts: &FACTS,
+            now_ms: NOW_MS,
+        };
+        decide(state, &ctx, command)
     }
     fn transfer(nonce: u64, amount: u128, fee: u128) -> WalletCommand {
         let payload = TxPayload::transfer(
@@ -372,13 +499,17 @@ mod tests {
     #[test]
     fn a_transfer_debits_amount_plus_fee_and_advances_the_nonce() {
         let state = given(&[funded(100)]);
-        let events = decide(&state, &ctx(), transfer(0, 40, 2)).unwrap();
+        let events = when(&state, transfer(0, 40, 2)).unwrap();
         let [WalletEvent::Debited(debit)] = events.as_slice() else {
             panic!("{events:?}")
         };
         assert_eq!(
             (debit.amount, debit.fee, debit.to, debit.nonce),
             (Amount(40), Amount(2), bob(), 0)
+        );
+        assert_eq!(
+            debit.committed_at_ms, NOW_MS,
+            "the decision's clock is recorded"
         );
         let after = given(&[funded(100), events[0].clone()]);
         assert_eq!(
@@ -392,7 +523,7 @@ mod tests {
 
     #[test]
     fn the_debit_owes_the_amount_to_the_recipient_and_the_fee_to_the_treasury() {
-        let events = decide(&given(&[funded(100)]), &ctx(), transfer(0, 40, 2)).unwrap();
+        let events = when(&given(&[funded(100)]), transfer(0, 40, 2)).unwrap();
         let WalletEvent::Debited(debit) = &events[0] else {
             panic!()
         };
@@ -410,16 +541,16 @@ mod tests {
     fn nonces_are_strictly_sequential() {
         let state = given(&[funded(100)]);
         assert_eq!(
-            decide(&state, &ctx(), transfer(1, 1, 1)),
+            when(&state, transfer(1, 1, 1)),
             Err(TxError::BadNonce {
                 expected: 0,
                 got: 1
             })
         );
-        let debit = decide(&state, &ctx(), transfer(0, 1, 1)).unwrap().remove(0);
+        let debit = when(&state, transfer(0, 1, 1)).unwrap().remove(0);
         let state = given(&[funded(100), debit]);
         assert_eq!(
-            decide(&state, &ctx(), transfer(0, 1, 1)),
+            when(&state, transfer(0, 1, 1)),
             Err(TxError::BadNonce {
                 expected: 1,
                 got: 0
@@ -431,20 +562,20 @@ mod tests {
     fn a_sender_cannot_spend_more_than_balance_including_fee() {
         let state = given(&[funded(10)]);
         assert_eq!(
-            decide(&state, &ctx(), transfer(0, 10, 1)),
+            when(&state, transfer(0, 10, 1)),
             Err(TxError::InsufficientFunds {
                 balance: Amount(10),
                 needed: Amount(11)
             })
         );
-        assert!(decide(&state, &ctx(), transfer(0, 9, 1)).is_ok());
+        assert!(when(&state, transfer(0, 9, 1)).is_ok());
     }
 
     #[test]
     fn a_fee_below_the_minimum_is_refused() {
         let state = given(&[funded(10)]);
         assert_eq!(
-            decide(&state, &ctx(), transfer(0, 1, 0)),
+            when(&state, transfer(0, 1, 0)),
             Err(TxError::FeeTooLow {
                 fee: Amount(0),
                 min_fee: Amount(1)
@@ -455,14 +586,14 @@ mod tests {
     #[test]
     fn a_transfer_for_another_chain_is_refused() {
         let state = given(&[funded(10)]);
-        let other = WalletContext {
-            chain_id: "ait-other".into(),
-            ..ctx()
+        let other = id_on("ait-other");
+        let ctx = Context {
+            id: &other,
+            facts: &FACTS,
+            now_ms: NOW_MS,
         };
         assert_eq!(
-            decide(&state, &other, transfer(0, 1, 1))
-                .unwrap_err()
-                .code(),
+            decide(&state, &ctx, transfer(0, 1, 1)).unwrap_err().code(),
             "wrong_chain"
         );
     }
@@ -475,7 +606,7 @@ mod tests {
             amount: Amount(7),
             kind: CreditKind::Transfer,
         };
-        let events = decide(&given(&[funded(1)]), &ctx(), WalletCommand::Credit(credit)).unwrap();
+        let events = when(&given(&[funded(1)]), WalletCommand::Credit(credit)).unwrap();
         assert_eq!(
             given(&[funded(1), events[0].clone()]),
             WalletState {
@@ -487,13 +618,50 @@ mod tests {
 
     #[test]
     fn event_ids_are_deterministic_per_fact() {
-        let events = decide(&given(&[funded(100)]), &ctx(), transfer(0, 40, 2)).unwrap();
-        let again = decide(&given(&[funded(100)]), &ctx(), transfer(0, 40, 2)).unwrap();
+        let events = when(&given(&[funded(100)]), transfer(0, 40, 2)).unwrap();
+        let again = when(&given(&[funded(100)]), transfer(0, 40, 2)).unwrap();
         let id = |e: &WalletEvent| wallet_event_id("ait-devnet", &alice().address(), e);
         assert_eq!(id(&events[0]), id(&again[0]));
         assert_ne!(
             id(&events[0]),
             fund_event_id("ait-devnet", &alice().address())
         );
+    }
+
+    #[test]
+    fn sign_and_transfer_uses_the_next_nonce_and_commits_like_a_signed_transfer() {
+        let debit = when(&given(&[funded(100)]), transfer(0, 1, 1))
+            .unwrap()
+            .remove(0);
+        let state = given(&[funded(100), debit]);
+        let order = SignOrder {
+            key: alice(),
+            to: bob(),
+            amount: Amount(5),
+            fee: Amount(1),
+        };
+        let events = when(&state, WalletCommand::SignAndTransfer(Box::new(order))).unwrap();
+        let WalletEvent::Debited(debit) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!((debit.nonce, debit.amount), (1, Amount(5)));
+        assert!(
+            debit.envelope.verify().is_ok(),
+            "the node's signature verifies"
+        );
+    }
+
+    #[test]
+    fn a_command_names_the_event_it_will_record_before_it_is_decided() {
+        let id = id_on("ait-devnet");
+        let command = transfer(0, 40, 2);
+        let events = when(&given(&[funded(100)]), command.clone()).unwrap();
+        assert_eq!(
+            Wallet::command_event_id(&id, &command),
+            Some(Wallet::event_id(&id, &events[0]))
+        );
+        assert_eq!(Wallet::batch_class(&command), BatchClass::Decision);
+        let fund = WalletCommand::Fund { amount: Amount(1) };
+        assert_eq!(Wallet::batch_class(&fund), BatchClass::Idempotent);
     }
 }

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::Addr;
 use actors::chain::ChainActor;
-use actors::registry::WalletRegistry;
 use actors::transfers::TransferManager;
-use actors::wallet::{Committed, SignAndTransfer};
+use actors::wallet::{Committed, WalletRegistry};
 use dashmap::DashMap;
 use domain::TxError;
 use domain::address::Address;
@@ -21,7 +20,7 @@ use domain::keys::PublicKey;
 use domain::keys::SigningKey;
 use domain::money::Amount;
 use domain::tx::{SignedEnvelope, TxAction, VerifiedTx};
-use domain::wallet::{DebitSummary, WalletEvent};
+use domain::wallet::{DebitSummary, SignOrder, WalletEvent};
 use projections::runner::{ProjectionHandle, ProjectionRunner};
 use serde::Serialize;
 use store::EventStore;
@@ -73,6 +72,7 @@ impl Resubmission {
                 amount: body.amount,
                 fee: tx.payload.fee,
                 treasury: Address::treasury(&tx.payload.chain_id),
+                committed_at_ms: 0,
             },
         }
     }
@@ -193,7 +193,7 @@ impl App {
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let event = events.first().filter(|e| e.position == position);
-        match event.map(|e| DomainEvent::decode(&e.event_type, &e.data)) {
+        match event.map(|e| DomainEvent::decode(&e.event_type, &e.data, e.recorded_at_ms)) {
             Some(Ok(DomainEvent::Wallet(WalletEvent::Debited(debit)))) => Ok(debit.envelope),
             _ => Err(ApiError::internal(format!(
                 "log position {position} is not a debit"
@@ -342,7 +342,7 @@ impl App {
                 "faucet amount must be between 1 and {max} base units"
             )));
         }
-        let order = SignAndTransfer {
+        let order = SignOrder {
             key: key.clone(),
             to,
             amount,
@@ -375,7 +375,7 @@ impl App {
             .registry
             .sign_and_submit(
                 &chain_id,
-                SignAndTransfer {
+                SignOrder {
                     key,
                     to,
                     amount,

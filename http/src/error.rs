@@ -72,6 +72,7 @@ impl From<CommandError> for ApiError {
             CommandError::Restarting | CommandError::Unavailable(_) => {
                 ApiError::new("unavailable", error.to_string())
             }
+            CommandError::Conflict(message) => ApiError::new("conflict", message),
         }
     }
 }

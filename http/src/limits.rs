@@ -8,8 +8,8 @@ pub const BLOCKS_PAGE_MAX: usize = 100;
 pub const BLOCKS_PAGE_DEFAULT: usize = 20;
 /// Shortest passphrase a custodial wallet accepts.
 pub const PASSPHRASE_LEN_MIN: usize = 8;
-/// Wallet actor arbiters (threads).
-pub const ACTOR_ARBITERS: usize = 1;
+/// Aggregate actor arbiters (threads): actors are spread over them by a hash of their id.
+pub const ACTOR_ARBITERS: usize = 2;
 /// Argon2id key derivations (19 MiB each) running at once for custodial wallets.
 pub const KDF_CONCURRENCY_MAX: usize = 2;
 /// Parsed public keys kept (the cache is emptied when full).

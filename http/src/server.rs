@@ -1,19 +1,23 @@
 //! Assembles a node: event log, wallet actors, projections, chains, the transfer manager and the
 //! HTTP server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix::{Actor, Arbiter};
+use actix::{Actor, Arbiter, ArbiterHandle};
 use actix_web::{HttpServer, web};
+use actors::CommandError;
 use actors::bootstrap::ensure_chain;
 use actors::chain::{ChainActor, SealingConfig};
-use actors::registry::WalletRegistry;
+use actors::clock::SystemClock;
+use actors::registry::Registry;
 use actors::transfers::TransferManager;
+use actors::wallet::{WalletRegistry, wallet_facts};
+use domain::chain::Chain;
 use projections::runner::{ExportState, ProjectionRunner, load_explorer, save_checkpoint};
 use store::{EventStore, FileStore};
 
@@ -57,11 +61,29 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         .iter()
         .map(|c| (Arc::from(c.genesis.chain_id.as_str()), c.genesis.min_fee))
         .collect();
-    let registry = WalletRegistry::new(
+    let clock = SystemClock::shared();
+    let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+    let registry = WalletRegistry::new(Registry::new(
         store.clone(),
-        fees,
-        arbiters.iter().map(Arbiter::handle).collect(),
-    );
+        clock.clone(),
+        handles.clone(),
+        wallet_facts(fees),
+    ));
+    let hosted_chains: BTreeSet<String> = config
+        .chains
+        .iter()
+        .map(|c| c.genesis.chain_id.clone())
+        .collect();
+    let chain_registry: Registry<Chain> =
+        Registry::new(store.clone(), clock.clone(), handles, move |id: &String| {
+            if hosted_chains.contains(id) {
+                Ok(())
+            } else {
+                Err(CommandError::NotFound(format!(
+                    "chain {id:?} is not hosted here"
+                )))
+            }
+        });
 
     let explorer = load_explorer(store.as_ref())
         .await
@@ -101,7 +123,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             )),
             None => None,
         };
-        let loaded = ensure_chain(store.clone(), &registry, &chain.genesis, &signers)
+        let state = ensure_chain(&chain_registry, &registry, &chain.genesis, &signers)
             .await
             .map_err(|e| StartError(e.to_string()))?;
         if signers.len() >= chain.genesis.validator_threshold {
@@ -109,7 +131,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
                 block_time: Duration::from_millis(chain.block_time_ms),
                 empty_blocks: chain.empty_blocks,
             };
-            let sealer = ChainActor::new(loaded, signers, sealing, store.clone());
+            let sealer = ChainActor::new(state, chain_registry.clone(), signers, sealing);
             sealers.push((
                 chain_id.clone(),
                 ChainActor::start_in_arbiter(&sealer_arbiter.handle(), |_| sealer),

@@ -21,8 +21,8 @@ use domain::wallet::wallet_stream;
 use crate::explorer::{AccountView, ChainView, ExplorerState, SupplyView, TxEventView, TxView};
 
 const MAGIC: &[u8; 8] = b"AITBCX\x00\x01";
-/// Event types stored as one byte (their index).
-const KNOWN_TYPES: [&str; 2] = ["Debited.v1", "Credited.v1"];
+/// Event types stored as one byte (their index; append only, older checkpoints use the indexes).
+const KNOWN_TYPES: [&str; 3] = ["Debited.v1", "Credited.v1", "Debited.v2"];
 /// Tag of an event stored with its type and stream spelled out.
 const EXPLICIT: u8 = 0xFF;
 

@@ -156,12 +156,13 @@ impl Explorer {
         if event.position != expected {
             return Err(fail(format!("expected position {expected}")));
         }
-        let decoded = match DomainEvent::decode(&event.event_type, &event.data) {
-            Ok(decoded) => Some(decoded),
-            // Events of other modules are not the explorer's business.
-            Err(domain::codec::DecodeError::UnknownType(_)) => None,
-            Err(e) => return Err(fail(e.to_string())),
-        };
+        let decoded =
+            match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
+                Ok(decoded) => Some(decoded),
+                // Events of other modules are not the explorer's business.
+                Err(domain::codec::DecodeError::UnknownType(_)) => None,
+                Err(e) => return Err(fail(e.to_string())),
+            };
         match decoded {
             Some(DomainEvent::Wallet(wallet_event)) => {
                 let (chain, address) = parse_wallet_stream(&event.stream)

@@ -157,7 +157,7 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner {
             || event.event_type.starts_with("ChainCreated");
         if is_block
             && let Ok(DomainEvent::Chain(chain_event)) =
-                DomainEvent::decode(&event.event_type, &event.data)
+                DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms)
         {
             let block = match chain_event {
                 ChainEvent::ChainCreated { block, .. } | ChainEvent::BlockSealed { block } => block,

@@ -12,7 +12,8 @@ use domain::keys::SigningKey;
 use domain::money::Amount;
 use domain::tx::{TxPayload, sign_payload};
 use domain::wallet::{
-    self, WalletCommand, WalletContext, WalletEvent, WalletState, wallet_event_id, wallet_stream,
+    self, WalletCommand, WalletEvent, WalletFacts, WalletId, WalletState, wallet_event_id,
+    wallet_stream,
 };
 use projections::explorer::Explorer;
 use projections::runner::{load_explorer, save_checkpoint};
@@ -93,10 +94,17 @@ async fn build_log() -> Arc<MemoryStore> {
     let mut hashes: Vec<Hash32> = Vec::new();
     for n in 0..30usize {
         let (from, to) = (n % 3, (n + 1) % 3);
-        let ctx = WalletContext {
+        let id = WalletId {
             chain_id: CHAIN.into(),
             address: keys[from].address(),
+        };
+        let facts = WalletFacts {
             min_fee: Amount::ZERO,
+        };
+        let ctx = domain::aggregate::Context {
+            id: &id,
+            facts: &facts,
+            now_ms: 1_700_000_000_000 + n as u64,
         };
         let payload = TxPayload::transfer(
             CHAIN,
@@ -245,11 +253,13 @@ async fn a_second_credit_for_one_debit_breaks_conservation_and_is_refused() {
         .await
         .unwrap()
         .into_iter()
-        .find(|e| e.event_type == "Debited.v1")
+        .find(|e| domain::codec::is_debit(&e.event_type))
         .expect("the log has debits");
-    let Ok(DomainEvent::Wallet(WalletEvent::Debited(debit))) =
-        DomainEvent::decode(&first_debit.event_type, &first_debit.data)
-    else {
+    let Ok(DomainEvent::Wallet(WalletEvent::Debited(debit))) = DomainEvent::decode(
+        &first_debit.event_type,
+        &first_debit.data,
+        first_debit.recorded_at_ms,
+    ) else {
         panic!("a debit decodes");
     };
     // The same credit again, under an event id the log has not seen: money from nowhere.

@@ -1,0 +1,507 @@
+//! The host of every aggregate: one actix actor per instance (a wallet, a chain, a vesting
+//! schedule...), the only writer of its stream.
+//!
+//! Commands queue in the actor; whenever no append is in flight, the queued commands of one
+//! [`BatchClass`] are decided in order against a staged copy of the state and appended as ONE
+//! batch with the expected revision (per-stream group commit). Once the log acknowledges it, the
+//! written events are applied with `evolve` and every command is answered with its events and
+//! their positions. A command whose event is already known (same deterministic id, recently
+//! stored or earlier in the same batch) is answered with that event, marked `duplicate`.
+//!
+//! Activation loads the latest snapshot (ignored with a warning if unreadable or ahead of the
+//! log) and the stream after it. A failed append stops the actor: the next command rehydrates
+//! from the log. An idle actor passivates.
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use domain::aggregate::{Aggregate, BatchClass, Context as DecideContext};
+use serde::{Deserialize, Serialize};
+use store::{
+    AppendOutcome, EventId, EventStore, ExpectedRevision, NewEvent, Revision, Snapshot, StoreError,
+};
+use tokio::sync::oneshot;
+
+use crate::error::CommandError;
+use crate::limits::*;
+use crate::metrics;
+use crate::registry::Registry;
+
+/// An aggregate this crate can host: its refusals become [`CommandError`]s.
+pub trait Hosted: Aggregate<Error: Into<CommandError>> {}
+
+impl<A> Hosted for A
+where
+    A: Aggregate,
+    A::Error: Into<CommandError>,
+{
+}
+
+/// What a command recorded: its events with their log positions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied<E> {
+    /// The command's events and where they are in the log (for a duplicate: the events stored
+    /// the first time).
+    pub events: Vec<(E, u64)>,
+    /// `true` when the events were already stored (a resubmission or a retried delivery).
+    pub duplicate: bool,
+}
+
+impl<E> Applied<E> {
+    /// Position of the last event, if any.
+    pub fn last_position(&self) -> Option<u64> {
+        self.events.iter().map(|(_, position)| *position).max()
+    }
+}
+
+/// What an aggregate actor answers.
+pub type Reply<A> = Result<Applied<<A as Aggregate>::Event>, CommandError>;
+
+/// Decide and record a command.
+pub struct Execute<A: Aggregate>(pub A::Command);
+
+impl<A: Aggregate> Clone for Execute<A> {
+    fn clone(&self) -> Self {
+        Execute(self.0.clone())
+    }
+}
+
+impl<A: Aggregate> Message for Execute<A> {
+    type Result = Reply<A>;
+}
+
+/// Read the current state.
+pub struct GetState<A>(PhantomData<fn() -> A>);
+
+impl<A> GetState<A> {
+    /// The request.
+    pub fn new() -> Self {
+        GetState(PhantomData)
+    }
+}
+
+impl<A> Default for GetState<A> {
+    fn default() -> Self {
+        GetState::new()
+    }
+}
+
+impl<A> Clone for GetState<A> {
+    fn clone(&self) -> Self {
+        GetState::new()
+    }
+}
+
+impl<A: Aggregate> Message for GetState<A> {
+    type Result = Result<A::State, CommandError>;
+}
+
+struct Pending<A: Aggregate> {
+    command: A::Command,
+    reply: oneshot::Sender<Reply<A>>,
+}
+
+/// Who waits for which events of an in-flight batch.
+struct Waiter<A: Aggregate> {
+    events: Range<usize>,
+    duplicate: bool,
+    reply: oneshot::Sender<Reply<A>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot<S> {
+    state: S,
+}
+
+/// A batch being built.
+struct Batch<A: Aggregate> {
+    staged: A::State,
+    events: Vec<A::Event>,
+    encoded: Vec<NewEvent>,
+    waiters: Vec<Waiter<A>>,
+    index_by_id: HashMap<u128, usize>,
+    bytes: usize,
+}
+
+/// The actor hosting one instance of `A`.
+pub struct AggregateActor<A: Hosted> {
+    id: A::Id,
+    stream: String,
+    facts: A::Facts,
+    state: A::State,
+    revision: Option<Revision>,
+    snapshot_revision: Option<Revision>,
+    store: Arc<dyn EventStore>,
+    registry: Registry<A>,
+    queue: VecDeque<Pending<A>>,
+    in_flight: bool,
+    loaded: bool,
+    recent: HashMap<u128, (A::Event, u64)>,
+    recent_order: VecDeque<u128>,
+    last_activity: Instant,
+}
+
+impl<A: Hosted> AggregateActor<A> {
+    /// A not yet loaded actor for `id`.
+    pub fn new(
+        id: A::Id,
+        facts: A::Facts,
+        store: Arc<dyn EventStore>,
+        registry: Registry<A>,
+    ) -> Self {
+        AggregateActor {
+            stream: A::stream(&id),
+            id,
+            facts,
+            state: A::State::default(),
+            revision: None,
+            snapshot_revision: None,
+            store,
+            registry,
+            queue: VecDeque::new(),
+            in_flight: false,
+            loaded: false,
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            last_activity: Instant::now(),
+        }
+    }
+
+    fn remember(&mut self, event: &A::Event, position: u64) {
+        let id = A::event_id(&self.id, event);
+        if self.recent.insert(id, (event.clone(), position)).is_none() {
+            self.recent_order.push_back(id);
+        }
+        while self.recent_order.len() > RECENT_EVENTS_MAX {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, pending: Pending<A>, ctx: &mut Context<Self>) {
+        self.last_activity = Instant::now();
+        self.queue.push_back(pending);
+        self.flush(ctx);
+    }
+
+    /// Decides and appends the next batch, if none is in flight.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        while self.loaded && !self.in_flight && !self.queue.is_empty() {
+            let class = A::batch_class(&self.queue.front().expect("not empty").command);
+            let now_ms = self.registry.clock().now_ms();
+            let mut batch = Batch {
+                staged: self.state.clone(),
+                events: Vec::new(),
+                encoded: Vec::new(),
+                waiters: Vec::new(),
+                index_by_id: HashMap::new(),
+                bytes: 0,
+            };
+            while batch.events.len() < BATCH_EVENTS_MAX && batch.bytes < BATCH_BYTES_MAX {
+                match self.queue.front() {
+                    Some(front) if A::batch_class(&front.command) == class => {}
+                    _ => break,
+                }
+                let pending = self.queue.pop_front().expect("front exists");
+                self.decide_one(pending, now_ms, &mut batch);
+            }
+            if !batch.events.is_empty() {
+                self.append(batch, class, ctx);
+            }
+        }
+    }
+
+    fn decide_one(&mut self, pending: Pending<A>, now_ms: u64, batch: &mut Batch<A>) {
+        let Pending { command, reply } = pending;
+        if let Some(known) = A::command_event_id(&self.id, &command) {
+            if let Some((event, position)) = self.recent.get(&known) {
+                metrics::command(A::NAME, "duplicate");
+                let _ = reply.send(Ok(Applied {
+                    events: vec![(event.clone(), *position)],
+                    duplicate: true,
+                }));
+                return;
+            }
+            if let Some(&index) = batch.index_by_id.get(&known) {
+                batch.waiters.push(Waiter {
+                    events: index..index + 1,
+                    duplicate: true,
+                    reply,
+                });
+                return;
+            }
+        }
+        let ctx = DecideContext {
+            id: &self.id,
+            facts: &self.facts,
+            now_ms,
+        };
+        match A::decide(&batch.staged, &ctx, command) {
+            Ok(events) => {
+                let start = batch.events.len();
+                for event in events {
+                    A::evolve(&mut batch.staged, &event);
+                    let id = A::event_id(&self.id, &event);
+                    let stored = A::to_stored(&event);
+                    let data = stored.encode();
+                    batch.bytes += data.len();
+                    batch.index_by_id.insert(id, batch.events.len());
+                    batch.encoded.push(NewEvent {
+                        id: EventId(id),
+                        event_type: stored.event_type().to_string(),
+                        data,
+                    });
+                    batch.events.push(event);
+                }
+                batch.waiters.push(Waiter {
+                    events: start..batch.events.len(),
+                    duplicate: false,
+                    reply,
+                });
+            }
+            Err(error) => {
+                let error: CommandError = error.into();
+                metrics::command(A::NAME, error.code());
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    fn append(&mut self, batch: Batch<A>, class: BatchClass, ctx: &mut Context<Self>) {
+        let expected = match self.revision {
+            None => ExpectedRevision::NoStream,
+            Some(r) => ExpectedRevision::Exact(r),
+        };
+        self.in_flight = true;
+        let Batch {
+            events,
+            encoded,
+            waiters,
+            ..
+        } = batch;
+        let append = self.store.append(&self.stream, expected, encoded);
+        ctx.spawn(append.into_actor(self).map(move |result, act, ctx| {
+            act.in_flight = false;
+            act.complete(result, class, events, waiters, ctx);
+            act.flush(ctx);
+        }));
+    }
+
+    fn complete(
+        &mut self,
+        result: Result<AppendOutcome, StoreError>,
+        class: BatchClass,
+        events: Vec<A::Event>,
+        waiters: Vec<Waiter<A>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // The log refused or failed: our view may be stale. Answer everyone, then stop so
+                // that the next command rehydrates from the log.
+                tracing::warn!(stream = %self.stream, %error, "append failed; actor restarts");
+                let error = match error {
+                    StoreError::WrongExpectedRevision { .. } => CommandError::Restarting,
+                    other => CommandError::Store(other),
+                };
+                for waiter in waiters {
+                    let _ = waiter.reply.send(Err(error.clone()));
+                }
+                self.stop(ctx);
+                return;
+            }
+        };
+        let mut stale = false;
+        for (i, event) in events.iter().enumerate() {
+            if outcome.written[i] {
+                A::evolve(&mut self.state, event);
+                self.revision = Some(
+                    self.revision
+                        .map_or(outcome.revisions[i], |r| r.max(outcome.revisions[i])),
+                );
+            } else if class == BatchClass::Decision {
+                // A decision the log already holds but our state did not reflect.
+                stale = true;
+            }
+            self.remember(event, outcome.positions[i]);
+        }
+        for waiter in waiters {
+            let applied = Applied {
+                events: waiter
+                    .events
+                    .map(|i| (events[i].clone(), outcome.positions[i]))
+                    .collect(),
+                duplicate: waiter.duplicate,
+            };
+            if !applied.duplicate {
+                metrics::command(A::NAME, "committed");
+            }
+            let _ = waiter.reply.send(Ok(applied));
+        }
+        if stale {
+            self.stop(ctx);
+            return;
+        }
+        self.maybe_snapshot();
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let Some(revision) = self.revision else {
+            return;
+        };
+        let since = self
+            .snapshot_revision
+            .map_or(revision + 1, |s| revision - s);
+        if since < SNAPSHOT_EVERY_EVENTS {
+            return;
+        }
+        self.snapshot_revision = Some(revision);
+        let data = serde_json::to_vec(&StoredSnapshot {
+            state: self.state.clone(),
+        })
+        .expect("state serializes");
+        let save = self
+            .store
+            .save_snapshot(&self.stream, Snapshot { revision, data });
+        let stream = self.stream.clone();
+        actix::spawn(async move {
+            if let Err(error) = save.await {
+                tracing::warn!(%stream, %error, "snapshot not saved");
+            }
+        });
+    }
+
+    fn stop(&mut self, ctx: &mut Context<Self>) {
+        self.registry.forget(&self.id, &ctx.address());
+        for pending in self.queue.drain(..) {
+            let _ = pending.reply.send(Err(CommandError::Restarting));
+        }
+        ctx.stop();
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let stream = self.stream.clone();
+        let load = async move {
+            let (mut state, mut revision) = (A::State::default(), None);
+            if let Some(snapshot) = store.load_snapshot(&stream).await? {
+                let head = store.stream_revision(&stream);
+                if head.is_none_or(|head| snapshot.revision > head) {
+                    tracing::warn!(%stream, snapshot = snapshot.revision, ?head, "ignoring a snapshot ahead of the log");
+                } else {
+                    match serde_json::from_slice::<StoredSnapshot<A::State>>(&snapshot.data) {
+                        Ok(s) => (state, revision) = (s.state, Some(snapshot.revision)),
+                        Err(error) => {
+                            tracing::warn!(%stream, %error, "ignoring an unreadable snapshot")
+                        }
+                    }
+                }
+            }
+            let snapshot_revision = revision;
+            let mut events = Vec::new();
+            let mut from = revision.map_or(0, |r| r + 1);
+            loop {
+                let page = store.read_stream(&stream, from, REHYDRATE_PAGE_MAX).await?;
+                let done = page.len() < REHYDRATE_PAGE_MAX;
+                for recorded in page {
+                    from = recorded.revision + 1;
+                    let event = A::decode(
+                        &recorded.event_type,
+                        &recorded.data,
+                        recorded.recorded_at_ms,
+                    )
+                    .map_err(|error| {
+                        StoreError::Invalid(format!(
+                            "stream {stream} revision {}: {error}",
+                            recorded.revision
+                        ))
+                    })?;
+                    A::evolve(&mut state, &event);
+                    revision = Some(recorded.revision);
+                    events.push((event, recorded.position));
+                }
+                if done {
+                    break;
+                }
+            }
+            // Only the tail is remembered for idempotent answers.
+            let keep = events.len().saturating_sub(RECENT_EVENTS_MAX);
+            events.drain(..keep);
+            Ok::<_, StoreError>((state, revision, snapshot_revision, events))
+        };
+        ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
+            Ok((state, revision, snapshot_revision, events)) => {
+                act.state = state;
+                act.revision = revision;
+                act.snapshot_revision = snapshot_revision;
+                for (event, position) in &events {
+                    act.remember(event, *position);
+                }
+                act.loaded = true;
+                act.flush(ctx);
+            }
+            Err(error) => {
+                tracing::error!(stream = %act.stream, %error, "actor could not be loaded");
+                for pending in act.queue.drain(..) {
+                    let _ = pending.reply.send(Err(CommandError::Store(error.clone())));
+                }
+                act.registry.forget(&act.id, &ctx.address());
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl<A: Hosted> Actor for AggregateActor<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::ACTIVE_ACTORS.with_label_values(&[A::NAME]).inc();
+        ctx.set_mailbox_capacity(MAILBOX_MAX);
+        self.load(ctx);
+        let idle_timeout = self.registry.idle_timeout();
+        ctx.run_interval(IDLE_CHECK.min(idle_timeout), move |act, ctx| {
+            let idle = act.last_activity.elapsed() >= idle_timeout;
+            if idle && !act.in_flight && act.queue.is_empty() {
+                act.registry.forget(&act.id, &ctx.address());
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        metrics::ACTIVE_ACTORS.with_label_values(&[A::NAME]).dec();
+    }
+}
+
+impl<A: Hosted> Handler<Execute<A>> for AggregateActor<A> {
+    type Result = ResponseFuture<Reply<A>>;
+
+    fn handle(&mut self, msg: Execute<A>, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(
+            Pending {
+                command: msg.0,
+                reply,
+            },
+            ctx,
+        );
+        Box::pin(async move { rx.await.unwrap_or(Err(CommandError::Restarting)) })
+    }
+}
+
+impl<A: Hosted> Handler<GetState<A>> for AggregateActor<A> {
+    type Result = Result<A::State, CommandError>;
+
+    fn handle(&mut self, _msg: GetState<A>, _ctx: &mut Context<Self>) -> Self::Result {
+        // Runs only once loaded: loading holds the mailbox (`ctx.wait`).
+        self.last_activity = Instant::now();
+        Ok(self.state.clone())
+    }
+}
