@@ -8,8 +8,9 @@
 //! - [`registry::Registry`]: routes a command to its actor, activating it on demand and retrying
 //!   on an actor that has just passivated. [`wallet::WalletRegistry`] is the wallets' typed face.
 //! - [`clock`]: the injected clock every decision and timestamp reads.
-//! - [`transfers::TransferManager`]: the process manager that delivers the credits of every
-//!   debit from its checkpoint, so a transfer left half-done by a crash is finished on restart.
+//! - [`router::Router`]: runs the cross-aggregate protocol's steps (credits, payouts, module
+//!   commands) for the request path; [`protocol::ProtocolManager`]: the process manager that
+//!   runs from its checkpoint whatever step a crash left undone.
 //! - [`chain::ChainActor`]: seals blocks every `block_time` from the log it observes.
 //! - [`bootstrap`]: genesis and start-up of a chain.
 //!
@@ -24,8 +25,9 @@ pub mod clock;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod protocol;
 pub mod registry;
-pub mod transfers;
+pub mod router;
 pub mod wallet;
 
 pub use error::CommandError;

@@ -20,10 +20,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const IDLE_CHECK: Duration = Duration::from_secs(10);
 /// Attempts to reach an actor that was stopping.
 pub const ROUTE_ATTEMPTS_MAX: usize = 4;
-/// The transfer manager delivers a credit itself once its debit is this old.
-pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
-/// How often the transfer manager looks for overdue credits and saves its checkpoint.
-pub const TRANSFER_MANAGER_TICK: Duration = Duration::from_millis(500);
+/// The protocol manager runs a step itself once the event that owes it is this old.
+pub const STEP_GRACE: Duration = Duration::from_secs(2);
+/// How often the protocol manager looks for overdue steps and saves its checkpoint.
+pub const PROTOCOL_MANAGER_TICK: Duration = Duration::from_millis(500);
 
 const _: () = assert!(BATCH_EVENTS_MAX <= store::limits::APPEND_EVENTS_MAX);
 // The last command of a batch may take it past the byte budget: its events (at most a debit,

@@ -37,11 +37,11 @@ pub static BLOCKS_SEALED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Credits delivered by the transfer manager (not by the request path).
-pub static CREDITS_RECOVERED: LazyLock<IntGauge> = LazyLock::new(|| {
+/// Protocol steps run by the process manager (not by the request path).
+pub static STEPS_RECOVERED: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
-        "aitbc_transfer_credits_recovered_total",
-        "Credits the transfer manager had to deliver itself"
+        "aitbc_protocol_steps_recovered_total",
+        "Protocol steps (credits, payouts, module commands) the process manager had to run itself"
     )
     .expect("metric registers once")
 });

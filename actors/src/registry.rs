@@ -184,9 +184,15 @@ impl<A: Hosted> Registry<A> {
         self.call(&id, &facts, Execute::<A>(command)).await
     }
 
-    /// Current state of an instance, straight from its actor.
+    /// Current state of an instance, straight from its actor (the empty state, without
+    /// activating anything, for an instance whose stream does not exist).
     pub async fn state(&self, id: A::Id) -> Result<A::State, CommandError> {
         let facts = (self.inner.facts)(&id)?;
+        if !self.inner.actors.contains_key(&id)
+            && self.inner.store.stream_revision(&A::stream(&id)).is_none()
+        {
+            return Ok(A::State::default());
+        }
         self.call(&id, &facts, GetState::<A>::new()).await
     }
 

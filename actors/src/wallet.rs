@@ -2,9 +2,11 @@
 //! one with a held key, deliver a credit, fund at genesis), answered with what the transfer
 //! protocol needs to finish a transfer.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use domain::address::Address;
+use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::money::Amount;
 use domain::tx::VerifiedTx;
@@ -17,34 +19,30 @@ use crate::aggregate::Applied;
 use crate::error::CommandError;
 use crate::registry::Registry;
 
-/// A transfer that is durable in the sender's stream.
+/// A transaction whose debit is durable in the sender's stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
     /// Chain.
     pub chain_id: Arc<str>,
-    /// Transaction hash.
-    pub tx_hash: Hash32,
     /// Sender.
     pub sender: Address,
     /// Log position of the debit.
     pub position: u64,
-    /// Credits the debit owes (recipient, and treasury for a fee).
-    pub credits: Vec<(Address, Credit)>,
+    /// The debit.
+    pub debit: Box<Debit>,
     /// `true` when this answer is for a resubmission of an already committed transaction.
     pub duplicate: bool,
 }
 
 impl Committed {
-    /// The answer for `debit` of `sender`, stored at `position`.
-    pub fn of(chain_id: Arc<str>, sender: Address, debit: &Debit, position: u64) -> Committed {
-        Committed {
-            chain_id,
-            tx_hash: debit.tx_hash,
-            sender,
-            position,
-            credits: debit.credits(sender),
-            duplicate: false,
-        }
+    /// The transaction's hash.
+    pub fn tx_hash(&self) -> Hash32 {
+        self.debit.tx_hash
+    }
+
+    /// The credits the debit owes.
+    pub fn credits(&self) -> Vec<(Address, Credit)> {
+        self.debit.credits(self.sender)
     }
 }
 
@@ -75,12 +73,15 @@ impl WalletRegistry {
     async fn debit(&self, id: WalletId, command: WalletCommand) -> Result<Committed, CommandError> {
         let applied = self.registry.execute(id.clone(), command).await?;
         let duplicate = applied.duplicate;
-        match applied.events.as_slice() {
-            [(WalletEvent::Debited(debit), position)] => Ok(Committed {
+        match applied.events.into_iter().next() {
+            Some((WalletEvent::Debited(debit), position)) => Ok(Committed {
+                chain_id: id.chain_id,
+                sender: id.address,
+                position,
+                debit: Box::new(debit),
                 duplicate,
-                ..Committed::of(id.chain_id, id.address, debit, *position)
             }),
-            other => unreachable!("a transfer records one debit, not {other:?}"),
+            other => unreachable!("a transaction records one debit, not {other:?}"),
         }
     }
 
@@ -147,8 +148,8 @@ impl WalletRegistry {
     /// Delivers every credit a committed transfer owes, concurrently. Returns the highest
     /// position written (or found).
     pub async fn deliver_credits(&self, committed: &Committed) -> Result<u64, CommandError> {
-        let deliveries = committed
-            .credits
+        let credits = committed.credits();
+        let deliveries = credits
             .iter()
             .map(|(to, credit)| self.credit(&committed.chain_id, *to, credit.clone()));
         let positions = futures::future::try_join_all(deliveries).await?;
@@ -161,17 +162,18 @@ impl WalletRegistry {
     }
 }
 
-/// Facts of wallets on the chains `min_fees` lists (chain id → minimum fee); a wallet on any
-/// other chain does not exist here.
-pub fn wallet_facts(
-    min_fees: std::collections::BTreeMap<Arc<str>, Amount>,
+/// Facts of wallets on the chains of `geneses`; a wallet on any other chain does not exist
+/// here.
+pub fn wallet_facts<'a>(
+    geneses: impl IntoIterator<Item = &'a Genesis>,
 ) -> impl Fn(&WalletId) -> Result<WalletFacts, CommandError> + Send + Sync + 'static {
+    let facts: BTreeMap<Arc<str>, WalletFacts> = geneses
+        .into_iter()
+        .map(|g| (Arc::from(g.chain_id.as_str()), WalletFacts::of(g)))
+        .collect();
     move |id| {
-        min_fees
-            .get(&id.chain_id)
-            .map(|&min_fee| WalletFacts { min_fee })
-            .ok_or_else(|| {
-                CommandError::NotFound(format!("chain {:?} is not hosted here", id.chain_id))
-            })
+        facts.get(&id.chain_id).cloned().ok_or_else(|| {
+            CommandError::NotFound(format!("chain {:?} is not hosted here", id.chain_id))
+        })
     }
 }

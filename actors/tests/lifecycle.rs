@@ -1,7 +1,6 @@
 //! Wallet actor lifecycle: passivation when idle, rehydration from snapshot + stream, and a
 //! snapshot that cannot be read is ignored rather than trusted.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +17,20 @@ use store::{EventStore, FileStore, Snapshot};
 const CHAIN: &str = "ait-test";
 
 fn registry(store: Arc<dyn EventStore>, arbiter: &Arbiter, idle: Duration) -> WalletRegistry {
-    let chains = BTreeMap::from([(Arc::from(CHAIN), Amount::ZERO)]);
+    let genesis = domain::genesis::Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time: 0,
+        validators: vec!["ab".repeat(32)],
+        validator_threshold: 1,
+        min_fee: Amount::ZERO,
+        allocations: vec![],
+        assets: vec![],
+    };
     let registry = Registry::new(
         store,
         SystemClock::shared(),
         vec![arbiter.handle()],
-        wallet_facts(chains),
+        wallet_facts([&genesis]),
     );
     WalletRegistry::new(registry.with_idle_timeout(idle))
 }
@@ -34,6 +41,7 @@ fn credit(n: u64) -> Credit {
         from: Address([7; 20]),
         amount: Amount(n.into()),
         kind: CreditKind::Transfer,
+        asset: None,
     }
 }
 
@@ -65,7 +73,8 @@ async fn an_idle_wallet_passivates_and_comes_back_with_its_state() {
         state,
         WalletState {
             balance: Amount(5),
-            nonce: 0
+            nonce: 0,
+            ..Default::default()
         },
         "rehydrated from the log"
     );
@@ -165,7 +174,8 @@ async fn a_snapshot_ahead_of_the_log_is_discarded_not_trusted() {
         wallets.state(CHAIN, address).await.unwrap(),
         WalletState {
             balance: Amount(3),
-            nonce: 0
+            nonce: 0,
+            ..Default::default()
         },
         "replayed from the log"
     );

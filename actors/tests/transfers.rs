@@ -4,7 +4,6 @@
 //! conservation holds at EVERY position, nothing is left in flight, and every balance and
 //! nonce equals a plain model's.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,8 +12,9 @@ use actix::{Actor, Arbiter};
 use actors::CommandError;
 use actors::bootstrap::ensure_chain;
 use actors::clock::SystemClock;
+use actors::protocol::ProtocolManager;
 use actors::registry::Registry;
-use actors::transfers::TransferManager;
+use actors::router::Router;
 use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::TxError;
 use domain::address::Address;
@@ -73,6 +73,7 @@ fn genesis() -> Genesis {
         validators: vec![hex::encode(validator().public_key())],
         validator_threshold: 1,
         min_fee: Amount::ZERO,
+        assets: vec![],
         allocations: keys()
             .iter()
             .map(|k| Allocation {
@@ -93,13 +94,18 @@ async fn boot(dir: &std::path::Path) -> Running {
     let store = FileStore::open(dir).expect("log opens");
     let dyn_store: Arc<dyn EventStore> = store.clone();
     let arbiters = vec![Arbiter::new(), Arbiter::new()];
-    let chains = BTreeMap::from([(Arc::from(CHAIN), Amount::ZERO)]);
     let registry = WalletRegistry::new(Registry::new(
         dyn_store.clone(),
         SystemClock::shared(),
         arbiters.iter().map(Arbiter::handle).collect(),
-        wallet_facts(chains),
+        wallet_facts([&genesis()]),
     ));
+    let vesting = Registry::new(
+        dyn_store.clone(),
+        SystemClock::shared(),
+        vec![arbiters[0].handle()],
+        |_: &domain::vesting::VestingId| Ok(()),
+    );
     let chain_registry: Registry<domain::chain::Chain> = Registry::new(
         dyn_store.clone(),
         SystemClock::shared(),
@@ -110,10 +116,11 @@ async fn boot(dir: &std::path::Path) -> Running {
         .await
         .expect("chain boots");
     let recovered = Arc::new(AtomicBool::new(false));
-    let manager = TransferManager::load(dyn_store, registry.clone(), recovered.clone())
+    let router = Router::new(registry.clone(), vesting);
+    let manager = ProtocolManager::load(router, recovered.clone())
         .await
         .expect("checkpoint loads");
-    TransferManager::start_in_arbiter(&arbiters[1].handle(), |_| manager);
+    ProtocolManager::start_in_arbiter(&arbiters[1].handle(), |_| manager);
     // Like the node's /health: serve only once transfers left open by a crash are finished.
     for _ in 0..400 {
         if recovered.load(Ordering::Acquire) {
@@ -300,8 +307,8 @@ fn a_resubmitted_transfer_commits_once() {
         );
         let (first, second) = (first.expect("commits"), second.expect("same answer"));
         assert_eq!(
-            (first.tx_hash, first.position),
-            (second.tx_hash, second.position)
+            (first.tx_hash(), first.position),
+            (second.tx_hash(), second.position)
         );
         assert!(
             first.duplicate != second.duplicate,
@@ -364,7 +371,7 @@ fn a_manager_checkpoint_ahead_of_the_log_is_discarded_and_open_transfers_still_f
         };
         running
             .store
-            .save_snapshot(actors::transfers::CHECKPOINT_KEY, ahead)
+            .save_snapshot(actors::protocol::CHECKPOINT_KEY, ahead)
             .await
             .unwrap();
         shutdown(running).await;

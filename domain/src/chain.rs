@@ -254,6 +254,7 @@ mod tests {
             validator_threshold: 1,
             min_fee: Default::default(),
             allocations: vec![],
+            assets: vec![],
         }
     }
 

@@ -4,7 +4,8 @@
 use serde::Deserialize;
 
 use crate::chain::ChainEvent;
-use crate::wallet::{Credit, DebitSummary, WalletEvent};
+use crate::vesting::VestingEvent;
+use crate::wallet::{Credit, DebitSummary, Payout, WalletEvent};
 
 /// Any event this version of the domain writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub enum DomainEvent {
     Wallet(WalletEvent),
     /// An event of a chain stream.
     Chain(ChainEvent),
+    /// An event of a vesting schedule's stream.
+    Vesting(VestingEvent),
 }
 
 /// Why stored bytes are not a known event.
@@ -37,6 +40,7 @@ impl DomainEvent {
         match self {
             DomainEvent::Wallet(e) => e.event_type(),
             DomainEvent::Chain(e) => e.event_type(),
+            DomainEvent::Vesting(e) => e.event_type(),
         }
     }
 
@@ -45,6 +49,7 @@ impl DomainEvent {
         match self {
             DomainEvent::Wallet(e) => serde_json::to_vec(e),
             DomainEvent::Chain(e) => serde_json::to_vec(e),
+            DomainEvent::Vesting(e) => serde_json::to_vec(e),
         }
         .expect("domain events serialize")
     }
@@ -72,12 +77,19 @@ impl DomainEvent {
                     reason: "not a debit".into(),
                 }),
             },
-            "Funded.v1" | "Debited.v2" | "Credited.v1" => serde_json::from_slice(data)
-                .map(DomainEvent::Wallet)
-                .map_err(bad),
+            "Funded.v1" | "Debited.v2" | "Credited.v1" | "PaidOut.v1" => {
+                serde_json::from_slice(data)
+                    .map(DomainEvent::Wallet)
+                    .map_err(bad)
+            }
             "ChainCreated.v1" | "BlockSealed.v1" => serde_json::from_slice(data)
                 .map(DomainEvent::Chain)
                 .map_err(bad),
+            "VestingCreated.v1" | "VestingClaimed.v1" | "ClaimRefused.v1" => {
+                serde_json::from_slice(data)
+                    .map(DomainEvent::Vesting)
+                    .map_err(bad)
+            }
             other => Err(DecodeError::UnknownType(other.to_string())),
         }
     }
@@ -90,6 +102,8 @@ pub enum WalletFact {
     Debited(DebitSummary),
     /// A credit.
     Credited(Credit),
+    /// A module account's payout.
+    PaidOut(Payout),
 }
 
 /// Whether `event_type` is a debit (of any version).
@@ -97,12 +111,12 @@ pub fn is_debit(event_type: &str) -> bool {
     matches!(event_type, "Debited.v1" | "Debited.v2")
 }
 
-/// Decodes a debit's or a credit's data into a [`WalletFact`]; `None` for other types.
+/// Decodes a debit's, credit's or payout's data into a [`WalletFact`]; `None` for other types.
 pub fn decode_wallet_fact(
     event_type: &str,
     data: &[u8],
 ) -> Option<Result<WalletFact, DecodeError>> {
-    if !is_debit(event_type) && event_type != "Credited.v1" {
+    if !is_debit(event_type) && event_type != "Credited.v1" && event_type != "PaidOut.v1" {
         return None;
     }
     Some(

@@ -58,6 +58,18 @@ pub enum TxError {
     /// The module that would execute it is paused.
     #[error("module {0} is paused")]
     Paused(String),
+    /// The sender may not send this kind (e.g. a mint by anyone but the asset's minter).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The transaction names something that does not exist (an unknown vesting schedule).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The sender does not own what it acts on (a claim by someone else than the beneficiary).
+    #[error("not the owner: {0}")]
+    NotOwner(String),
+    /// A claim when nothing is claimable.
+    #[error("nothing to claim: {0}")]
+    NothingToClaim(String),
 }
 
 impl TxError {
@@ -73,6 +85,10 @@ impl TxError {
             TxError::UnsupportedKind(_) => "unsupported_kind",
             TxError::Malformed(_) => "malformed",
             TxError::Paused(_) => "paused",
+            TxError::Unauthorized(_) => "unauthorized",
+            TxError::NotFound(_) => "not_found",
+            TxError::NotOwner(_) => "not_owner",
+            TxError::NothingToClaim(_) => "nothing_to_claim",
         }
     }
 }

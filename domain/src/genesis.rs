@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
+use crate::asset::{ASSETS_MAX, AssetSpec};
 use crate::hash::Hash32;
 use crate::limits::{CHAIN_ID_LEN_MAX, VALIDATORS_MAX};
 use crate::money::Amount;
@@ -36,6 +37,10 @@ pub struct Genesis {
     /// Initial balances.
     #[serde(default)]
     pub allocations: Vec<Allocation>,
+    /// Assets besides the native one. Left out of the serialized form when empty, so a genesis
+    /// written before assets existed keeps its hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<AssetSpec>,
 }
 
 /// Why a genesis is invalid.
@@ -86,7 +91,22 @@ impl Genesis {
         }
         self.total_supply()
             .ok_or_else(|| fail("allocations overflow u128".into()))?;
+        if self.assets.len() > ASSETS_MAX {
+            return Err(fail(format!("at most {ASSETS_MAX} assets")));
+        }
+        let mut symbols = std::collections::BTreeSet::new();
+        for asset in &self.assets {
+            asset.validate().map_err(fail)?;
+            if !symbols.insert(&asset.symbol) {
+                return Err(fail(format!("asset {} is declared twice", asset.symbol)));
+            }
+        }
         Ok(())
+    }
+
+    /// The declared asset `symbol` (`None` for the native one or an undeclared one).
+    pub fn asset(&self, symbol: &str) -> Option<&AssetSpec> {
+        self.assets.iter().find(|a| a.symbol == symbol)
     }
 
     /// Sum of allocations; `None` on overflow.
@@ -137,7 +157,25 @@ mod tests {
                 address: Address([1; 20]),
                 amount: Amount(5),
             }],
+            assets: vec![],
         }
+    }
+
+    #[test]
+    fn a_genesis_without_assets_keeps_the_hash_it_had_before_assets_existed() {
+        // The JSON release 0.1 hashed: no "assets" key.
+        let json = serde_json::to_string(&genesis()).unwrap();
+        assert!(!json.contains("assets"), "{json}");
+        let mut with_assets = genesis();
+        with_assets.assets.push(crate::asset::AssetSpec {
+            symbol: "USDX".into(),
+            decimals: 6,
+            minter: None,
+        });
+        assert_ne!(with_assets.hash(), genesis().hash());
+        with_assets.validate().unwrap();
+        with_assets.assets.push(with_assets.assets[0].clone());
+        assert!(with_assets.validate().is_err(), "declared twice");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod address;
 pub mod aggregate;
+pub mod asset;
 pub mod block;
 pub mod chain;
 pub mod codec;
@@ -25,10 +26,13 @@ pub mod genesis;
 pub mod hash;
 pub mod keys;
 pub mod keystore;
+pub mod kinds;
 pub mod limits;
 pub mod merkle;
 pub mod money;
+pub mod protocol;
 pub mod tx;
+pub mod vesting;
 pub mod wallet;
 
 pub use address::Address;

@@ -10,6 +10,7 @@ use crate::address::Address;
 use crate::error::TxError;
 use crate::hash::Hash32;
 use crate::keys::{PublicKey, SigningKey};
+use crate::kinds::{self, TxAction};
 use crate::limits::PAYLOAD_LEN_MAX;
 use crate::money::Amount;
 
@@ -47,6 +48,35 @@ pub struct TxPayload {
     pub body: serde_json::Value,
 }
 
+/// The payload's fields besides the body, as a verified transaction keeps them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxHeader {
+    /// Chain the transaction is for.
+    pub chain_id: String,
+    /// Sending address (the signing key's).
+    pub sender: Address,
+    /// Sender's nonce.
+    pub nonce: u64,
+    /// Fee in base units.
+    pub fee: Amount,
+    /// Transaction kind.
+    pub kind: String,
+}
+
+/// The payload as it is checked: the body stays raw text until its kind's strict type parses
+/// it, so no key given twice (at any depth) is silently resolved.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePayload<'a> {
+    chain_id: String,
+    sender: Address,
+    nonce: u64,
+    fee: Amount,
+    kind: String,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+}
+
 impl TxPayload {
     /// A `transfer` payload.
     pub fn transfer(
@@ -62,30 +92,10 @@ impl TxPayload {
             sender,
             nonce,
             fee,
-            kind: KIND_TRANSFER.to_string(),
+            kind: "transfer".to_string(),
             body: serde_json::json!({"to": to, "amount": amount}),
         }
     }
-}
-
-/// Kind name of a token transfer.
-pub const KIND_TRANSFER: &str = "transfer";
-
-/// Body of a `transfer`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransferBody {
-    /// Recipient.
-    pub to: Address,
-    /// Amount in base units; must be positive.
-    pub amount: Amount,
-}
-
-/// What a verified transaction asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TxAction {
-    /// Move `amount` to `to`.
-    Transfer(TransferBody),
 }
 
 /// A transaction whose signature, shape and sender binding have been checked. Only
@@ -94,8 +104,8 @@ pub enum TxAction {
 pub struct VerifiedTx {
     /// SHA-256 of the payload bytes.
     pub hash: Hash32,
-    /// Parsed payload.
-    pub payload: TxPayload,
+    /// The payload's fields besides the body.
+    pub payload: TxHeader,
     /// The kind-specific action.
     pub action: TxAction,
     /// The envelope as received, kept in the log so anyone can re-verify it.
@@ -188,27 +198,22 @@ impl SignedEnvelope {
         let key = parse_key(&public_key)
             .filter(|key| key.verify(&signing_bytes(&self.payload), &signature))
             .ok_or(TxError::BadSignature)?;
-        let payload: TxPayload = serde_json::from_str(&self.payload)
+        let wire: WirePayload = serde_json::from_str(&self.payload)
             .map_err(|e| TxError::Malformed(format!("payload: {e}")))?;
         let key_address = Address::from_public_key(&public_key);
-        if payload.sender != key_address {
+        if wire.sender != key_address {
             return Err(TxError::SenderMismatch {
-                sender: payload.sender.to_string(),
+                sender: wire.sender.to_string(),
                 key_address: key_address.to_string(),
             });
         }
-        let action = match payload.kind.as_str() {
-            KIND_TRANSFER => {
-                let body: TransferBody = serde_json::from_value(payload.body.clone())
-                    .map_err(|e| TxError::Malformed(format!("transfer body: {e}")))?;
-                if body.amount == Amount::ZERO {
-                    return Err(TxError::Malformed(
-                        "transfer amount must be positive".into(),
-                    ));
-                }
-                TxAction::Transfer(body)
-            }
-            other => return Err(TxError::UnsupportedKind(other.to_string())),
+        let action = (kinds::spec(&wire.kind)?.parse)(wire.body.get())?;
+        let payload = TxHeader {
+            chain_id: wire.chain_id,
+            sender: wire.sender,
+            nonce: wire.nonce,
+            fee: wire.fee,
+            kind: wire.kind,
         };
         Ok(VerifiedTx {
             hash: self.hash(),
@@ -254,9 +259,10 @@ mod tests {
         assert_eq!(verified.hash, envelope.hash());
         assert_eq!(
             verified.action,
-            TxAction::Transfer(TransferBody {
+            TxAction::Transfer(kinds::TransferBody {
                 to: Address([2; 20]),
-                amount: Amount(10)
+                amount: Amount(10),
+                asset: None,
             })
         );
     }
@@ -340,9 +346,26 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_field_given_twice_is_malformed_not_resolved() {
+        let good = serde_json::to_string(&transfer(0)).unwrap();
+        let twice = good.replacen("\"nonce\":0", "\"nonce\":0,\"nonce\":1", 1);
+        assert_ne!(good, twice);
+        let envelope = sign_text(&key(), twice);
+        assert_eq!(envelope.verify().unwrap_err().code(), "malformed");
+        let body_twice = good.replacen(
+            "\"amount\":\"10\"",
+            "\"amount\":\"10\",\"amount\":\"99\"",
+            1,
+        );
+        assert_ne!(good, body_twice);
+        let envelope = sign_text(&key(), body_twice);
+        assert_eq!(envelope.verify().unwrap_err().code(), "malformed");
+    }
+
+    #[test]
     fn unknown_kinds_are_unsupported() {
         let mut payload = transfer(0);
-        payload.kind = "mint".into();
+        payload.kind = "print_money".into();
         assert_eq!(
             sign_payload(&key(), &payload).verify().unwrap_err().code(),
             "unsupported_kind"

@@ -1,37 +1,75 @@
-//! The wallet aggregate: one account's balance and nonce on one chain.
+//! The wallet aggregate: one account's balances (per asset) and nonce on one chain.
 //!
-//! A transfer is two facts in two streams: `Debited` in the sender's stream (amount + fee leave,
-//! nonce advances) and `Credited` in the recipient's (and, for the fee, the treasury's), linked
-//! by the transfer id (= the tx hash). Between the two the value is *in flight*; the transfer
-//! process manager delivers the credits. Credits carry deterministic event ids, so a credit
-//! delivered twice is stored once.
+//! Every transaction is decided first by its sender's wallet: chain, fee, nonce and funds, then
+//! `Debited` (the commit point: nonce and fee are used) records what leaves the account: the
+//! fee, and the kind's outflow (a transfer's amount to its recipient, a vesting's amount to the
+//! vesting account; a mint's amount is new value, not the sender's). The matching `Credited`
+//! events land in the receiving streams, linked by the transfer id (= the tx hash). Between the
+//! two the value is *in flight*; process managers deliver the credits. Module accounts, which
+//! have no key, pay out with `PaidOut` events keyed by their cause. Every such event has a
+//! deterministic id, so a credit or payout delivered twice is stored once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::aggregate::{Aggregate, BatchClass, Context};
+use crate::asset;
 use crate::codec::DomainEvent;
 use crate::error::TxError;
 use crate::event_id::event_id;
 use crate::hash::Hash32;
 use crate::keys::SigningKey;
+use crate::kinds::{self, TxAction};
 use crate::money::Amount;
-use crate::tx::{SignedEnvelope, TxAction, TxPayload, VerifiedTx, sign_payload};
+use crate::tx::{SignedEnvelope, TxPayload, VerifiedTx, sign_payload};
+use crate::vesting::{self, CreateVestingBody};
 
 /// Stream of a wallet.
 pub fn wallet_stream(chain_id: &str, address: &Address) -> String {
     format!("wallet/{chain_id}/{address}")
 }
 
-/// Balance and next nonce of an account.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Balances and next nonce of an account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalletState {
-    /// Spendable balance.
+    /// Spendable balance of the native asset.
     pub balance: Amount,
     /// Next expected nonce.
     pub nonce: u64,
+    /// Balances of other assets (none recorded: zero).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub assets: BTreeMap<String, Amount>,
+}
+
+impl WalletState {
+    /// Balance of `asset` (`None`: native).
+    pub fn balance_of(&self, asset: &Option<String>) -> Amount {
+        match asset {
+            None => self.balance,
+            Some(symbol) => self.assets.get(symbol).copied().unwrap_or(Amount::ZERO),
+        }
+    }
+
+    fn add(&mut self, asset: &Option<String>, amount: Amount) {
+        let slot = match asset {
+            None => &mut self.balance,
+            Some(symbol) => self.assets.entry(symbol.clone()).or_default(),
+        };
+        *slot = slot.checked_add(amount).expect("balance fits in u128");
+    }
+
+    fn sub(&mut self, asset: &Option<String>, amount: Amount) {
+        let slot = match asset {
+            None => &mut self.balance,
+            Some(symbol) => self.assets.entry(symbol.clone()).or_default(),
+        };
+        *slot = slot
+            .checked_sub(amount)
+            .expect("balance never goes negative");
+    }
 }
 
 /// Where minted value came from.
@@ -50,6 +88,8 @@ pub enum CreditKind {
     Transfer,
     /// The fee, to the chain's treasury.
     Fee,
+    /// A module account's payout, to its recipient.
+    Payout,
 }
 
 impl CreditKind {
@@ -57,21 +97,25 @@ impl CreditKind {
         match self {
             CreditKind::Transfer => "credit-transfer",
             CreditKind::Fee => "credit-fee",
+            CreditKind::Payout => "credit-payout",
         }
     }
 }
 
-/// A credit owed to an account by a debit elsewhere.
+/// A credit owed to an account by a debit or payout elsewhere.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credit {
-    /// Links the credit to its debit: the transaction hash.
+    /// Links the credit to its cause: the transaction hash.
     pub transfer_id: Hash32,
     /// Payer.
     pub from: Address,
     /// Base units.
     pub amount: Amount,
-    /// Amount or fee.
+    /// Amount, fee or payout.
     pub kind: CreditKind,
+    /// Asset (`None`: native).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
 }
 
 impl Credit {
@@ -81,18 +125,48 @@ impl Credit {
     }
 }
 
-/// The sender's side of a transfer.
+/// What a transaction asks a module aggregate to do once its debit is committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Create the vesting schedule whose tokens the debit moved to the vesting account.
+    CreateVesting(CreateVestingBody),
+    /// Claim from a vesting schedule.
+    ClaimVested {
+        /// The schedule.
+        vesting_id: Hash32,
+    },
+}
+
+fn transfer_kind() -> String {
+    "transfer".to_string()
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+/// The sender's side of a transaction (the commit point).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Debit {
     /// Transaction hash (also the transfer id).
     pub tx_hash: Hash32,
     /// Nonce consumed.
     pub nonce: u64,
-    /// Recipient.
+    /// Transaction kind (`Debited.v1` events were all transfers).
+    #[serde(default = "transfer_kind")]
+    pub kind: String,
+    /// Where the outflow goes (the recipient, or a module account).
     pub to: Address,
-    /// Amount sent.
+    /// The outflow, base units (0 for kinds that move nothing).
     pub amount: Amount,
-    /// Fee paid.
+    /// Asset of the outflow (`None`: native).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    /// The outflow is new value (a mint), not taken from the sender.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub minted: bool,
+    /// Fee paid (native).
     pub fee: Amount,
     /// Treasury receiving the fee.
     pub treasury: Address,
@@ -100,20 +174,16 @@ pub struct Debit {
     /// did not record it; they are read with the log's `recorded_at_ms` instead.
     #[serde(default)]
     pub committed_at_ms: u64,
+    /// What a module aggregate does next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Box<Effect>>,
     /// The signed envelope, so the log can be re-verified by anyone.
     pub envelope: SignedEnvelope,
 }
 
 impl Debit {
-    /// Total leaving the sender.
-    pub fn total(&self) -> Amount {
-        self.amount
-            .checked_add(self.fee)
-            .expect("checked when decided")
-    }
-
-    /// Credits this debit owes: (recipient, credit) for the amount, and the fee to the treasury
-    /// when it is not zero.
+    /// Credits this debit owes: (recipient, credit) for a positive outflow, and the fee to the
+    /// treasury when it is not zero.
     pub fn credits(&self, sender: Address) -> Vec<(Address, Credit)> {
         self.summary().credits(sender)
     }
@@ -123,11 +193,15 @@ impl Debit {
         DebitSummary {
             tx_hash: self.tx_hash,
             nonce: self.nonce,
+            kind: self.kind.clone(),
             to: self.to,
             amount: self.amount,
+            asset: self.asset.clone(),
+            minted: self.minted,
             fee: self.fee,
             treasury: self.treasury,
             committed_at_ms: self.committed_at_ms,
+            effect: self.effect.clone(),
         }
     }
 
@@ -137,18 +211,28 @@ impl Debit {
     }
 }
 
-/// What followers of the log (block sealer, transfer manager) need of a debit. Decoding a
-/// stored `Debited` event into this skips the envelope's strings instead of copying them.
+/// What followers of the log (block sealer, process managers, explorer) need of a debit.
+/// Decoding a stored `Debited` event into this skips the envelope's strings instead of copying
+/// them.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct DebitSummary {
     /// Transaction hash.
     pub tx_hash: Hash32,
     /// Nonce consumed.
     pub nonce: u64,
-    /// Recipient.
+    /// Transaction kind.
+    #[serde(default = "transfer_kind")]
+    pub kind: String,
+    /// Where the outflow goes.
     pub to: Address,
-    /// Amount sent.
+    /// The outflow.
     pub amount: Amount,
+    /// Its asset.
+    #[serde(default)]
+    pub asset: Option<String>,
+    /// New value, not the sender's.
+    #[serde(default)]
+    pub minted: bool,
     /// Fee paid.
     pub fee: Amount,
     /// Treasury receiving the fee.
@@ -156,23 +240,80 @@ pub struct DebitSummary {
     /// When it committed (see [`Debit::committed_at_ms`]).
     #[serde(default)]
     pub committed_at_ms: u64,
+    /// What a module aggregate does next.
+    #[serde(default)]
+    pub effect: Option<Box<Effect>>,
 }
 
 impl DebitSummary {
-    /// Credits the debit owes: (recipient, credit) for the amount, and the fee to the treasury
-    /// when it is not zero.
+    /// Credits the debit owes: (recipient, credit) for a positive outflow, and the fee to the
+    /// treasury when it is not zero.
     pub fn credits(&self, sender: Address) -> Vec<(Address, Credit)> {
-        let credit = |amount, kind| Credit {
+        let credit = |amount, kind, asset| Credit {
             transfer_id: self.tx_hash,
             from: sender,
             amount,
             kind,
+            asset,
         };
-        let mut credits = vec![(self.to, credit(self.amount, CreditKind::Transfer))];
+        let mut credits = Vec::with_capacity(2);
+        if self.amount > Amount::ZERO {
+            credits.push((
+                self.to,
+                credit(self.amount, CreditKind::Transfer, self.asset.clone()),
+            ));
+        }
         if self.fee > Amount::ZERO {
-            credits.push((self.treasury, credit(self.fee, CreditKind::Fee)));
+            credits.push((self.treasury, credit(self.fee, CreditKind::Fee, None)));
         }
         credits
+    }
+
+    /// What leaves the sender's native balance: the fee, and the outflow when it is native
+    /// and not minted.
+    pub fn native_out(&self) -> Amount {
+        let outflow = if self.asset.is_none() && !self.minted {
+            self.amount
+        } else {
+            Amount::ZERO
+        };
+        self.fee.checked_add(outflow).expect("checked when decided")
+    }
+
+    /// What leaves the sender's balance of another asset (asset, amount), if anything.
+    pub fn asset_out(&self) -> Option<(&str, Amount)> {
+        match &self.asset {
+            Some(symbol) if !self.minted => Some((symbol, self.amount)),
+            _ => None,
+        }
+    }
+}
+
+/// A module account's payment, keyed by its cause (the transaction that owed it): made at most
+/// once, without a signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    /// The transaction that owed it.
+    pub cause: Hash32,
+    /// Recipient.
+    pub to: Address,
+    /// Base units.
+    pub amount: Amount,
+    /// Asset (`None`: native).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+}
+
+impl Payout {
+    /// The credit this payout owes its recipient.
+    pub fn credit(&self, module_account: Address) -> Credit {
+        Credit {
+            transfer_id: self.cause,
+            from: module_account,
+            amount: self.amount,
+            kind: CreditKind::Payout,
+            asset: self.asset.clone(),
+        }
     }
 }
 
@@ -186,10 +327,12 @@ pub enum WalletEvent {
         /// Why.
         source: FundSource,
     },
-    /// Value left for a transfer; the nonce advanced.
+    /// A transaction committed: nonce and fee used, its outflow left.
     Debited(Debit),
-    /// Value arrived from a transfer.
+    /// Value arrived from a debit or payout.
     Credited(Credit),
+    /// A module account paid out.
+    PaidOut(Payout),
 }
 
 impl WalletEvent {
@@ -199,6 +342,7 @@ impl WalletEvent {
             WalletEvent::Funded { .. } => "Funded.v1",
             WalletEvent::Debited(_) => "Debited.v2",
             WalletEvent::Credited(_) => "Credited.v1",
+            WalletEvent::PaidOut(_) => "PaidOut.v1",
         }
     }
 }
@@ -209,12 +353,19 @@ impl WalletEvent {
 pub struct SignOrder {
     /// The wallet's own key.
     pub key: SigningKey,
-    /// Recipient.
-    pub to: Address,
-    /// Amount.
-    pub amount: Amount,
+    /// Kind and body to sign (`transfer` or `mint`).
+    pub action: SignedAction,
     /// Fee.
     pub fee: Amount,
+}
+
+/// What a [`SignOrder`] signs.
+#[derive(Clone, Debug)]
+pub enum SignedAction {
+    /// A transfer.
+    Transfer(kinds::TransferBody),
+    /// A mint by the asset's minter.
+    Mint(kinds::MintBody),
 }
 
 /// Commands to a wallet.
@@ -225,12 +376,14 @@ pub enum WalletCommand {
         /// Base units.
         amount: Amount,
     },
-    /// A verified transfer signed by this wallet's key.
+    /// A verified transaction signed by this wallet's key.
     Transfer(Box<VerifiedTx>),
-    /// A transfer to sign with the wallet's own key at its next nonce.
+    /// A transaction to sign with the wallet's own key at its next nonce.
     SignAndTransfer(Box<SignOrder>),
-    /// A credit owed by a debit in another stream.
+    /// A credit owed by a debit or payout in another stream.
     Credit(Credit),
+    /// A payout from this (module) account.
+    PayOut(Payout),
 }
 
 /// Identity of a wallet: an account on a chain.
@@ -247,6 +400,24 @@ pub struct WalletId {
 pub struct WalletFacts {
     /// The chain's minimum fee.
     pub min_fee: Amount,
+    /// Declared assets besides the native one: symbol → its minter, if any.
+    pub assets: Arc<BTreeMap<String, Option<Address>>>,
+}
+
+impl WalletFacts {
+    /// What a wallet on the chain of `genesis` knows.
+    pub fn of(genesis: &crate::genesis::Genesis) -> WalletFacts {
+        WalletFacts {
+            min_fee: genesis.min_fee,
+            assets: Arc::new(
+                genesis
+                    .assets
+                    .iter()
+                    .map(|a| (a.symbol.clone(), a.minter))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// The wallet aggregate.
@@ -289,12 +460,15 @@ impl Aggregate for Wallet {
             WalletCommand::Transfer(tx) => Some(debit_event_id(&tx.hash)),
             WalletCommand::SignAndTransfer(_) => None,
             WalletCommand::Credit(credit) => Some(credit.event_id()),
+            WalletCommand::PayOut(payout) => Some(payout_event_id(&payout.cause)),
         }
     }
 
     fn batch_class(command: &WalletCommand) -> BatchClass {
         match command {
-            WalletCommand::Transfer(_) | WalletCommand::SignAndTransfer(_) => BatchClass::Decision,
+            WalletCommand::Transfer(_)
+            | WalletCommand::SignAndTransfer(_)
+            | WalletCommand::PayOut(_) => BatchClass::Decision,
             WalletCommand::Fund { .. } | WalletCommand::Credit(_) => BatchClass::Idempotent,
         }
     }
@@ -309,6 +483,69 @@ impl Aggregate for Wallet {
             _ => None,
         }
     }
+}
+
+/// The outflow a transaction asks of its sender's wallet.
+struct Outflow {
+    to: Address,
+    amount: Amount,
+    asset: Option<String>,
+    minted: bool,
+    effect: Option<Box<Effect>>,
+}
+
+fn outflow(tx: &VerifiedTx, ctx: &Context<'_, Wallet>) -> Result<Outflow, TxError> {
+    let declared = |asset: Option<String>| match asset {
+        Some(symbol) if !ctx.facts.assets.contains_key(&symbol) => {
+            Err(TxError::Malformed(format!(
+                "asset {symbol} is not declared on chain {}",
+                ctx.id.chain_id
+            )))
+        }
+        other => Ok(other),
+    };
+    Ok(match &tx.action {
+        TxAction::Transfer(body) => Outflow {
+            to: body.to,
+            amount: body.amount,
+            asset: declared(asset::normalize(body.asset.as_deref()))?,
+            minted: false,
+            effect: None,
+        },
+        TxAction::Mint(body) => {
+            let asset = declared(asset::normalize(Some(&body.asset)))?;
+            let minter = asset.as_ref().and_then(|s| ctx.facts.assets[s]);
+            if minter != Some(tx.payload.sender) {
+                return Err(TxError::Unauthorized(format!(
+                    "only the minter of {} may mint it",
+                    body.asset
+                )));
+            }
+            Outflow {
+                to: body.to,
+                amount: body.amount,
+                asset,
+                minted: true,
+                effect: None,
+            }
+        }
+        TxAction::CreateVesting(body) => Outflow {
+            to: vesting::vesting_account(&ctx.id.chain_id),
+            amount: body.amount,
+            asset: declared(asset::normalize(body.asset.as_deref()))?,
+            minted: false,
+            effect: Some(Box::new(Effect::CreateVesting(body.clone()))),
+        },
+        TxAction::ClaimVested(body) => Outflow {
+            to: tx.payload.sender,
+            amount: Amount::ZERO,
+            asset: None,
+            minted: false,
+            effect: Some(Box::new(Effect::ClaimVested {
+                vesting_id: body.vesting_id,
+            })),
+        },
+    })
 }
 
 /// Decides a wallet command. Pure: same state, context and command, same answer.
@@ -330,20 +567,36 @@ pub fn decide(
         }
         WalletCommand::Credit(credit) => {
             state
-                .balance
+                .balance_of(&credit.asset)
                 .checked_add(credit.amount)
                 .ok_or_else(|| TxError::Malformed("balance overflow".into()))?;
             Ok(vec![WalletEvent::Credited(credit)])
         }
+        WalletCommand::PayOut(payout) => {
+            let balance = state.balance_of(&payout.asset);
+            if balance < payout.amount {
+                return Err(TxError::InsufficientFunds {
+                    balance,
+                    needed: payout.amount,
+                });
+            }
+            Ok(vec![WalletEvent::PaidOut(payout)])
+        }
         WalletCommand::SignAndTransfer(order) => {
-            let payload = TxPayload::transfer(
+            let mut payload = TxPayload::transfer(
                 &ctx.id.chain_id,
                 ctx.id.address,
                 state.nonce,
                 order.fee,
-                order.to,
-                order.amount,
+                ctx.id.address,
+                Amount::ZERO,
             );
+            let (kind, body) = match &order.action {
+                SignedAction::Transfer(body) => ("transfer", serde_json::to_value(body)),
+                SignedAction::Mint(body) => ("mint", serde_json::to_value(body)),
+            };
+            payload.kind = kind.to_string();
+            payload.body = body.expect("bodies serialize");
             let tx = sign_payload(&order.key, &payload).verify()?;
             decide(state, ctx, WalletCommand::Transfer(Box::new(tx)))
         }
@@ -351,9 +604,8 @@ pub fn decide(
             tx.ensure_chain(&ctx.id.chain_id)?;
             assert_eq!(
                 tx.payload.sender, ctx.id.address,
-                "transfers are routed to the sender's wallet"
+                "transactions are routed to the sender's wallet"
             );
-            let TxAction::Transfer(body) = &tx.action;
             if tx.payload.fee < ctx.facts.min_fee {
                 return Err(TxError::FeeTooLow {
                     fee: tx.payload.fee,
@@ -366,29 +618,49 @@ pub fn decide(
                     got: tx.payload.nonce,
                 });
             }
-            let needed =
-                body.amount
-                    .checked_add(tx.payload.fee)
-                    .ok_or(TxError::InsufficientFunds {
-                        balance: state.balance,
-                        needed: Amount(u128::MAX),
-                    })?;
+            let out = outflow(&tx, ctx)?;
+            let debit = Debit {
+                tx_hash: tx.hash,
+                nonce: tx.payload.nonce,
+                kind: tx.payload.kind.clone(),
+                to: out.to,
+                amount: out.amount,
+                asset: out.asset,
+                minted: out.minted,
+                fee: tx.payload.fee,
+                treasury: Address::treasury(&ctx.id.chain_id),
+                committed_at_ms: ctx.now_ms,
+                effect: out.effect,
+                envelope: tx.envelope.clone(),
+            };
+            let summary = debit.summary();
+            let needed = summary
+                .fee
+                .checked_add(if summary.asset.is_none() && !summary.minted {
+                    summary.amount
+                } else {
+                    Amount::ZERO
+                })
+                .ok_or(TxError::InsufficientFunds {
+                    balance: state.balance,
+                    needed: Amount(u128::MAX),
+                })?;
             if state.balance < needed {
                 return Err(TxError::InsufficientFunds {
                     balance: state.balance,
                     needed,
                 });
             }
-            Ok(vec![WalletEvent::Debited(Debit {
-                tx_hash: tx.hash,
-                nonce: tx.payload.nonce,
-                to: body.to,
-                amount: body.amount,
-                fee: tx.payload.fee,
-                treasury: Address::treasury(&ctx.id.chain_id),
-                committed_at_ms: ctx.now_ms,
-                envelope: tx.envelope.clone(),
-            })])
+            if let Some((symbol, amount)) = summary.asset_out() {
+                let balance = state.balance_of(&Some(symbol.to_string()));
+                if balance < amount {
+                    return Err(TxError::InsufficientFunds {
+                        balance,
+                        needed: amount,
+                    });
+                }
+            }
+            Ok(vec![WalletEvent::Debited(debit)])
         }
     }
 }
@@ -397,24 +669,16 @@ pub fn decide(
 /// skipped nonce): the log would be corrupt, and the actor must stop rather than go on.
 pub fn evolve(state: &mut WalletState, event: &WalletEvent) {
     match event {
-        WalletEvent::Funded { amount, .. } => {
-            state.balance = state
-                .balance
-                .checked_add(*amount)
-                .expect("balance fits in u128");
-        }
-        WalletEvent::Credited(credit) => {
-            state.balance = state
-                .balance
-                .checked_add(credit.amount)
-                .expect("balance fits in u128");
-        }
+        WalletEvent::Funded { amount, .. } => state.add(&None, *amount),
+        WalletEvent::Credited(credit) => state.add(&credit.asset, credit.amount),
+        WalletEvent::PaidOut(payout) => state.sub(&payout.asset, payout.amount),
         WalletEvent::Debited(debit) => {
             assert_eq!(debit.nonce, state.nonce, "nonces are strictly sequential");
-            state.balance = state
-                .balance
-                .checked_sub(debit.total())
-                .expect("balance never goes negative");
+            let summary = debit.summary();
+            state.sub(&None, summary.native_out());
+            if let Some((symbol, amount)) = summary.asset_out() {
+                state.sub(&Some(symbol.to_string()), amount);
+            }
             state.nonce += 1;
         }
     }
@@ -423,6 +687,11 @@ pub fn evolve(state: &mut WalletState, event: &WalletEvent) {
 /// Deterministic event id of the debit of transaction `tx_hash`.
 pub fn debit_event_id(tx_hash: &Hash32) -> u128 {
     event_id("debit", &tx_hash.0)
+}
+
+/// Deterministic event id of a module account's payout for `cause`.
+pub fn payout_event_id(cause: &Hash32) -> u128 {
+    event_id("payout", &cause.0)
 }
 
 /// Deterministic event id of a genesis allocation.
@@ -436,6 +705,7 @@ pub fn wallet_event_id(chain_id: &str, address: &Address, event: &WalletEvent) -
         WalletEvent::Funded { .. } => fund_event_id(chain_id, address),
         WalletEvent::Debited(debit) => debit.event_id(),
         WalletEvent::Credited(credit) => credit.event_id(),
+        WalletEvent::PaidOut(payout) => payout_event_id(&payout.cause),
     }
 }
 
@@ -459,14 +729,22 @@ mod tests {
             address: alice().address(),
         }
     }
-    const FACTS: WalletFacts = WalletFacts { min_fee: Amount(1) };
+    fn facts() -> WalletFacts {
+        WalletFacts {
+            min_fee: Amount(1),
+            assets: Arc::new(BTreeMap::from([(
+                "USDX".to_string(),
+                Some(alice().address()),
+            )])),
+        }
+    }
 
     /// Alice's wallet on the devnet decides `command` at `NOW_MS`.
     fn when(state: &WalletState, command: WalletCommand) -> Result<Vec<WalletEvent>, TxError> {
-        let id = id_on("ait-devnet");
+        let (id, facts) = (id_on("ait-devnet"), facts());
         let ctx = Context {
             id: &id,
-            facts: &FACTS,
+            facts: &facts,
             now_ms: NOW_MS,
         };
         decide(state, &ctx, command)
@@ -516,7 +794,8 @@ mod tests {
             after,
             WalletState {
                 balance: Amount(58),
-                nonce: 1
+                nonce: 1,
+                ..Default::default()
             }
         );
     }
@@ -586,10 +865,10 @@ mod tests {
     #[test]
     fn a_transfer_for_another_chain_is_refused() {
         let state = given(&[funded(10)]);
-        let other = id_on("ait-other");
+        let (other, facts) = (id_on("ait-other"), facts());
         let ctx = Context {
             id: &other,
-            facts: &FACTS,
+            facts: &facts,
             now_ms: NOW_MS,
         };
         assert_eq!(
@@ -605,13 +884,15 @@ mod tests {
             from: bob(),
             amount: Amount(7),
             kind: CreditKind::Transfer,
+            asset: None,
         };
         let events = when(&given(&[funded(1)]), WalletCommand::Credit(credit)).unwrap();
         assert_eq!(
             given(&[funded(1), events[0].clone()]),
             WalletState {
                 balance: Amount(8),
-                nonce: 0
+                nonce: 0,
+                ..Default::default()
             }
         );
     }
@@ -636,8 +917,11 @@ mod tests {
         let state = given(&[funded(100), debit]);
         let order = SignOrder {
             key: alice(),
-            to: bob(),
-            amount: Amount(5),
+            action: SignedAction::Transfer(kinds::TransferBody {
+                to: bob(),
+                amount: Amount(5),
+                asset: None,
+            }),
             fee: Amount(1),
         };
         let events = when(&state, WalletCommand::SignAndTransfer(Box::new(order))).unwrap();

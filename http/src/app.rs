@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::Addr;
 use actors::chain::ChainActor;
-use actors::transfers::TransferManager;
-use actors::wallet::{Committed, WalletRegistry};
+use actors::clock::SharedClock;
+use actors::protocol::ProtocolManager;
+use actors::router::{Recorded, Router};
+use actors::wallet::Committed;
 use dashmap::DashMap;
 use domain::TxError;
 use domain::address::Address;
@@ -18,9 +20,11 @@ use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::keys::PublicKey;
 use domain::keys::SigningKey;
+use domain::kinds::{MintBody, TransferBody};
 use domain::money::Amount;
-use domain::tx::{SignedEnvelope, TxAction, VerifiedTx};
-use domain::wallet::{DebitSummary, SignOrder, WalletEvent};
+use domain::tx::{SignedEnvelope, VerifiedTx};
+use domain::vesting::Refusal;
+use domain::wallet::{SignOrder, SignedAction, WalletEvent, wallet_stream};
 use projections::runner::{ProjectionHandle, ProjectionRunner};
 use serde::Serialize;
 use store::EventStore;
@@ -49,53 +53,22 @@ pub struct TxAccepted {
     pub status: &'static str,
     /// Log position of the transaction's debit.
     pub position: u64,
-}
-
-/// What answering a resubmission needs of a transaction, kept without cloning the whole
-/// transaction on the hot path.
-struct Resubmission {
-    chain_id: String,
-    sender: Address,
-    summary: DebitSummary,
-}
-
-impl Resubmission {
-    fn of(tx: &VerifiedTx) -> Resubmission {
-        let TxAction::Transfer(body) = &tx.action;
-        Resubmission {
-            chain_id: tx.payload.chain_id.clone(),
-            sender: tx.payload.sender,
-            summary: DebitSummary {
-                tx_hash: tx.hash,
-                nonce: tx.payload.nonce,
-                to: body.to,
-                amount: body.amount,
-                fee: tx.payload.fee,
-                treasury: Address::treasury(&tx.payload.chain_id),
-                committed_at_ms: 0,
-            },
-        }
-    }
-
-    /// The already committed transfer at `position`: it owes the same credits as the first time.
-    fn committed(&self, position: u64) -> Committed {
-        Committed {
-            chain_id: Arc::from(self.chain_id.as_str()),
-            tx_hash: self.summary.tx_hash,
-            sender: self.sender,
-            position,
-            credits: self.summary.credits(self.sender),
-            duplicate: true,
-        }
-    }
+    /// `applied`, or `refused` when a module refused it after it committed (its nonce and
+    /// fee are used; nothing else changed).
+    pub outcome: &'static str,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Refusal>,
 }
 
 /// The node's service.
 pub struct App {
     /// The event log.
     pub store: Arc<dyn EventStore>,
-    /// Wallet actors.
-    pub registry: WalletRegistry,
+    /// The node's clock (the one decisions read).
+    pub clock: SharedClock,
+    /// The aggregates, by what the protocol's steps address.
+    pub router: Router,
     /// Read models.
     pub projections: ProjectionHandle,
     /// Chains by id.
@@ -119,8 +92,8 @@ pub struct App {
 pub struct Components {
     /// The explorer projection.
     pub projection: Addr<ProjectionRunner>,
-    /// The transfer process manager.
-    pub manager: Addr<TransferManager>,
+    /// The protocol's process manager.
+    pub manager: Addr<ProtocolManager>,
     /// Block sealers by chain.
     pub sealers: Vec<(String, Addr<ChainActor>)>,
 }
@@ -133,7 +106,7 @@ impl Components {
             stopped.push("projection".to_string());
         }
         if !self.manager.connected() {
-            stopped.push("transfer-manager".to_string());
+            stopped.push("protocol-manager".to_string());
         }
         for (chain, sealer) in &self.sealers {
             if !sealer.connected() {
@@ -185,19 +158,36 @@ impl App {
         .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
-    /// The signed envelope kept in the debit event at `position`.
-    pub async fn debit_envelope(&self, position: u64) -> Result<SignedEnvelope, ApiError> {
+    /// The debit event at `position`, as the protocol replays it.
+    async fn recorded_debit(&self, position: u64) -> Result<Recorded, ApiError> {
         let events = self
             .store
             .read_all(position, 1)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let event = events.first().filter(|e| e.position == position);
-        match event.map(|e| DomainEvent::decode(&e.event_type, &e.data, e.recorded_at_ms)) {
-            Some(Ok(DomainEvent::Wallet(WalletEvent::Debited(debit)))) => Ok(debit.envelope),
+        let event = events.into_iter().next().filter(|e| e.position == position);
+        match event.map(|e| {
+            let decoded = DomainEvent::decode(&e.event_type, &e.data, e.recorded_at_ms);
+            (e.stream, decoded)
+        }) {
+            Some((stream, Ok(event @ DomainEvent::Wallet(WalletEvent::Debited(_))))) => {
+                Ok(Recorded {
+                    stream: stream.to_string(),
+                    event,
+                    position,
+                })
+            }
             _ => Err(ApiError::internal(format!(
                 "log position {position} is not a debit"
             ))),
+        }
+    }
+
+    /// The signed envelope kept in the debit event at `position`.
+    pub async fn debit_envelope(&self, position: u64) -> Result<SignedEnvelope, ApiError> {
+        match self.recorded_debit(position).await?.event {
+            DomainEvent::Wallet(WalletEvent::Debited(debit)) => Ok(debit.envelope),
+            _ => unreachable!("recorded_debit returns debits"),
         }
     }
 
@@ -258,21 +248,25 @@ impl App {
             .into());
         }
         if let Some(known) = self.projections.explorer.tx(&tx.hash) {
-            // Already committed: make sure its credits are there too before answering the same.
+            // Already committed: make sure every step is done too before answering the same.
             return self
-                .finish(Resubmission::of(&tx).committed(known.position))
+                .finish(self.recorded_debit(known.position).await?)
                 .await;
         }
-        let (hash, resubmission) = (tx.hash, Resubmission::of(&tx));
-        match self.registry.submit(tx).await {
-            Ok(committed) => self.finish(committed).await,
+        self.router.precheck(&tx).await?;
+        let hash = tx.hash;
+        match self.router.wallets().submit(tx).await {
+            Ok(committed) => self.finish(recorded(committed)).await,
             Err(actors::CommandError::Rejected(TxError::BadNonce { expected, got }))
                 if got < expected =>
             {
                 // Maybe an old resubmission that the wallet no longer remembers.
                 self.wait_readable(self.store.next_position()).await?;
                 match self.projections.explorer.tx(&hash) {
-                    Some(known) => self.finish(resubmission.committed(known.position)).await,
+                    Some(known) => {
+                        self.finish(self.recorded_debit(known.position).await?)
+                            .await
+                    }
                     None => Err(TxError::BadNonce { expected, got }.into()),
                 }
             }
@@ -288,46 +282,60 @@ impl App {
             .map_err(|stopped| ApiError::new("unavailable", stopped.to_string()))
     }
 
-    /// Delivers a committed transfer's credits (idempotent) and waits until all of it is
-    /// readable. If delivery fails the debit still stands and the transfer manager finishes it:
+    /// Runs every step a committed transaction owes (idempotent) and waits until all of it is
+    /// readable. If a step fails the debit still stands and the protocol manager finishes it:
     /// the error names the transaction so the client can look it up instead of paying twice.
-    async fn finish(&self, committed: Committed) -> Result<TxAccepted, ApiError> {
-        let last = match self.registry.deliver_credits(&committed).await {
-            Ok(last) => last,
+    async fn finish(&self, debit: Recorded) -> Result<TxAccepted, ApiError> {
+        let (tx_hash, position) = match &debit.event {
+            DomainEvent::Wallet(WalletEvent::Debited(d)) => (d.tx_hash, debit.position),
+            _ => unreachable!("transactions finish from their debit"),
+        };
+        let completion = match self.router.complete(debit).await {
+            Ok(completion) => completion,
             Err(error) => {
-                tracing::warn!(tx = %committed.tx_hash, %error, "credits not delivered on the request path");
+                tracing::warn!(tx = %tx_hash, %error, "protocol steps not finished on the request path");
                 return Err(ApiError::new(
                     "unavailable",
                     format!(
-                        "transaction {} is committed at log position {} but its credits are still being delivered \
-                         ({error}); look it up with GET /v1/transactions/{}",
-                        committed.tx_hash, committed.position, committed.tx_hash
+                        "transaction {tx_hash} is committed at log position {position} but its effects are still \
+                         being applied ({error}); look it up with GET /v1/transactions/{tx_hash}"
                     ),
                 ));
             }
         };
-        self.wait_readable(last + 1).await.map_err(|error| {
-            ApiError::new(
-                "unavailable",
-                format!(
-                    "transaction {} is committed at log position {} but cannot be shown as read: {}",
-                    committed.tx_hash, committed.position, error.message
-                ),
-            )
-        })?;
+        self.wait_readable(completion.last_position + 1)
+            .await
+            .map_err(|error| {
+                ApiError::new(
+                    "unavailable",
+                    format!(
+                        "transaction {tx_hash} is committed at log position {position} but cannot be shown as read: {}",
+                        error.message
+                    ),
+                )
+            })?;
         Ok(TxAccepted {
-            tx_hash: committed.tx_hash,
+            tx_hash,
             status: "committed",
-            position: committed.position,
+            position,
+            outcome: if completion.refused.is_some() {
+                "refused"
+            } else {
+                "applied"
+            },
+            reason: completion.refused,
         })
     }
 
-    /// Pays `amount` from the chain's faucet to `to` through an ordinary signed transfer.
+    /// Pays `amount` of `asset` from the chain's faucet to `to` through an ordinary signed
+    /// transaction: a transfer of the native asset, a mint of another one whose minter is the
+    /// faucet's key.
     pub async fn faucet(
         &self,
         chain: Option<&str>,
         to: Address,
         amount: Amount,
+        asset: Option<&str>,
     ) -> Result<TxAccepted, ApiError> {
         self.ensure_ready()?;
         let chain_id = self.chain_id(chain)?;
@@ -342,23 +350,50 @@ impl App {
                 "faucet amount must be between 1 and {max} base units"
             )));
         }
+        let action = match domain::asset::normalize(asset) {
+            None => SignedAction::Transfer(TransferBody {
+                to,
+                amount,
+                asset: None,
+            }),
+            Some(symbol) => {
+                let spec = hosted.genesis.asset(&symbol).ok_or_else(|| {
+                    ApiError::malformed(format!("asset {symbol} is not declared on {chain_id}"))
+                })?;
+                if spec.minter != Some(key.address()) {
+                    return Err(ApiError::malformed(format!(
+                        "the faucet of {chain_id} cannot mint {symbol}"
+                    )));
+                }
+                SignedAction::Mint(MintBody {
+                    to,
+                    asset: symbol,
+                    amount,
+                })
+            }
+        };
         let order = SignOrder {
             key: key.clone(),
-            to,
-            amount,
+            action,
             fee: hosted.genesis.min_fee,
         };
-        let committed = self.registry.sign_and_submit(chain_id, order).await?;
-        self.finish(committed).await
+        let committed = self
+            .router
+            .wallets()
+            .sign_and_submit(chain_id, order)
+            .await?;
+        self.finish(recorded(committed)).await
     }
 
     /// Sends from a custodial wallet. Argon2id runs on the blocking pool.
+    #[allow(clippy::too_many_arguments)]
     pub async fn custodial_send(
         self: &Arc<Self>,
         chain: Option<&str>,
         from: Address,
         to: Address,
         amount: Amount,
+        asset: Option<String>,
         fee: Option<Amount>,
         passphrase: Zeroizing<String>,
     ) -> Result<TxAccepted, ApiError> {
@@ -367,22 +402,37 @@ impl App {
             return Err(ApiError::malformed("amount must be positive"));
         }
         let chain_id = self.chain_id(chain)?.to_string();
+        let asset = domain::asset::normalize(asset.as_deref());
+        if let Some(symbol) = &asset
+            && self.chains[&chain_id].genesis.asset(symbol).is_none()
+        {
+            return Err(ApiError::malformed(format!(
+                "asset {symbol} is not declared on {chain_id}"
+            )));
+        }
         let key = self
             .with_custody(move |custody| custody.unlock(&from, &passphrase))
             .await?;
         let fee = fee.unwrap_or(self.chains[&chain_id].genesis.min_fee);
+        let order = SignOrder {
+            key,
+            action: SignedAction::Transfer(TransferBody { to, amount, asset }),
+            fee,
+        };
         let committed = self
-            .registry
-            .sign_and_submit(
-                &chain_id,
-                SignOrder {
-                    key,
-                    to,
-                    amount,
-                    fee,
-                },
-            )
+            .router
+            .wallets()
+            .sign_and_submit(&chain_id, order)
             .await?;
-        self.finish(committed).await
+        self.finish(recorded(committed)).await
+    }
+}
+
+/// A committed debit, as the protocol replays it.
+fn recorded(committed: Committed) -> Recorded {
+    Recorded {
+        stream: wallet_stream(&committed.chain_id, &committed.sender),
+        event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
+        position: committed.position,
     }
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use domain::address::Address;
+use domain::asset::AssetSpec;
 use domain::genesis::{Allocation, Genesis};
 use domain::keys::SigningKey;
 use domain::money::Amount;
@@ -12,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:18000";
 /// Chain id of the devnet.
 pub const DEVNET_CHAIN_ID: &str = "ait-devnet";
+/// The devnet's stable asset, minted by its faucet.
+pub const DEVNET_STABLE: &str = "USDX";
+/// Decimals of the devnet's stable asset.
+pub const DEVNET_STABLE_DECIMALS: u8 = 6;
 /// Name of the configuration file inside a data directory.
 pub const CONFIG_FILE: &str = "aitbc.toml";
 
@@ -222,6 +227,11 @@ pub fn create_devnet(
                 allocations: vec![Allocation {
                     address: faucet.address(),
                     amount: devnet_faucet_supply(),
+                }],
+                assets: vec![AssetSpec {
+                    symbol: DEVNET_STABLE.into(),
+                    decimals: DEVNET_STABLE_DECIMALS,
+                    minter: Some(faucet.address()),
                 }],
             },
         }],

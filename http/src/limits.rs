@@ -2,6 +2,10 @@
 
 /// Largest request body, bytes (API.md: larger → 413).
 pub const BODY_LEN_MAX: usize = 1 << 20;
+/// Most items one page of a list returns (API.md).
+pub const PAGE_MAX: usize = 1000;
+/// Items in a page when the request names no limit.
+pub const PAGE_DEFAULT: usize = 100;
 /// Most blocks one list request returns.
 pub const BLOCKS_PAGE_MAX: usize = 100;
 /// Default page of blocks.

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::address::Address;
+use domain::asset::{NATIVE, NATIVE_DECIMALS};
 use domain::block::Block;
 use domain::genesis::token_symbol;
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
+use domain::kinds::Module;
 use domain::merkle::{MerkleProof, verify_proof};
 use domain::money::Amount;
 use domain::tx::SignedEnvelope;
@@ -17,9 +19,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use projections::explorer::SupplyView;
+
 use crate::app::App;
 use crate::error::ApiError;
-use crate::limits::{BLOCKS_PAGE_DEFAULT, BLOCKS_PAGE_MAX, BODY_LEN_MAX};
+use crate::limits::{BLOCKS_PAGE_DEFAULT, BLOCKS_PAGE_MAX, BODY_LEN_MAX, PAGE_DEFAULT, PAGE_MAX};
 
 type Data = web::Data<Arc<App>>;
 
@@ -44,7 +48,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1")
             .route("/transactions", web::post().to(post_transaction))
             .route("/transactions/{hash}", web::get().to(get_transaction))
+            .route("/accounts", web::get().to(list_accounts))
             .route("/accounts/{address}", web::get().to(get_account))
+            .route("/modules", web::get().to(list_modules))
             .route("/chains", web::get().to(list_chains))
             .route("/chains/{id}", web::get().to(get_chain))
             .route("/blocks", web::get().to(list_blocks))
@@ -161,9 +167,12 @@ pub async fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> 
         "chain_id": tx.chain_id,
         "sender": tx.sender,
         "nonce": tx.nonce,
-        "kind": domain::tx::KIND_TRANSFER,
+        "kind": tx.kind,
+        "outcome": if tx.refused.is_some() { "refused" } else { "applied" },
+        "committed_at_ms": tx.committed_at_ms,
         "to": tx.to,
         "amount": tx.amount,
+        "asset": domain::asset::symbol(&tx.asset),
         "fee": tx.fee,
         "payload": envelope.payload,
         "public_key": envelope.public_key,
@@ -172,6 +181,9 @@ pub async fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> 
         "events": tx.events,
         "block_height": Value::Null,
     });
+    if let Some(reason) = &tx.refused {
+        body["reason"] = json!(reason);
+    }
     if let Some((block, proof)) = app.projections.explorer.tx_proof(&tx) {
         body["block_height"] = json!(block.height);
         body["block_hash"] = json!(block.hash);
@@ -185,18 +197,137 @@ async fn get_transaction(app: Data, path: web::Path<String>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(transaction_json(&app, &path).await?))
 }
 
-/// JSON of an account.
+/// JSON of an account: native balance and nonce, every asset's balance, vesting schedules.
 pub fn account_json(app: &App, address: &str, chain: Option<&str>) -> Result<Value, ApiError> {
     let address = parse_address(address)?;
     let chain_id = app.chain_id(chain)?;
-    let account = app.projections.explorer.account(chain_id, &address);
+    let explorer = &app.projections.explorer;
+    let account = explorer.account(chain_id, &address);
+    let mut balances = serde_json::Map::new();
+    balances.insert(NATIVE.into(), json!(account.balance));
+    for asset in &app.chains[chain_id].genesis.assets {
+        let balance = explorer.asset_balance(chain_id, &asset.symbol, &address);
+        balances.insert(asset.symbol.clone(), json!(balance));
+    }
+    let now_ms = app.clock.now_ms();
+    let vesting: Vec<Value> = explorer
+        .schedules_of(chain_id, &address)
+        .iter()
+        .map(|v| {
+            json!({
+                "id": v.id,
+                "asset": domain::asset::symbol(&v.schedule.asset),
+                "total": v.schedule.total,
+                "vested": v.schedule.vested_at(now_ms),
+                "claimed": v.claimed,
+                "start_at": v.schedule.start_ms / 1000,
+                "cliff_at": v.schedule.cliff_ms / 1000,
+                "end_at": v.schedule.end_ms / 1000,
+            })
+        })
+        .collect();
     Ok(json!({
         "address": address,
         "chain_id": chain_id,
         "balance": account.balance,
+        "balances": balances,
         "nonce": account.nonce,
         "token": token_symbol(chain_id),
+        "vesting": vesting,
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    chain: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The checked `limit` of a list request (API.md: ≤ 1000, default 100).
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(PAGE_DEFAULT);
+    if limit == 0 || limit > PAGE_MAX {
+        return Err(ApiError::malformed(format!(
+            "limit must be between 1 and {PAGE_MAX}"
+        )));
+    }
+    Ok(limit)
+}
+
+/// The module accounts of `chain_id`: (label, address).
+fn module_accounts(chain_id: &str) -> [(&'static str, Address); 2] {
+    [
+        ("treasury", Address::treasury(chain_id)),
+        ("vesting", domain::vesting::vesting_account(chain_id)),
+    ]
+}
+
+/// Every account of a chain with its balances, in address order (wallets and module accounts,
+/// so that anyone can sum them against the supply). The cursor is the last address returned.
+async fn list_accounts(app: Data, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?;
+    let limit = page_limit(query.limit)?;
+    let after = query.cursor.as_deref().map(parse_address).transpose()?;
+    let page = app
+        .projections
+        .explorer
+        .accounts_page(chain_id, after, limit + 1);
+    let modules = module_accounts(chain_id);
+    let accounts: Vec<Value> = page
+        .iter()
+        .take(limit)
+        .map(|(address, account, assets)| {
+            let mut balances = serde_json::Map::new();
+            balances.insert(NATIVE.into(), json!(account.balance));
+            for (symbol, balance) in assets {
+                balances.insert(symbol.clone(), json!(balance));
+            }
+            let module = modules.iter().find(|(_, a)| a == address).map(|(l, _)| *l);
+            json!({
+                "address": address,
+                "balance": account.balance,
+                "balances": balances,
+                "nonce": account.nonce,
+                "module": module,
+            })
+        })
+        .collect();
+    let next_cursor = match page.len() > limit {
+        true => json!(page[limit - 1].0),
+        false => Value::Null,
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "chain_id": chain_id,
+        "accounts": accounts,
+        "next_cursor": next_cursor,
+    })))
+}
+
+/// The modules (with their pause state) and the module accounts of a chain.
+async fn list_modules(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?;
+    let modules: Vec<Value> = Module::ALL
+        .iter()
+        .map(|module| {
+            json!({
+                "module": module.name(),
+                "paused": false,
+                "paused_until": Value::Null,
+                "reason": Value::Null,
+            })
+        })
+        .collect();
+    let accounts: Vec<Value> = module_accounts(chain_id)
+        .iter()
+        .map(|(label, address)| json!({"label": label, "address": address}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "chain_id": chain_id,
+        "modules": modules,
+        "accounts": accounts,
+    })))
 }
 
 async fn get_account(
@@ -219,6 +350,31 @@ pub fn chain_json(app: &App, id: &str) -> Result<Value, ApiError> {
         .chain(id)
         .ok_or_else(|| ApiError::new("unavailable", "chain not yet created"))?;
     let supply = app.projections.explorer.supply(id);
+    let supply_json = |supply: SupplyView| {
+        json!({
+            "minted": supply.minted,
+            "burned": supply.burned,
+            "balances": supply.balances,
+            "in_flight": supply.in_flight,
+            "conserved": supply.conserved(),
+        })
+    };
+    let mut assets = vec![json!({
+        "symbol": NATIVE,
+        "decimals": NATIVE_DECIMALS,
+        "native": true,
+        "minter": Value::Null,
+        "supply": supply_json(supply),
+    })];
+    for asset in &genesis.assets {
+        assets.push(json!({
+            "symbol": asset.symbol,
+            "decimals": asset.decimals,
+            "native": false,
+            "minter": asset.minter,
+            "supply": supply_json(app.projections.explorer.asset_supply(id, &asset.symbol)),
+        }));
+    }
     Ok(json!({
         "chain_id": id,
         "token": genesis.token_symbol(),
@@ -231,13 +387,8 @@ pub fn chain_json(app: &App, id: &str) -> Result<Value, ApiError> {
         "min_fee": genesis.min_fee,
         "genesis_hash": genesis.hash(),
         "faucet": hosted.faucet.is_some(),
-        "supply": {
-            "minted": supply.minted,
-            "burned": supply.burned,
-            "balances": supply.balances,
-            "in_flight": supply.in_flight,
-            "conserved": supply.conserved(),
-        },
+        "supply": supply_json(supply),
+        "assets": assets,
     }))
 }
 
@@ -339,12 +490,16 @@ struct FaucetRequest {
     address: String,
     amount: String,
     chain_id: Option<String>,
+    asset: Option<String>,
 }
 
 async fn faucet(app: Data, body: web::Json<FaucetRequest>) -> Result<HttpResponse, ApiError> {
     let to = parse_address(&body.address)?;
     let amount = parse_amount(&body.amount)?;
-    Ok(HttpResponse::Ok().json(app.faucet(body.chain_id.as_deref(), to, amount).await?))
+    let accepted = app
+        .faucet(body.chain_id.as_deref(), to, amount, body.asset.as_deref())
+        .await?;
+    Ok(HttpResponse::Ok().json(accepted))
 }
 
 async fn stream_blocks(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
@@ -434,6 +589,7 @@ struct SendRequest {
     passphrase: Zeroizing<String>,
     fee: Option<String>,
     chain_id: Option<String>,
+    asset: Option<String>,
 }
 
 async fn wallet_send(app: Data, body: web::Json<SendRequest>) -> Result<HttpResponse, ApiError> {
@@ -447,6 +603,7 @@ async fn wallet_send(app: Data, body: web::Json<SendRequest>) -> Result<HttpResp
             from,
             to,
             amount,
+            body.asset,
             fee,
             body.passphrase,
         )

@@ -14,10 +14,12 @@ use actors::CommandError;
 use actors::bootstrap::ensure_chain;
 use actors::chain::{ChainActor, SealingConfig};
 use actors::clock::SystemClock;
+use actors::protocol::ProtocolManager;
 use actors::registry::Registry;
-use actors::transfers::TransferManager;
+use actors::router::Router;
 use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::chain::Chain;
+use domain::vesting::{Vesting, VestingId};
 use projections::runner::{ExportState, ProjectionRunner, load_explorer, save_checkpoint};
 use store::{EventStore, FileStore};
 
@@ -56,34 +58,40 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     tracing::info!(events = store.next_position(), "event log open");
 
     let mut arbiters: Vec<Arbiter> = (0..ACTOR_ARBITERS).map(|_| Arbiter::new()).collect();
-    let fees = config
-        .chains
-        .iter()
-        .map(|c| (Arc::from(c.genesis.chain_id.as_str()), c.genesis.min_fee))
-        .collect();
     let clock = SystemClock::shared();
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
     let registry = WalletRegistry::new(Registry::new(
         store.clone(),
         clock.clone(),
         handles.clone(),
-        wallet_facts(fees),
+        wallet_facts(config.chains.iter().map(|c| &c.genesis)),
     ));
     let hosted_chains: BTreeSet<String> = config
         .chains
         .iter()
         .map(|c| c.genesis.chain_id.clone())
         .collect();
+    let hosted = move |chain_id: &str| {
+        if hosted_chains.contains(chain_id) {
+            Ok(())
+        } else {
+            Err(CommandError::NotFound(format!(
+                "chain {chain_id:?} is not hosted here"
+            )))
+        }
+    };
     let chain_registry: Registry<Chain> =
-        Registry::new(store.clone(), clock.clone(), handles, move |id: &String| {
-            if hosted_chains.contains(id) {
-                Ok(())
-            } else {
-                Err(CommandError::NotFound(format!(
-                    "chain {id:?} is not hosted here"
-                )))
-            }
+        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+            let hosted = hosted.clone();
+            move |id: &String| hosted(id)
         });
+    let vesting: Registry<Vesting> = Registry::new(
+        store.clone(),
+        clock.clone(),
+        handles,
+        move |id: &VestingId| hosted(&id.chain_id),
+    );
+    let router = Router::new(registry.clone(), vesting);
 
     let explorer = load_explorer(store.as_ref())
         .await
@@ -93,7 +101,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     let projection = ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
     arbiters.push(projection_arbiter);
 
-    // The block sealers and the transfer manager each follow the whole log: their own threads.
+    // The block sealers and the protocol manager each follow the whole log: their own threads.
     let (sealer_arbiter, manager_arbiter) = (Arbiter::new(), Arbiter::new());
     let mut chains = BTreeMap::new();
     let mut sealers = Vec::new();
@@ -150,10 +158,10 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     }
 
     let recovered = Arc::new(AtomicBool::new(false));
-    let manager = TransferManager::load(store.clone(), registry.clone(), recovered.clone())
+    let manager = ProtocolManager::load(router.clone(), recovered.clone())
         .await
-        .map_err(|e| fail("transfer manager")(e.to_string()))?;
-    let manager = TransferManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
+        .map_err(|e| fail("protocol manager")(e.to_string()))?;
+    let manager = ProtocolManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
     arbiters.extend([sealer_arbiter, manager_arbiter]);
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -168,14 +176,17 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
         ready_flag.store(true, Ordering::Release);
-        tracing::info!("node ready: log recovered, open transfers finished, projections caught up");
+        tracing::info!(
+            "node ready: log recovered, open protocol steps finished, projections caught up"
+        );
     });
 
     let custody =
         Custody::open(data_dir.join("custody")).map_err(|e| fail("custody")(e.to_string()))?;
     let app = Arc::new(App {
         store,
-        registry,
+        clock,
+        router,
         projections,
         chains,
         default_chain: config.default_chain.clone(),

@@ -88,7 +88,7 @@ fn signature_chain_nonce_and_funds_errors() {
     f.reject_env(&sign_payload(&f.alice, &mismatch), 400, "sender_mismatch");
 
     let mut kind = f.payload();
-    kind.kind = "mint".into();
+    kind.kind = "print_money".into();
     f.reject_env(&sign_payload(&f.alice, &kind), 400, "unsupported_kind");
 
     // The good one still works afterwards (nonce 0 was never consumed).

@@ -18,9 +18,14 @@ use domain::hash::Hash32;
 use domain::money::Amount;
 use domain::wallet::wallet_stream;
 
-use crate::explorer::{AccountView, ChainView, ExplorerState, SupplyView, TxEventView, TxView};
+use crate::explorer::{
+    AccountView, ChainView, ExplorerState, SupplyView, TxEventView, TxView, VestingView,
+};
+use domain::vesting::Refusal;
 
-const MAGIC: &[u8; 8] = b"AITBCX\x00\x01";
+/// Version 2 added kinds, assets, commit times, refusals and vesting schedules; a version 1
+/// checkpoint is not read (the explorer is rebuilt from the log instead).
+const MAGIC: &[u8; 8] = b"AITBCX\x00\x02";
 /// Event types stored as one byte (their index; append only, older checkpoints use the indexes).
 const KNOWN_TYPES: [&str; 3] = ["Debited.v1", "Credited.v1", "Debited.v2"];
 /// Tag of an event stored with its type and stream spelled out.
@@ -52,10 +57,21 @@ pub fn encode(state: &ExplorerState) -> Vec<u8> {
         w.str(&tx.chain_id);
         w.address(&tx.sender);
         w.u64(tx.nonce);
+        w.str(&tx.kind);
         w.address(&tx.to);
         w.amount(tx.amount);
+        w.option_str(tx.asset.as_deref());
         w.amount(tx.fee);
         w.u64(tx.position);
+        w.u64(tx.committed_at_ms);
+        match &tx.refused {
+            Some(refusal) => {
+                w.0.push(1);
+                w.str(&refusal.code);
+                w.str(&refusal.message);
+            }
+            None => w.0.push(0),
+        }
         w.count(tx.events.len());
         for event in &tx.events {
             // The common case costs one byte: a known type, in the canonical stream of its
@@ -95,6 +111,29 @@ pub fn encode(state: &ExplorerState) -> Vec<u8> {
         w.amount(supply.burned);
         w.amount(supply.balances);
         w.amount(supply.in_flight);
+    }
+    w.count(state.asset_balances.len());
+    for ((chain, asset), balances) in &state.asset_balances {
+        w.str(chain);
+        w.str(asset);
+        w.count(balances.len());
+        for (address, balance) in balances {
+            w.address(address);
+            w.amount(*balance);
+        }
+    }
+    w.count(state.asset_supply.len());
+    for ((chain, asset), supply) in &state.asset_supply {
+        w.str(chain);
+        w.str(asset);
+        w.amount(supply.minted);
+        w.amount(supply.burned);
+        w.amount(supply.balances);
+        w.amount(supply.in_flight);
+    }
+    w.count(state.schedules.len());
+    for view in state.schedules.values() {
+        w.bytes(&serde_json::to_vec(view).expect("schedules serialize"));
     }
     let digest = Hash32::digest(&w.0[MAGIC.len()..]);
     w.0.extend_from_slice(&digest.0);
@@ -138,10 +177,20 @@ pub fn decode(bytes: &[u8]) -> Result<ExplorerState, CheckpointError> {
             chain_id: r.string()?,
             sender: r.address()?,
             nonce: r.u64()?,
+            kind: r.string()?,
             to: r.address()?,
             amount: r.amount()?,
+            asset: r.option_string()?,
             fee: r.amount()?,
             position: r.u64()?,
+            committed_at_ms: r.u64()?,
+            refused: match r.take(1)?[0] {
+                0 => None,
+                _ => Some(Refusal {
+                    code: r.string()?,
+                    message: r.string()?,
+                }),
+            },
             events: Vec::new(),
             block_height: None,
             block_index: None,
@@ -190,6 +239,29 @@ pub fn decode(bytes: &[u8]) -> Result<ExplorerState, CheckpointError> {
         };
         state.supply.insert(chain, supply);
     }
+    for _ in 0..r.count()? {
+        let key = (r.string()?, r.string()?);
+        let mut balances = BTreeMap::new();
+        for _ in 0..r.count()? {
+            balances.insert(r.address()?, r.amount()?);
+        }
+        state.asset_balances.insert(key, balances);
+    }
+    for _ in 0..r.count()? {
+        let key = (r.string()?, r.string()?);
+        let supply = SupplyView {
+            minted: r.amount()?,
+            burned: r.amount()?,
+            balances: r.amount()?,
+            in_flight: r.amount()?,
+        };
+        state.asset_supply.insert(key, supply);
+    }
+    for _ in 0..r.count()? {
+        let view: VestingView =
+            serde_json::from_slice(r.bytes()?).map_err(|e| fail(&e.to_string()))?;
+        state.schedules.insert(view.id, view);
+    }
     if !r.0.is_empty() {
         return Err(fail("trailing bytes"));
     }
@@ -224,6 +296,15 @@ impl Writer {
     }
     fn amount(&mut self, amount: Amount) {
         self.0.extend_from_slice(&amount.0.to_le_bytes());
+    }
+    fn option_str(&mut self, value: Option<&str>) {
+        match value {
+            Some(text) => {
+                self.0.push(1);
+                self.str(text);
+            }
+            None => self.0.push(0),
+        }
     }
     fn option_u64(&mut self, value: Option<u64>) {
         match value {
@@ -301,6 +382,13 @@ impl<'a> Reader<'a> {
     fn amount(&mut self) -> Result<Amount, CheckpointError> {
         Ok(Amount(u128::from_le_bytes(self.array()?)))
     }
+    fn option_string(&mut self) -> Result<Option<String>, CheckpointError> {
+        match self.take(1)?[0] {
+            0 => Ok(None),
+            1 => Ok(Some(self.string()?)),
+            _ => Err(CheckpointError("bad option tag".into())),
+        }
+    }
     fn option_u64(&mut self) -> Result<Option<u64>, CheckpointError> {
         match self.take(1)?[0] {
             0 => Ok(None),
@@ -360,10 +448,17 @@ mod tests {
             chain_id: "c".into(),
             sender: address,
             nonce: 1,
+            kind: "claim_vested".into(),
             to: address,
             amount: Amount(4),
+            asset: Some("USDX".into()),
             fee: Amount(0),
             position: 8,
+            committed_at_ms: 1_800_000_000_000,
+            refused: Some(Refusal {
+                code: "nothing_to_claim".into(),
+                message: "0 vested".into(),
+            }),
             events: vec![
                 event("Debited.v1", wallet_stream("c", &address)),
                 event("Credited.v1", "elsewhere".into()),
@@ -372,9 +467,34 @@ mod tests {
             block_height: Some(2),
             block_index: Some(0),
         };
+        let supply = SupplyView {
+            minted: Amount(9),
+            burned: Amount(0),
+            balances: Amount(5),
+            in_flight: Amount(4),
+        };
+        let schedule = VestingView {
+            chain_id: "c".into(),
+            id: Hash32::digest(b"v"),
+            schedule: domain::vesting::Schedule {
+                beneficiary: address,
+                asset: None,
+                total: Amount(100),
+                start_ms: 1,
+                cliff_ms: 2,
+                end_ms: 3,
+            },
+            claimed: Amount(7),
+        };
         let state = ExplorerState {
             next_position: 10,
             txs: BTreeMap::from([(tx.tx_hash, tx)]),
+            asset_balances: BTreeMap::from([(
+                ("c".to_string(), "USDX".to_string()),
+                BTreeMap::from([(address, Amount(5))]),
+            )]),
+            asset_supply: BTreeMap::from([(("c".to_string(), "USDX".to_string()), supply)]),
+            schedules: BTreeMap::from([(schedule.id, schedule)]),
             ..ExplorerState::default()
         };
         assert_eq!(decode(&encode(&state)), Ok(state));

@@ -12,6 +12,7 @@ use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::merkle::{MerkleProof, merkle_proof};
 use domain::money::Amount;
+use domain::vesting::{Refusal, Schedule, VestingEvent};
 use domain::wallet::WalletEvent;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -54,14 +55,22 @@ pub struct TxView {
     pub sender: Address,
     /// Nonce.
     pub nonce: u64,
-    /// Recipient.
+    /// Kind.
+    pub kind: String,
+    /// Where its outflow went (recipient or module account).
     pub to: Address,
-    /// Amount sent.
+    /// Amount of the outflow.
     pub amount: Amount,
+    /// Asset of the outflow (`None`: native).
+    pub asset: Option<String>,
     /// Fee paid.
     pub fee: Amount,
     /// Log position of the debit.
     pub position: u64,
+    /// The node's clock when it committed, Unix ms.
+    pub committed_at_ms: u64,
+    /// Set when a module refused it after it committed (nonce and fee used, nothing else).
+    pub refused: Option<Refusal>,
     /// Events caused, in log order.
     pub events: Vec<TxEventView>,
     /// Block that includes it, once sealed.
@@ -116,7 +125,28 @@ pub struct Explorer {
     txs: DashMap<Hash32, TxView>,
     chains: RwLock<BTreeMap<String, ChainView>>,
     supply: DashMap<Arc<str>, SupplyView>,
+    /// Balances of assets other than the native one, by (chain, asset, address).
+    asset_balances: DashMap<(Arc<str>, String, Address), Amount>,
+    /// Supply books of assets other than the native one, by (chain, asset).
+    asset_supply: DashMap<(Arc<str>, String), SupplyView>,
+    /// Vesting schedules by id.
+    schedules: DashMap<Hash32, VestingView>,
+    /// Schedule ids by (chain, beneficiary).
+    schedules_of: DashMap<(Arc<str>, Address), Vec<Hash32>>,
     next_position: RwLock<u64>,
+}
+
+/// A vesting schedule as the explorer shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VestingView {
+    /// Chain.
+    pub chain_id: String,
+    /// Id (the creating transaction's hash).
+    pub id: Hash32,
+    /// The schedule.
+    pub schedule: Schedule,
+    /// Claimed so far.
+    pub claimed: Amount,
 }
 
 /// Serializable form of the whole explorer (checkpoints, equality in tests).
@@ -132,12 +162,99 @@ pub struct ExplorerState {
     pub chains: BTreeMap<String, ChainView>,
     /// Supply books.
     pub supply: BTreeMap<String, SupplyView>,
+    /// Balances of other assets by (chain, asset).
+    pub asset_balances: BTreeMap<(String, String), BTreeMap<Address, Amount>>,
+    /// Supply books of other assets by (chain, asset).
+    pub asset_supply: BTreeMap<(String, String), SupplyView>,
+    /// Vesting schedules by id.
+    pub schedules: BTreeMap<Hash32, VestingView>,
 }
 
 fn parse_wallet_stream(stream: &str) -> Option<(&str, Address)> {
     let rest = stream.strip_prefix("wallet/")?;
     let (chain, address) = rest.split_once('/')?;
     Some((chain, address.parse().ok()?))
+}
+
+fn parse_vesting_stream(stream: &str) -> Option<(&str, Hash32)> {
+    let rest = stream.strip_prefix("vesting/")?;
+    let (chain, id) = rest.split_once('/')?;
+    Some((chain, id.parse().ok()?))
+}
+
+/// The books of `asset`: the native ones, or the other asset's (loaded on first use; one event
+/// touches at most one asset besides the native one).
+fn select_books<'b>(
+    native: &'b mut Books,
+    other: &'b mut Option<(String, Books)>,
+    asset: &Option<String>,
+    load: impl FnOnce() -> Books,
+) -> &'b mut Books {
+    match asset {
+        None => native,
+        Some(symbol) => {
+            let (loaded, books) = other.get_or_insert_with(|| (symbol.clone(), load()));
+            assert_eq!(loaded, symbol, "one other asset per event");
+            books
+        }
+    }
+}
+
+/// The books one wallet event changes for one asset: the account's balance and the asset's
+/// supply on the chain, worked on as copies and written back only once all checks passed.
+struct Books {
+    balance: Amount,
+    supply: SupplyView,
+}
+
+impl Books {
+    fn take_out(&mut self, amount: Amount) -> Result<(), String> {
+        self.balance = self.balance.checked_sub(amount).ok_or("negative balance")?;
+        self.supply.balances = self
+            .supply
+            .balances
+            .checked_sub(amount)
+            .ok_or("negative supply")?;
+        self.send_off(amount)
+    }
+
+    fn send_off(&mut self, amount: Amount) -> Result<(), String> {
+        self.supply.in_flight = self
+            .supply
+            .in_flight
+            .checked_add(amount)
+            .ok_or("amount overflow")?;
+        Ok(())
+    }
+
+    fn mint(&mut self, amount: Amount) -> Result<(), String> {
+        self.supply.minted = self
+            .supply
+            .minted
+            .checked_add(amount)
+            .ok_or("amount overflow")?;
+        Ok(())
+    }
+
+    fn put_in(&mut self, amount: Amount) -> Result<(), String> {
+        self.balance = self.balance.checked_add(amount).ok_or("amount overflow")?;
+        self.supply.balances = self
+            .supply
+            .balances
+            .checked_add(amount)
+            .ok_or("amount overflow")?;
+        Ok(())
+    }
+
+    fn land(&mut self, amount: Amount) -> Result<(), String> {
+        self.put_in(amount)?;
+        self.supply.in_flight = self
+            .supply
+            .in_flight
+            .checked_sub(amount)
+            .ok_or("credit without a matching debit in flight")?;
+        Ok(())
+    }
 }
 
 impl Explorer {
@@ -173,6 +290,12 @@ impl Explorer {
             Some(DomainEvent::Chain(chain_event)) => {
                 self.apply_chain(&chain_event).map_err(fail)?
             }
+            Some(DomainEvent::Vesting(vesting_event)) => {
+                let (chain, id) = parse_vesting_stream(&event.stream)
+                    .ok_or_else(|| fail(format!("vesting event in stream {}", event.stream)))?;
+                self.apply_vesting(chain, id, &vesting_event, event)
+                    .map_err(fail)?;
+            }
             None => {}
         }
         *self.next_position.write() = event.position + 1;
@@ -195,8 +318,19 @@ impl Explorer {
             .unwrap_or_else(|| Arc::from(chain));
         let key = (chain.clone(), address);
         let mut account = self.accounts.get(&key).map(|a| *a).unwrap_or_default();
-        let mut supply = self.supply.get(&chain).map(|s| *s).unwrap_or_default();
-        let overflow = || "amount overflow".to_string();
+        let mut native = Books {
+            balance: account.balance,
+            supply: self.supply.get(&chain).map(|s| *s).unwrap_or_default(),
+        };
+        let mut other: Option<(String, Books)> = None;
+        macro_rules! books_of {
+            ($asset:expr) => {{
+                let asset: &Option<String> = $asset;
+                select_books(&mut native, &mut other, asset, || {
+                    self.asset_books(&chain, asset.as_deref().expect("not native"), address)
+                })
+            }};
+        }
         let view = |amount: Amount| TxEventView {
             event_type: recorded.event_type.clone(),
             stream: recorded.stream.to_string(),
@@ -205,14 +339,14 @@ impl Explorer {
             amount,
         };
         let mut new_tx = None;
+        let mut cause = None;
         match event {
             WalletEvent::Funded { amount, .. } => {
-                account.balance = account.balance.checked_add(*amount).ok_or_else(overflow)?;
-                supply.minted = supply.minted.checked_add(*amount).ok_or_else(overflow)?;
-                supply.balances = supply.balances.checked_add(*amount).ok_or_else(overflow)?;
+                let books = books_of!(&None);
+                books.mint(*amount)?;
+                books.put_in(*amount)?;
             }
             WalletEvent::Debited(debit) => {
-                let total = debit.total();
                 if debit.nonce != account.nonce {
                     return Err(format!(
                         "debit with nonce {} but account nonce {}",
@@ -222,26 +356,31 @@ impl Explorer {
                 if self.txs.contains_key(&debit.tx_hash) {
                     return Err(format!("transaction {} debited twice", debit.tx_hash));
                 }
-                account.balance = account
-                    .balance
-                    .checked_sub(total)
-                    .ok_or("negative balance")?;
+                let summary = debit.summary();
+                books_of!(&None).take_out(summary.native_out())?;
+                if let Some((symbol, amount)) = summary.asset_out() {
+                    books_of!(&Some(symbol.to_string())).take_out(amount)?;
+                }
+                if debit.minted {
+                    let books = books_of!(&debit.asset);
+                    books.mint(debit.amount)?;
+                    books.send_off(debit.amount)?;
+                }
                 account.nonce += 1;
-                supply.balances = supply
-                    .balances
-                    .checked_sub(total)
-                    .ok_or("negative supply")?;
-                supply.in_flight = supply.in_flight.checked_add(total).ok_or_else(overflow)?;
                 new_tx = Some(TxView {
                     tx_hash: debit.tx_hash,
                     chain_id: chain.to_string(),
                     sender: address,
                     nonce: debit.nonce,
+                    kind: debit.kind.clone(),
                     to: debit.to,
                     amount: debit.amount,
+                    asset: debit.asset.clone(),
                     fee: debit.fee,
                     position: recorded.position,
-                    events: vec![view(total)],
+                    committed_at_ms: debit.committed_at_ms,
+                    refused: None,
+                    events: vec![view(summary.native_out())],
                     block_height: None,
                     block_index: None,
                 });
@@ -250,35 +389,135 @@ impl Explorer {
                 if !self.txs.contains_key(&credit.transfer_id) {
                     return Err("credit for an unknown transfer".into());
                 }
-                account.balance = account
-                    .balance
-                    .checked_add(credit.amount)
-                    .ok_or_else(overflow)?;
-                supply.balances = supply
-                    .balances
-                    .checked_add(credit.amount)
-                    .ok_or_else(overflow)?;
-                supply.in_flight = supply
-                    .in_flight
-                    .checked_sub(credit.amount)
-                    .ok_or("credit without a matching debit in flight")?;
+                books_of!(&credit.asset).land(credit.amount)?;
+                cause = Some((credit.transfer_id, credit.amount));
             }
-        }
-        if !supply.conserved() {
-            return Err(format!("conservation broken on chain {chain}: {supply:?}"));
-        }
-        self.accounts.insert(key, account);
-        self.supply.insert(chain, supply);
-        match (new_tx, event) {
-            (Some(tx), _) => {
-                self.txs.insert(tx.tx_hash, tx);
-            }
-            (None, WalletEvent::Credited(credit)) => {
-                if let Some(mut tx) = self.txs.get_mut(&credit.transfer_id) {
-                    tx.events.push(view(credit.amount));
+            WalletEvent::PaidOut(payout) => {
+                if !self.txs.contains_key(&payout.cause) {
+                    return Err("payout for an unknown transaction".into());
                 }
+                books_of!(&payout.asset).take_out(payout.amount)?;
+                cause = Some((payout.cause, payout.amount));
             }
-            (None, _) => {}
+        }
+        if !native.supply.conserved() {
+            return Err(format!(
+                "conservation broken on chain {chain}: {:?}",
+                native.supply
+            ));
+        }
+        if let Some((symbol, books)) = &other
+            && !books.supply.conserved()
+        {
+            return Err(format!(
+                "conservation of {symbol} broken on chain {chain}: {:?}",
+                books.supply
+            ));
+        }
+        account.balance = native.balance;
+        self.accounts.insert(key, account);
+        self.supply.insert(chain.clone(), native.supply);
+        if let Some((symbol, books)) = other {
+            self.asset_balances
+                .insert((chain.clone(), symbol.clone(), address), books.balance);
+            self.asset_supply.insert((chain, symbol), books.supply);
+        }
+        if let Some(tx) = new_tx {
+            self.txs.insert(tx.tx_hash, tx);
+        }
+        if let Some((hash, amount)) = cause
+            && let Some(mut tx) = self.txs.get_mut(&hash)
+        {
+            tx.events.push(view(amount));
+        }
+        Ok(())
+    }
+
+    fn asset_books(&self, chain: &Arc<str>, symbol: &str, address: Address) -> Books {
+        let balance = self
+            .asset_balances
+            .get(&(chain.clone(), symbol.to_string(), address))
+            .map_or(Amount::ZERO, |b| *b);
+        let supply = self
+            .asset_supply
+            .get(&(chain.clone(), symbol.to_string()))
+            .map(|s| *s)
+            .unwrap_or_default();
+        Books { balance, supply }
+    }
+
+    /// Applies a vesting event: schedules by id and by beneficiary; a refusal marks its
+    /// transaction.
+    fn apply_vesting(
+        &self,
+        chain: &str,
+        id: Hash32,
+        event: &VestingEvent,
+        recorded: &RecordedEvent,
+    ) -> Result<(), String> {
+        let view = |address: Address, amount: Amount| TxEventView {
+            event_type: recorded.event_type.clone(),
+            stream: recorded.stream.to_string(),
+            position: recorded.position,
+            address,
+            amount,
+        };
+        match event {
+            VestingEvent::VestingCreated(schedule) => {
+                let mut tx = self
+                    .txs
+                    .get_mut(&id)
+                    .ok_or("vesting schedule for an unknown transaction")?;
+                if self.schedules.contains_key(&id) {
+                    return Err(format!("vesting schedule {id} created twice"));
+                }
+                tx.events.push(view(schedule.beneficiary, schedule.total));
+                let chain: Arc<str> = Arc::from(chain);
+                self.schedules_of
+                    .entry((chain.clone(), schedule.beneficiary))
+                    .or_default()
+                    .push(id);
+                self.schedules.insert(
+                    id,
+                    VestingView {
+                        chain_id: chain.to_string(),
+                        id,
+                        schedule: schedule.clone(),
+                        claimed: Amount::ZERO,
+                    },
+                );
+            }
+            VestingEvent::VestingClaimed {
+                claim_tx,
+                beneficiary,
+                amount,
+                ..
+            } => {
+                let mut tx = self
+                    .txs
+                    .get_mut(claim_tx)
+                    .ok_or("claim by an unknown transaction")?;
+                let mut schedule = self
+                    .schedules
+                    .get_mut(&id)
+                    .ok_or("claim on an unknown schedule")?;
+                let claimed = schedule
+                    .claimed
+                    .checked_add(*amount)
+                    .filter(|c| *c <= schedule.schedule.total)
+                    .ok_or("claimed more than the schedule holds")?;
+                schedule.claimed = claimed;
+                tx.events.push(view(*beneficiary, *amount));
+            }
+            VestingEvent::ClaimRefused { claim_tx, reason } => {
+                let mut tx = self
+                    .txs
+                    .get_mut(claim_tx)
+                    .ok_or("refusal of an unknown transaction")?;
+                tx.refused = Some(reason.clone());
+                let sender = tx.sender;
+                tx.events.push(view(sender, Amount::ZERO));
+            }
         }
         Ok(())
     }
@@ -398,9 +637,74 @@ impl Explorer {
         Some((view.genesis.clone(), view.blocks.last()?.clone()))
     }
 
-    /// Supply books of `chain`.
+    /// Supply books of `chain`'s native asset.
     pub fn supply(&self, chain: &str) -> SupplyView {
         self.supply.get(chain).map(|s| *s).unwrap_or_default()
+    }
+
+    /// Supply books of `asset` (not the native one) on `chain`.
+    pub fn asset_supply(&self, chain: &str, asset: &str) -> SupplyView {
+        self.asset_supply
+            .get(&(Arc::from(chain), asset.to_string()))
+            .map(|s| *s)
+            .unwrap_or_default()
+    }
+
+    /// Balance of `asset` (not the native one) of `address` on `chain`.
+    pub fn asset_balance(&self, chain: &str, asset: &str, address: &Address) -> Amount {
+        self.asset_balances
+            .get(&(Arc::from(chain), asset.to_string(), *address))
+            .map_or(Amount::ZERO, |b| *b)
+    }
+
+    /// Vesting schedules whose beneficiary is `address` on `chain`, oldest first.
+    pub fn schedules_of(&self, chain: &str, address: &Address) -> Vec<VestingView> {
+        let ids = self
+            .schedules_of
+            .get(&(Arc::from(chain), *address))
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
+        ids.iter()
+            .filter_map(|id| self.schedules.get(id).map(|v| v.clone()))
+            .collect()
+    }
+
+    /// Every account of `chain` in address order, from `after` (exclusive), at most `limit`:
+    /// (address, native account, other assets' balances).
+    pub fn accounts_page(
+        &self,
+        chain: &str,
+        after: Option<Address>,
+        limit: usize,
+    ) -> Vec<(Address, AccountView, BTreeMap<String, Amount>)> {
+        let mut addresses: Vec<Address> = self
+            .accounts
+            .iter()
+            .filter(|e| &*e.key().0 == chain)
+            .map(|e| e.key().1)
+            .chain(
+                self.asset_balances
+                    .iter()
+                    .filter(|e| &*e.key().0 == chain)
+                    .map(|e| e.key().2),
+            )
+            .filter(|a| after.is_none_or(|after| *a > after))
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        addresses.truncate(limit);
+        addresses
+            .into_iter()
+            .map(|address| {
+                let assets = self
+                    .asset_balances
+                    .iter()
+                    .filter(|e| &*e.key().0 == chain && e.key().2 == address)
+                    .map(|e| (e.key().1.clone(), *e.value()))
+                    .collect();
+                (address, self.account(chain, &address), assets)
+            })
+            .collect()
     }
 
     /// A sorted copy of the whole state.
@@ -426,6 +730,28 @@ impl Explorer {
                 .iter()
                 .map(|e| (e.key().to_string(), *e.value()))
                 .collect(),
+            asset_balances: {
+                let mut balances: BTreeMap<(String, String), BTreeMap<Address, Amount>> =
+                    BTreeMap::new();
+                for e in self.asset_balances.iter() {
+                    let (chain, asset, address) = e.key();
+                    balances
+                        .entry((chain.to_string(), asset.clone()))
+                        .or_default()
+                        .insert(*address, *e.value());
+                }
+                balances
+            },
+            asset_supply: self
+                .asset_supply
+                .iter()
+                .map(|e| ((e.key().0.to_string(), e.key().1.clone()), *e.value()))
+                .collect(),
+            schedules: self
+                .schedules
+                .iter()
+                .map(|e| (*e.key(), e.value().clone()))
+                .collect(),
         }
     }
 
@@ -443,6 +769,27 @@ impl Explorer {
         }
         for (chain, supply) in state.supply {
             explorer.supply.insert(Arc::from(chain.as_str()), supply);
+        }
+        for ((chain, asset), balances) in state.asset_balances {
+            let chain: Arc<str> = Arc::from(chain.as_str());
+            for (address, balance) in balances {
+                explorer
+                    .asset_balances
+                    .insert((chain.clone(), asset.clone(), address), balance);
+            }
+        }
+        for ((chain, asset), supply) in state.asset_supply {
+            explorer
+                .asset_supply
+                .insert((Arc::from(chain.as_str()), asset), supply);
+        }
+        for (id, view) in state.schedules {
+            explorer
+                .schedules_of
+                .entry((Arc::from(view.chain_id.as_str()), view.schedule.beneficiary))
+                .or_default()
+                .push(id);
+            explorer.schedules.insert(id, view);
         }
         *explorer.chains.write() = state.chains;
         *explorer.next_position.write() = state.next_position;

@@ -47,8 +47,9 @@ async fn build_log() -> Arc<MemoryStore> {
                 amount: Amount(1000),
             })
             .collect(),
+        assets: vec![],
     };
-    let mut states = [WalletState::default(); 3];
+    let mut states: [WalletState; 3] = Default::default();
     for (i, key) in keys.iter().enumerate() {
         let event = WalletEvent::Funded {
             amount: Amount(1000),
@@ -74,6 +75,7 @@ async fn build_log() -> Arc<MemoryStore> {
         to_position: 3,
     }
     .seal(std::slice::from_ref(&validator));
+    let facts = WalletFacts::of(&genesis);
     let created = ChainEvent::ChainCreated {
         genesis,
         block: block0.clone(),
@@ -97,9 +99,6 @@ async fn build_log() -> Arc<MemoryStore> {
         let id = WalletId {
             chain_id: CHAIN.into(),
             address: keys[from].address(),
-        };
-        let facts = WalletFacts {
-            min_fee: Amount::ZERO,
         };
         let ctx = domain::aggregate::Context {
             id: &id,
@@ -178,6 +177,7 @@ async fn append_credit_for_no_debit(store: &MemoryStore) {
         from: address,
         amount: Amount(5),
         kind: wallet::CreditKind::Transfer,
+        asset: None,
     });
     let stream = wallet_stream(CHAIN, &address);
     store
@@ -301,6 +301,7 @@ async fn a_refused_event_changes_nothing_in_the_explorer() {
         from: address,
         amount: Amount(1_000_000),
         kind: wallet::CreditKind::Transfer,
+        asset: None,
     });
     let event = store::RecordedEvent {
         position: before.next_position,

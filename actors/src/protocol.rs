@@ -1,0 +1,277 @@
+//! The protocol's process manager: makes sure every step a committed event owes is done.
+//!
+//! The request path runs a transaction's steps right after its debit is durable
+//! ([`crate::router::Router::complete`]). This manager follows the log from its checkpoint and
+//! remembers, for every event that owes steps ([`domain::protocol::follow_ups`]), the ids of
+//! the events those steps record. Seeing such an event in the log closes its step. A step still
+//! open after [`STEP_GRACE`] (the request path died, e.g. the node crashed between two
+//! appends), or that was open when the node restarted, is run here. Steps are idempotent
+//! (deterministic event ids), so running one twice is harmless. The checkpoint is the position
+//! of the oldest event with an open step, so a restart re-reads exactly what may be open.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use actix::prelude::*;
+use domain::codec::{DomainEvent, decode_wallet_fact};
+use domain::protocol::{Fact, FollowUp, follow_ups};
+use store::{EventStore, RecordedEvent, Snapshot, StoreError};
+
+use crate::limits::{PROTOCOL_MANAGER_TICK, STEP_GRACE};
+use crate::metrics;
+use crate::router::Router;
+
+/// Snapshot key of the manager's checkpoint (its `revision` holds the log position). The name
+/// is from the time it delivered only transfers' credits; the position means the same.
+pub const CHECKPOINT_KEY: &str = "process/transfers";
+
+struct Open {
+    steps: Vec<FollowUp>,
+    seen: Instant,
+}
+
+/// The process manager actor.
+pub struct ProtocolManager {
+    store: Arc<dyn EventStore>,
+    router: Router,
+    start: u64,
+    observed: u64,
+    head_at_start: u64,
+    open: BTreeMap<u64, Open>,
+    /// Event id of an open step → position of the event that owes it.
+    by_event: HashMap<u128, u64>,
+    running: HashSet<u64>,
+    saved_checkpoint: u64,
+    recovered: Arc<AtomicBool>,
+    recovering: bool,
+}
+
+/// The protocol's view of a stored event, decoded without copying what it does not need.
+fn fact(event: &RecordedEvent) -> Option<Fact> {
+    if let Some(wallet) = decode_wallet_fact(&event.event_type, &event.data) {
+        return match wallet {
+            Ok(fact) => Some(Fact::Wallet(fact)),
+            Err(error) => {
+                tracing::error!(position = event.position, %error, "undecodable wallet event");
+                None
+            }
+        };
+    }
+    if !event.stream.starts_with("vesting/") {
+        return None;
+    }
+    match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
+        Ok(DomainEvent::Vesting(vesting)) => Some(Fact::Vesting(vesting)),
+        other => {
+            tracing::error!(
+                position = event.position,
+                ?other,
+                "undecodable vesting event"
+            );
+            None
+        }
+    }
+}
+
+impl ProtocolManager {
+    /// Loads the checkpoint and returns a manager ready to start. `recovered` turns true once
+    /// the manager has caught up with the log and finished every step it found open.
+    pub async fn load(router: Router, recovered: Arc<AtomicBool>) -> Result<Self, StoreError> {
+        let store = router.store().clone();
+        let head_at_start = store.next_position();
+        let start = match store.load_snapshot(CHECKPOINT_KEY).await? {
+            Some(checkpoint) if checkpoint.revision > head_at_start => {
+                // Written for a log longer than this one: resuming there would skip events.
+                tracing::warn!(
+                    checkpoint = checkpoint.revision,
+                    head = head_at_start,
+                    "protocol manager checkpoint is ahead of the log; replaying from zero"
+                );
+                0
+            }
+            Some(checkpoint) => checkpoint.revision,
+            None => 0,
+        };
+        Ok(ProtocolManager {
+            store,
+            router,
+            start,
+            observed: start,
+            head_at_start,
+            open: BTreeMap::new(),
+            by_event: HashMap::new(),
+            running: HashSet::new(),
+            saved_checkpoint: start,
+            recovered,
+            recovering: false,
+        })
+    }
+
+    fn observe(&mut self, event: &RecordedEvent) {
+        assert_eq!(
+            event.position, self.observed,
+            "the subscription is gap-free"
+        );
+        self.observed += 1;
+        if let Some(owner) = self.by_event.remove(&event.id.0)
+            && let Some(open) = self.open.get_mut(&owner)
+        {
+            open.steps.retain(|step| step.event_id() != event.id.0);
+            if open.steps.is_empty() {
+                self.open.remove(&owner);
+            }
+        }
+        let Some(fact) = fact(event) else { return };
+        let steps = follow_ups(&event.stream, &fact);
+        if steps.is_empty() {
+            return;
+        }
+        for step in &steps {
+            self.by_event.insert(step.event_id(), event.position);
+        }
+        self.open.insert(
+            event.position,
+            Open {
+                steps,
+                seen: Instant::now(),
+            },
+        );
+    }
+
+    fn caught_up(&self) -> bool {
+        self.observed >= self.head_at_start
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.caught_up() {
+            return;
+        }
+        let overdue: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(position, open)| {
+                !self.running.contains(position)
+                    && (**position < self.head_at_start || open.seen.elapsed() >= STEP_GRACE)
+            })
+            .map(|(position, _)| *position)
+            .collect();
+        if !self.recovered.load(Ordering::Acquire) && !self.recovering {
+            let from_before_crash: Vec<u64> = overdue
+                .iter()
+                .copied()
+                .filter(|p| *p < self.head_at_start)
+                .collect();
+            self.recovering = true;
+            let runs: Vec<_> = from_before_crash.iter().map(|p| self.run(*p)).collect();
+            ctx.spawn(
+                async move {
+                    futures::future::join_all(runs)
+                        .await
+                        .into_iter()
+                        .all(|ok| ok)
+                }
+                .into_actor(self)
+                .map(move |all_ok, act, _| {
+                    act.recovering = false;
+                    for position in &from_before_crash {
+                        act.running.remove(position);
+                    }
+                    // Steps those steps owe were seen in the log by now and are open again
+                    // (and run on a later tick); recovery means what the crash left is done.
+                    if all_ok {
+                        act.recovered.store(true, Ordering::Release);
+                        tracing::info!("protocol manager recovered: every open step is done");
+                    }
+                }),
+            );
+        }
+        let head_at_start = self.head_at_start;
+        for position in overdue.into_iter().filter(|p| *p >= head_at_start) {
+            let run = self.run(position);
+            ctx.spawn(run.into_actor(self).map(move |_, act, _| {
+                // Done either way: a step still open is retried on a later tick.
+                act.running.remove(&position);
+            }));
+        }
+        self.save_checkpoint();
+    }
+
+    /// Runs the open steps of the event at `position`; `true` when all succeeded.
+    fn run(&mut self, position: u64) -> impl Future<Output = bool> + use<> {
+        let router = self.router.clone();
+        let steps = self
+            .open
+            .get(&position)
+            .map(|o| o.steps.clone())
+            .unwrap_or_default();
+        self.running.insert(position);
+        async move {
+            metrics::STEPS_RECOVERED.add(steps.len() as i64);
+            let results = futures::future::join_all(steps.into_iter().map(|step| {
+                let router = router.clone();
+                async move { router.execute(step).await }
+            }))
+            .await;
+            let mut all_ok = true;
+            for error in results.into_iter().filter_map(Result::err) {
+                tracing::warn!(position, %error, "protocol step failed; will retry");
+                all_ok = false;
+            }
+            all_ok
+        }
+    }
+
+    fn save_checkpoint(&mut self) {
+        let checkpoint = self.open.keys().next().copied().unwrap_or(self.observed);
+        if checkpoint == self.saved_checkpoint {
+            return;
+        }
+        self.saved_checkpoint = checkpoint;
+        let save = self.store.save_snapshot(
+            CHECKPOINT_KEY,
+            Snapshot {
+                revision: checkpoint,
+                data: Vec::new(),
+            },
+        );
+        actix::spawn(async move {
+            if let Err(error) = save.await {
+                tracing::warn!(%error, "protocol manager checkpoint not saved");
+            }
+        });
+    }
+}
+
+impl Actor for ProtocolManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.add_stream(self.store.subscribe_all(self.start));
+        // Nothing to catch up on (the checkpoint is the head): recover at once, not a tick later.
+        self.tick(ctx);
+        ctx.run_interval(PROTOCOL_MANAGER_TICK, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl StreamHandler<Result<RecordedEvent, StoreError>> for ProtocolManager {
+    fn handle(&mut self, item: Result<RecordedEvent, StoreError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(event) => {
+                self.observe(&event);
+                if self.observed == self.head_at_start {
+                    self.tick(ctx);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "protocol manager subscription failed; stopping");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!("protocol manager subscription ended");
+    }
+}

@@ -1,0 +1,208 @@
+//! Runs the cross-aggregate protocol's steps ([`domain::protocol`]) on the aggregates' actors.
+//!
+//! The request path calls [`Router::complete`] right after a transaction's debit is durable: it
+//! runs every step the debit owes, then the steps those steps owe, until none is left, so the
+//! answer can say the whole transaction is applied (or, if a module refused it, that it was
+//! refused) and every read after it sees the effect. The process manager calls
+//! [`Router::execute`] for a single step a crash left undone.
+
+use std::sync::Arc;
+
+use domain::codec::DomainEvent;
+use domain::kinds::TxAction;
+use domain::protocol::{Fact, FollowUp, follow_ups};
+use domain::tx::VerifiedTx;
+use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId, vesting_stream};
+use domain::wallet::{WalletCommand, WalletEvent, WalletId, wallet_stream};
+use store::EventStore;
+
+use crate::error::CommandError;
+use crate::registry::Registry;
+use crate::wallet::WalletRegistry;
+
+/// An event a step recorded (or found already recorded).
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// Its stream.
+    pub stream: String,
+    /// The event.
+    pub event: DomainEvent,
+    /// Its log position.
+    pub position: u64,
+}
+
+/// How a transaction ended once every step ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The highest log position any step wrote or found.
+    pub last_position: u64,
+    /// Set when a module refused the committed transaction.
+    pub refused: Option<Refusal>,
+}
+
+/// The aggregates' registries, by what the protocol's steps address.
+#[derive(Clone)]
+pub struct Router {
+    wallets: WalletRegistry,
+    vesting: Registry<Vesting>,
+}
+
+/// The protocol's view of a stored event.
+pub fn fact_of(event: &DomainEvent) -> Option<Fact> {
+    use domain::codec::WalletFact;
+    match event {
+        DomainEvent::Wallet(WalletEvent::Debited(debit)) => {
+            Some(Fact::Wallet(WalletFact::Debited(debit.summary())))
+        }
+        DomainEvent::Wallet(WalletEvent::PaidOut(payout)) => {
+            Some(Fact::Wallet(WalletFact::PaidOut(payout.clone())))
+        }
+        DomainEvent::Wallet(WalletEvent::Credited(credit)) => {
+            Some(Fact::Wallet(WalletFact::Credited(credit.clone())))
+        }
+        DomainEvent::Vesting(event) => Some(Fact::Vesting(event.clone())),
+        DomainEvent::Wallet(WalletEvent::Funded { .. }) | DomainEvent::Chain(_) => None,
+    }
+}
+
+impl Router {
+    /// A router over the node's registries.
+    pub fn new(wallets: WalletRegistry, vesting: Registry<Vesting>) -> Self {
+        Router { wallets, vesting }
+    }
+
+    /// The wallets.
+    pub fn wallets(&self) -> &WalletRegistry {
+        &self.wallets
+    }
+
+    /// The vesting schedules.
+    pub fn vesting(&self) -> &Registry<Vesting> {
+        &self.vesting
+    }
+
+    /// The event log.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        self.wallets.registry().store()
+    }
+
+    /// The checks a transaction's module makes before anything is written, so that one that
+    /// would be refused is answered with its error and changes nothing (its nonce included).
+    /// A race can still make it fail after it commits: then it is recorded as refused.
+    pub async fn precheck(&self, tx: &VerifiedTx) -> Result<(), CommandError> {
+        match &tx.action {
+            TxAction::ClaimVested(body) => {
+                let id = VestingId {
+                    chain_id: tx.payload.chain_id.clone(),
+                    id: body.vesting_id,
+                };
+                let state = self.vesting.state(id).await?;
+                let now_ms = self.vesting.clock().now_ms();
+                state.claimable(&tx.payload.sender, now_ms)?;
+                Ok(())
+            }
+            TxAction::Transfer(_) | TxAction::Mint(_) | TxAction::CreateVesting(_) => Ok(()),
+        }
+    }
+
+    /// Runs one step; returns what it recorded (or found recorded).
+    pub async fn execute(&self, step: FollowUp) -> Result<Vec<Recorded>, CommandError> {
+        match step {
+            FollowUp::Credit {
+                chain_id,
+                to,
+                credit,
+            } => {
+                let stream = wallet_stream(&chain_id, &to);
+                let id = WalletId {
+                    chain_id,
+                    address: to,
+                };
+                let applied = self
+                    .wallets
+                    .registry()
+                    .execute(id, WalletCommand::Credit(credit))
+                    .await?;
+                Ok(recorded_wallet(stream, applied.events))
+            }
+            FollowUp::PayOut {
+                chain_id,
+                from,
+                payout,
+            } => {
+                let stream = wallet_stream(&chain_id, &from);
+                let id = WalletId {
+                    chain_id,
+                    address: from,
+                };
+                let applied = self
+                    .wallets
+                    .registry()
+                    .execute(id, WalletCommand::PayOut(payout))
+                    .await?;
+                Ok(recorded_wallet(stream, applied.events))
+            }
+            FollowUp::Vesting {
+                chain_id,
+                id,
+                command,
+            } => {
+                let stream = vesting_stream(&chain_id, &id);
+                let vesting_id = VestingId {
+                    chain_id: chain_id.to_string(),
+                    id,
+                };
+                let applied = self.vesting.execute(vesting_id, command).await?;
+                Ok(applied
+                    .events
+                    .into_iter()
+                    .map(|(event, position)| Recorded {
+                        stream: stream.clone(),
+                        event: DomainEvent::Vesting(event),
+                        position,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Runs every step `first` owes, and the steps those owe, until none is left. Steps of one
+    /// round run concurrently.
+    pub async fn complete(&self, first: Recorded) -> Result<Completion, CommandError> {
+        let mut completion = Completion {
+            last_position: first.position,
+            refused: None,
+        };
+        let mut round: Vec<Recorded> = vec![first];
+        while !round.is_empty() {
+            let steps: Vec<FollowUp> = round
+                .iter()
+                .filter_map(|r| fact_of(&r.event).map(|fact| follow_ups(&r.stream, &fact)))
+                .flatten()
+                .collect();
+            let results =
+                futures::future::try_join_all(steps.into_iter().map(|s| self.execute(s))).await?;
+            round = results.into_iter().flatten().collect();
+            for recorded in &round {
+                completion.last_position = completion.last_position.max(recorded.position);
+                if let DomainEvent::Vesting(VestingEvent::ClaimRefused { reason, .. }) =
+                    &recorded.event
+                {
+                    completion.refused = Some(reason.clone());
+                }
+            }
+        }
+        Ok(completion)
+    }
+}
+
+fn recorded_wallet(stream: String, events: Vec<(WalletEvent, u64)>) -> Vec<Recorded> {
+    events
+        .into_iter()
+        .map(|(event, position)| Recorded {
+            stream: stream.clone(),
+            event: DomainEvent::Wallet(event),
+            position,
+        })
+        .collect()
+}

@@ -1,0 +1,243 @@
+//! The transaction kinds, as one table: each kind's name, its module (whose pause stops it), who
+//! may send it, the aggregate that decides it after the sender's wallet, and its strict body.
+//!
+//! Adding a kind means a row here, its body and rules in its domain module, and its routes:
+//! nothing else. Bodies are parsed straight from the payload's text into their types, whose
+//! fields are all typed structs with `deny_unknown_fields`: an unknown field, a missing one or a
+//! key given twice, at any depth, is `malformed`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::error::TxError;
+use crate::hash::Hash32;
+use crate::money::Amount;
+use crate::vesting;
+
+/// A module of the platform; a paused module refuses its kinds with `paused`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Module {
+    /// Transfers, mints, vesting.
+    Transfers,
+    /// OpenClawDAO.
+    Governance,
+    /// GPU staking pools.
+    Staking,
+    /// GPU jobs and miners.
+    Jobs,
+    /// Exchange.
+    Markets,
+}
+
+impl Module {
+    /// Every module, in the order `GET /v1/modules` lists them.
+    pub const ALL: [Module; 5] = [
+        Module::Transfers,
+        Module::Governance,
+        Module::Staking,
+        Module::Jobs,
+        Module::Markets,
+    ];
+
+    /// Wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Transfers => "transfers",
+            Module::Governance => "governance",
+            Module::Staking => "staking",
+            Module::Jobs => "jobs",
+            Module::Markets => "markets",
+        }
+    }
+}
+
+/// Who may send a kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderRule {
+    /// Any account (it pays the fee and whatever the kind locks).
+    AnyAccount,
+    /// Only the minter the genesis names for the asset in the body.
+    AssetMinter,
+}
+
+/// The aggregate that decides a kind once the sender's wallet has taken its nonce and fee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// The sender's wallet alone.
+    Wallet,
+    /// The vesting schedule named or created by the transaction.
+    Vesting,
+}
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct KindSpec {
+    /// Wire name (`kind` of the payload).
+    pub name: &'static str,
+    /// Module whose pause stops it.
+    pub module: Module,
+    /// Who may send it.
+    pub sender: SenderRule,
+    /// Which aggregate decides it after the wallet.
+    pub decided_by: DecidedBy,
+    /// Parses and checks its body (the payload's `body` text).
+    pub parse: fn(&str) -> Result<TxAction, TxError>,
+}
+
+/// Every kind this node executes.
+pub const KINDS: &[KindSpec] = &[
+    KindSpec {
+        name: "transfer",
+        module: Module::Transfers,
+        sender: SenderRule::AnyAccount,
+        decided_by: DecidedBy::Wallet,
+        parse: |body| {
+            let body: TransferBody = strict(body)?;
+            positive(body.amount, "transfer amount")?;
+            Ok(TxAction::Transfer(body))
+        },
+    },
+    KindSpec {
+        name: "mint",
+        module: Module::Transfers,
+        sender: SenderRule::AssetMinter,
+        decided_by: DecidedBy::Wallet,
+        parse: |body| {
+            let body: MintBody = strict(body)?;
+            positive(body.amount, "mint amount")?;
+            Ok(TxAction::Mint(body))
+        },
+    },
+    KindSpec {
+        name: "create_vesting",
+        module: Module::Transfers,
+        sender: SenderRule::AnyAccount,
+        decided_by: DecidedBy::Vesting,
+        parse: |body| {
+            let body: vesting::CreateVestingBody = strict(body)?;
+            body.validate()?;
+            Ok(TxAction::CreateVesting(body))
+        },
+    },
+    KindSpec {
+        name: "claim_vested",
+        module: Module::Transfers,
+        sender: SenderRule::AnyAccount,
+        decided_by: DecidedBy::Vesting,
+        parse: |body| Ok(TxAction::ClaimVested(strict(body)?)),
+    },
+];
+
+/// The row of `kind`.
+pub fn spec(kind: &str) -> Result<&'static KindSpec, TxError> {
+    KINDS
+        .iter()
+        .find(|k| k.name == kind)
+        .ok_or_else(|| TxError::UnsupportedKind(kind.to_string()))
+}
+
+fn strict<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, TxError> {
+    serde_json::from_str(body).map_err(|e| TxError::Malformed(format!("body: {e}")))
+}
+
+fn positive(amount: Amount, what: &str) -> Result<(), TxError> {
+    if amount == Amount::ZERO {
+        return Err(TxError::Malformed(format!("{what} must be positive")));
+    }
+    Ok(())
+}
+
+/// Body of a `transfer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    /// Recipient.
+    pub to: Address,
+    /// Amount in base units; must be positive.
+    pub amount: Amount,
+    /// Asset symbol; the native one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+}
+
+/// Body of a `mint`: new units of a declared asset, by its minter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintBody {
+    /// Recipient.
+    pub to: Address,
+    /// A declared asset whose minter is the sender.
+    pub asset: String,
+    /// Amount in base units; must be positive.
+    pub amount: Amount,
+}
+
+/// Body of a `claim_vested`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimVestedBody {
+    /// The schedule: the hash of the `create_vesting` that made it.
+    pub vesting_id: Hash32,
+}
+
+/// What a verified transaction asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxAction {
+    /// Move `amount` of an asset to `to`.
+    Transfer(TransferBody),
+    /// Create new units of a declared asset.
+    Mint(MintBody),
+    /// Lock the sender's tokens in a vesting schedule for a beneficiary.
+    CreateVesting(vesting::CreateVestingBody),
+    /// Take what has vested.
+    ClaimVested(ClaimVestedBody),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_row() {
+        let mut names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        assert_eq!(spec("transfer").unwrap().decided_by, DecidedBy::Wallet);
+        assert_eq!(spec("claim_vested").unwrap().decided_by, DecidedBy::Vesting);
+        assert_eq!(spec("mint").unwrap().sender, SenderRule::AssetMinter);
+        assert_eq!(spec("nope").unwrap_err().code(), "unsupported_kind");
+    }
+
+    #[test]
+    fn bodies_refuse_duplicate_and_unknown_keys_at_every_depth() {
+        let to = Address([2; 20]);
+        let parse = |kind: &str, body: String| (spec(kind).unwrap().parse)(&body);
+        assert!(parse("transfer", format!(r#"{{"to":"{to}","amount":"5"}}"#)).is_ok());
+        for body in [
+            format!(r#"{{"to":"{to}","amount":"5","amount":"6"}}"#),
+            format!(r#"{{"to":"{to}","amount":"5","memo":"x"}}"#),
+            format!(r#"{{"to":"{to}","amount":"0"}}"#),
+            format!(r#"{{"to":"{to}","amount":5}}"#),
+            format!(r#"{{"to":"{to}"}}"#),
+        ] {
+            assert_eq!(
+                parse("transfer", body.clone()).unwrap_err().code(),
+                "malformed",
+                "{body}"
+            );
+        }
+        let id = Hash32::digest(b"v");
+        assert!(parse("claim_vested", format!(r#"{{"vesting_id":"{id}"}}"#)).is_ok());
+        assert_eq!(
+            parse(
+                "claim_vested",
+                format!(r#"{{"vesting_id":"{id}","vesting_id":"{id}"}}"#)
+            )
+            .unwrap_err()
+            .code(),
+            "malformed"
+        );
+    }
+}
