@@ -82,9 +82,11 @@ impl ResponseError for ApiError {
         match self.code {
             "not_found" => StatusCode::NOT_FOUND,
             "unauthorized" => StatusCode::UNAUTHORIZED,
-            "paused" => StatusCode::FORBIDDEN,
-            "bad_nonce" | "conflict" => StatusCode::CONFLICT,
-            "insufficient_funds" | "fee_too_low" => StatusCode::UNPROCESSABLE_ENTITY,
+            "paused" | "frozen" | "not_council" | "not_owner" => StatusCode::FORBIDDEN,
+            "bad_nonce" | "conflict" | "already_voted" | "not_active" => StatusCode::CONFLICT,
+            "insufficient_funds" | "fee_too_low" | "nothing_to_claim" | "no_voting_power"
+            | "below_threshold" | "bad_action" | "locked" | "not_assigned" | "bad_result"
+            | "limit_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "internal" => StatusCode::INTERNAL_SERVER_ERROR,

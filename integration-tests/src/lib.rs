@@ -735,3 +735,24 @@ impl Cli {
         }
     }
 }
+
+/// Signs a transaction of any kind.
+pub fn signed(
+    chain: &str,
+    key: &SigningKey,
+    nonce: u64,
+    kind: &str,
+    body: Value,
+) -> SignedEnvelope {
+    let mut payload = TxPayload::transfer(
+        chain,
+        key.address(),
+        nonce,
+        Amount::ZERO,
+        key.address(),
+        Amount(1),
+    );
+    payload.kind = kind.to_string();
+    payload.body = body;
+    sign_payload(key, &payload)
+}
