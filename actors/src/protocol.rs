@@ -209,9 +209,11 @@ impl ProtocolManager {
         self.running.insert(position);
         async move {
             metrics::STEPS_RECOVERED.add(steps.len() as i64);
+            // Each step is run to the end: what it records may owe further steps, and recovery
+            // means nothing a crash left is still undone.
             let results = futures::future::join_all(steps.into_iter().map(|step| {
                 let router = router.clone();
-                async move { router.execute(step).await }
+                async move { router.run_to_end(step).await }
             }))
             .await;
             let mut all_ok = true;

@@ -169,20 +169,27 @@ impl Router {
     /// Runs every step `first` owes, and the steps those owe, until none is left. Steps of one
     /// round run concurrently.
     pub async fn complete(&self, first: Recorded) -> Result<Completion, CommandError> {
+        let position = first.position;
+        self.complete_all(vec![first], position).await
+    }
+
+    /// Runs `step`, then every step what it recorded owes, until none is left.
+    pub async fn run_to_end(&self, step: FollowUp) -> Result<Completion, CommandError> {
+        let recorded = self.execute(step).await?;
+        let position = recorded.iter().map(|r| r.position).max().unwrap_or(0);
+        self.complete_all(recorded, position).await
+    }
+
+    async fn complete_all(
+        &self,
+        mut round: Vec<Recorded>,
+        position: u64,
+    ) -> Result<Completion, CommandError> {
         let mut completion = Completion {
-            last_position: first.position,
+            last_position: position,
             refused: None,
         };
-        let mut round: Vec<Recorded> = vec![first];
         while !round.is_empty() {
-            let steps: Vec<FollowUp> = round
-                .iter()
-                .filter_map(|r| fact_of(&r.event).map(|fact| follow_ups(&r.stream, &fact)))
-                .flatten()
-                .collect();
-            let results =
-                futures::future::try_join_all(steps.into_iter().map(|s| self.execute(s))).await?;
-            round = results.into_iter().flatten().collect();
             for recorded in &round {
                 completion.last_position = completion.last_position.max(recorded.position);
                 if let DomainEvent::Vesting(VestingEvent::ClaimRefused { reason, .. }) =
@@ -191,6 +198,14 @@ impl Router {
                     completion.refused = Some(reason.clone());
                 }
             }
+            let steps: Vec<FollowUp> = round
+                .iter()
+                .filter_map(|r| fact_of(&r.event).map(|fact| follow_ups(&r.stream, &fact)))
+                .flatten()
+                .collect();
+            let results =
+                futures::future::try_join_all(steps.into_iter().map(|s| self.execute(s))).await?;
+            round = results.into_iter().flatten().collect();
         }
         Ok(completion)
     }

@@ -161,3 +161,113 @@ pub fn follow_ups(stream: &str, fact: &Fact) -> Vec<FollowUp> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Amount;
+    use crate::vesting::CreateVestingBody;
+    use crate::wallet::{CreditKind, DebitSummary};
+
+    const CHAIN: &str = "c";
+
+    fn debit(amount: u128, fee: u128, effect: Option<Effect>) -> Fact {
+        Fact::Wallet(WalletFact::Debited(DebitSummary {
+            tx_hash: Hash32::digest(b"tx"),
+            nonce: 0,
+            kind: "k".into(),
+            to: Address([2; 20]),
+            amount: Amount(amount),
+            asset: None,
+            minted: false,
+            fee: Amount(fee),
+            treasury: Address::treasury(CHAIN),
+            committed_at_ms: 5_000,
+            effect: effect.map(Box::new),
+        }))
+    }
+
+    fn sender_stream() -> String {
+        crate::wallet::wallet_stream(CHAIN, &Address([1; 20]))
+    }
+
+    #[test]
+    fn a_debit_owes_its_credits_and_only_positive_ones() {
+        let steps = follow_ups(&sender_stream(), &debit(7, 1, None));
+        assert_eq!(steps.len(), 2);
+        let kinds: Vec<CreditKind> = steps
+            .iter()
+            .map(|s| match s {
+                FollowUp::Credit { credit, .. } => credit.kind,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, [CreditKind::Transfer, CreditKind::Fee]);
+        assert!(follow_ups(&sender_stream(), &debit(0, 0, None)).is_empty());
+    }
+
+    #[test]
+    fn a_vesting_debit_creates_its_schedule_and_a_claim_goes_to_its_schedule() {
+        let body = CreateVestingBody {
+            beneficiary: Address([3; 20]),
+            amount: Amount(7),
+            asset: None,
+            cliff_s: 1,
+            duration_s: 2,
+        };
+        let steps = follow_ups(
+            &sender_stream(),
+            &debit(7, 0, Some(Effect::CreateVesting(body))),
+        );
+        assert!(matches!(
+            &steps[1],
+            FollowUp::Vesting { id, command: VestingCommand::Create(schedule), .. }
+                if *id == Hash32::digest(b"tx") && schedule.start_ms == 5_000 && schedule.end_ms == 7_000
+        ));
+        let vesting_id = Hash32::digest(b"schedule");
+        let steps = follow_ups(
+            &sender_stream(),
+            &debit(0, 0, Some(Effect::ClaimVested { vesting_id })),
+        );
+        assert!(matches!(
+            &steps[..],
+            [FollowUp::Vesting { id, command: VestingCommand::Claim { claimant, committed_at_ms: 5_000, .. }, .. }]
+                if *id == vesting_id && *claimant == Address([1; 20])
+        ));
+    }
+
+    #[test]
+    fn a_claim_is_paid_by_the_vesting_account_and_the_payout_credits_the_payee() {
+        let claim_tx = Hash32::digest(b"claim");
+        let claimed = Fact::Vesting(VestingEvent::VestingClaimed {
+            claim_tx,
+            beneficiary: Address([3; 20]),
+            asset: None,
+            amount: Amount(4),
+        });
+        let stream = vesting::vesting_stream(CHAIN, &Hash32::digest(b"schedule"));
+        let [FollowUp::PayOut { from, payout, .. }] = &follow_ups(&stream, &claimed)[..] else {
+            panic!("one payout")
+        };
+        assert_eq!(*from, vesting::vesting_account(CHAIN));
+        assert_eq!((payout.cause, payout.amount), (claim_tx, Amount(4)));
+        let paid = Fact::Wallet(WalletFact::PaidOut(payout.clone()));
+        let payer = crate::wallet::wallet_stream(CHAIN, from);
+        let [FollowUp::Credit { to, credit, .. }] = &follow_ups(&payer, &paid)[..] else {
+            panic!("one credit")
+        };
+        assert_eq!(
+            (*to, credit.kind, credit.from),
+            (Address([3; 20]), CreditKind::Payout, *from)
+        );
+        let refused = Fact::Vesting(VestingEvent::ClaimRefused {
+            claim_tx,
+            reason: vesting::Refusal {
+                code: "nothing_to_claim".into(),
+                message: String::new(),
+            },
+        });
+        assert!(follow_ups(&stream, &refused).is_empty());
+        assert!(follow_ups("chain/c", &claimed).is_empty());
+    }
+}

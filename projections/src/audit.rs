@@ -1,5 +1,5 @@
 //! Whole-log audit: replays every event from position 0 and checks, after EACH event, that
-//! every chain conserves its tokens (balances + in flight = minted − burned), that no balance
+//! every chain conserves each of its assets (balances + in flight = minted − burned), that no balance
 //! goes negative and that nonces are sequential (the explorer's `apply` refuses otherwise).
 
 use std::collections::BTreeMap;
@@ -13,8 +13,10 @@ use crate::explorer::{Explorer, SupplyView};
 pub struct AuditReport {
     /// Events replayed.
     pub events: u64,
-    /// Final supply books per chain.
+    /// Final supply books of the native asset per chain.
     pub supply: BTreeMap<String, SupplyView>,
+    /// Final supply books of other assets per (chain, asset).
+    pub asset_supply: BTreeMap<(String, String), SupplyView>,
 }
 
 /// Why the audit failed.
@@ -43,9 +45,10 @@ pub async fn audit(store: &dyn EventStore) -> Result<AuditReport, AuditError> {
         }
         from = explorer.next_position();
     }
-    let supply = explorer.export().supply;
+    let state = explorer.export();
     Ok(AuditReport {
         events: from,
-        supply,
+        supply: state.supply,
+        asset_supply: state.asset_supply,
     })
 }
