@@ -5,6 +5,7 @@ mod client;
 mod gpu;
 mod keystore;
 mod node;
+mod vesting;
 mod wallet;
 
 use std::path::PathBuf;
@@ -43,8 +44,11 @@ enum Command {
     /// Manage local wallets (keys encrypted with Argon2id + ChaCha20-Poly1305).
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
-    /// Sign and send a transfer from a local wallet.
+    /// Sign and send a transfer (of the native asset or another one) from a local wallet.
     Send(wallet::SendArgs),
+    /// Vesting schedules: create, claim, show.
+    #[command(subcommand)]
+    Vesting(vesting::VestingCommand),
     /// Show an account's balance and nonce (address or local wallet name).
     Balance {
         /// Address or wallet name.
@@ -60,13 +64,16 @@ enum Command {
         /// Height or hash; omitted: the chain's latest block.
         id: Option<String>,
     },
-    /// Ask the devnet faucet for tokens.
+    /// Ask the devnet faucet for tokens (the native asset, or one it mints such as USDX).
     Faucet {
         /// Address or wallet name.
         account: String,
-        /// Amount: base units or tokens like `100AIT`.
+        /// Amount: base units or tokens like `100AIT` / `50USDX`.
         #[arg(long, default_value = "100AIT")]
         amount: String,
+        /// Asset (default: the native one).
+        #[arg(long)]
+        asset: Option<String>,
     },
     /// Benchmarks against a running node.
     #[command(subcommand)]
@@ -103,10 +110,15 @@ fn main() {
             match command {
                 Command::Wallet(command) => wallet::run(&ctx, command),
                 Command::Send(args) => wallet::send(&ctx, args),
+                Command::Vesting(command) => vesting::run(&ctx, command),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),
                 Command::Block { id } => wallet::block(&ctx, id.as_deref()),
-                Command::Faucet { account, amount } => wallet::faucet(&ctx, &account, &amount),
+                Command::Faucet {
+                    account,
+                    amount,
+                    asset,
+                } => wallet::faucet(&ctx, &account, &amount, asset.as_deref()),
                 Command::Bench(command) => bench::run(&ctx, command),
                 Command::Gpu(command) => gpu::run(command),
                 Command::Node(_) => unreachable!("handled above"),

@@ -48,11 +48,28 @@ pub struct SendArgs {
     /// Amount: base units or tokens like `12.5AIT`.
     #[arg(long)]
     amount: String,
+    /// Asset to send (default: the native one); `--amount` may then end in its symbol.
+    #[arg(long)]
+    asset: Option<String>,
     /// Fee (defaults to the chain's minimum fee).
     #[arg(long)]
     fee: Option<String>,
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
+}
+
+/// How a local wallet signs a transaction: which wallet, its passphrase, the fee.
+#[derive(Args)]
+pub struct Signer {
+    /// Local wallet that signs and pays the fee.
+    #[arg(long)]
+    pub from: String,
+    /// Fee (defaults to the chain's minimum fee).
+    #[arg(long)]
+    pub fee: Option<String>,
+    /// Read the passphrase from this file (else AITBC_PASSPHRASE, else a prompt).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
@@ -115,7 +132,7 @@ pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
 }
 
 /// An address, or the address of a local wallet of that name.
-fn resolve(ctx: &Context, account: &str) -> anyhow::Result<Address> {
+pub fn resolve(ctx: &Context, account: &str) -> anyhow::Result<Address> {
     if let Ok(address) = account.parse() {
         return Ok(address);
     }
@@ -134,7 +151,22 @@ fn amount(text: &str) -> anyhow::Result<Amount> {
     Amount::parse_human(text).map_err(|e| anyhow!("{text:?}: {e}"))
 }
 
-fn chain_info(ctx: &Context) -> anyhow::Result<Value> {
+/// An amount of `asset` (None: the native one): base units, or decimal units followed by the
+/// asset's symbol (`12.5AIT`, `2.5USDX`) with the decimals the chain declares for it.
+pub fn asset_amount(chain: &Value, asset: Option<&str>, text: &str) -> anyhow::Result<Amount> {
+    let Some(symbol) = asset.filter(|s| *s != "AIT") else {
+        return amount(text);
+    };
+    let decimals = chain["assets"]
+        .as_array()
+        .and_then(|assets| assets.iter().find(|a| a["symbol"] == symbol))
+        .and_then(|a| a["decimals"].as_u64())
+        .ok_or_else(|| anyhow!("asset {symbol} is not declared on this chain"))?;
+    Amount::parse_units(text, symbol, decimals as u32).map_err(|e| anyhow!("{text:?}: {e}"))
+}
+
+/// The chain the commands talk to (`--chain`, else the node's default).
+pub fn chain_info(ctx: &Context) -> anyhow::Result<Value> {
     match &ctx.chain {
         Some(chain) => ctx.get(&format!("/v1/chains/{chain}")),
         None => {
@@ -149,17 +181,22 @@ fn chain_info(ctx: &Context) -> anyhow::Result<Value> {
     }
 }
 
-pub fn send(ctx: &Context, args: SendArgs) -> anyhow::Result<()> {
-    let to = resolve(ctx, &args.to)?;
-    let value = amount(&args.amount)?;
-    keystore::load(&ctx.keystore, &args.from)?;
-    let passphrase = keystore::passphrase(args.passphrase_file.as_deref(), false)?;
-    let key = keystore::unlock(&ctx.keystore, &args.from, &passphrase)?;
-    let chain = chain_info(ctx)?;
+/// Signs a transaction of `kind` with `body` from a local wallet at its next nonce, submits it
+/// and prints the node's answer.
+pub fn sign_and_submit(
+    ctx: &Context,
+    chain: &Value,
+    signer: &Signer,
+    kind: &str,
+    body: Value,
+) -> anyhow::Result<()> {
+    keystore::load(&ctx.keystore, &signer.from)?;
+    let passphrase = keystore::passphrase(signer.passphrase_file.as_deref(), false)?;
+    let key = keystore::unlock(&ctx.keystore, &signer.from, &passphrase)?;
     let chain_id = chain["chain_id"]
         .as_str()
         .ok_or_else(|| anyhow!("the node did not name its chain"))?;
-    let fee = match &args.fee {
+    let fee = match &signer.fee {
         Some(fee) => amount(fee)?,
         None => chain["min_fee"]
             .as_str()
@@ -171,11 +208,34 @@ pub fn send(ctx: &Context, args: SendArgs) -> anyhow::Result<()> {
     let nonce = account["nonce"]
         .as_u64()
         .ok_or_else(|| anyhow!("the node did not report a nonce"))?;
-    let envelope = sign_payload(
-        &key,
-        &TxPayload::transfer(chain_id, key.address(), nonce, fee, to, value),
+    let mut payload = TxPayload::transfer(
+        chain_id,
+        key.address(),
+        nonce,
+        fee,
+        key.address(),
+        Amount::ZERO,
     );
+    payload.kind = kind.to_string();
+    payload.body = body;
+    let envelope = sign_payload(&key, &payload);
     print(ctx.post("/v1/transactions", &serde_json::to_value(envelope)?))
+}
+
+pub fn send(ctx: &Context, args: SendArgs) -> anyhow::Result<()> {
+    let to = resolve(ctx, &args.to)?;
+    let chain = chain_info(ctx)?;
+    let value = asset_amount(&chain, args.asset.as_deref(), &args.amount)?;
+    let mut body = json!({"to": to, "amount": value});
+    if let Some(asset) = &args.asset {
+        body["asset"] = json!(asset);
+    }
+    let signer = Signer {
+        from: args.from,
+        fee: args.fee,
+        passphrase_file: args.passphrase_file,
+    };
+    sign_and_submit(ctx, &chain, &signer, "transfer", body)
 }
 
 pub fn balance(ctx: &Context, account: &str) -> anyhow::Result<()> {
@@ -193,6 +253,20 @@ pub fn balance(ctx: &Context, account: &str) -> anyhow::Result<()> {
         units,
         answer["nonce"]
     );
+    let chain = chain_info(ctx)?;
+    for asset in chain["assets"].as_array().into_iter().flatten().skip(1) {
+        let symbol = asset["symbol"].as_str().unwrap_or_default();
+        let decimals = asset["decimals"].as_u64().unwrap_or(0) as u32;
+        let units: Amount = answer["balances"][symbol]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| anyhow!("bad {symbol} balance from node"))?;
+        println!(
+            "  {symbol}: {} ({units} base units)",
+            units.display_units(decimals)
+        );
+    }
     Ok(())
 }
 
@@ -204,15 +278,24 @@ pub fn block(ctx: &Context, id: Option<&str>) -> anyhow::Result<()> {
     print(ctx.get(&format!("/v1/blocks/{id}")))
 }
 
-pub fn faucet(ctx: &Context, account: &str, amount_text: &str) -> anyhow::Result<()> {
+pub fn faucet(
+    ctx: &Context,
+    account: &str,
+    amount_text: &str,
+    asset: Option<&str>,
+) -> anyhow::Result<()> {
     let address = resolve(ctx, account)?;
-    let value = amount(amount_text)?;
+    let chain = chain_info(ctx)?;
+    let value = asset_amount(&chain, asset, amount_text)?;
     if value == Amount::ZERO {
         bail!("the amount must be positive");
     }
     let mut body = json!({"address": address, "amount": value});
     if let Some(chain) = &ctx.chain {
         body["chain_id"] = json!(chain);
+    }
+    if let Some(asset) = asset {
+        body["asset"] = json!(asset);
     }
     print(ctx.post("/v1/faucet", &body))
 }

@@ -37,10 +37,17 @@ impl Amount {
     /// (`"12.5AIT"`, `"3 AIT"`), as the CLI accepts.
     pub fn parse_human(text: &str) -> Result<Amount, BadAmount> {
         let text = text.trim();
-        let Some(number) = text
-            .strip_suffix("AIT")
-            .or_else(|| text.strip_suffix("ait"))
-        else {
+        match text.strip_suffix("ait") {
+            Some(number) => Amount::parse_units(&format!("{number}AIT"), "AIT", DECIMALS),
+            None => Amount::parse_units(text, "AIT", DECIMALS),
+        }
+    }
+
+    /// Parses base units (`12500000`) or decimal units of an asset with `decimals` decimals
+    /// followed by its symbol (`12.5USDX`).
+    pub fn parse_units(text: &str, symbol: &str, decimals: u32) -> Result<Amount, BadAmount> {
+        let text = text.trim();
+        let Some(number) = text.strip_suffix(symbol) else {
             return text.parse();
         };
         let number = number.trim();
@@ -48,7 +55,7 @@ impl Amount {
         if whole.is_empty() && frac.is_empty() {
             return Err(BadAmount);
         }
-        if frac.len() > DECIMALS as usize || !all_digits(whole) || !all_digits(frac) {
+        if frac.len() > decimals as usize || !all_digits(whole) || !all_digits(frac) {
             return Err(BadAmount);
         }
         let whole: u128 = if whole.is_empty() {
@@ -59,10 +66,11 @@ impl Amount {
         let mut frac_units: u128 = 0;
         if !frac.is_empty() {
             frac_units = frac.parse().map_err(|_| BadAmount)?;
-            frac_units *= 10u128.pow(DECIMALS - frac.len() as u32);
+            frac_units *= 10u128.pow(decimals - frac.len() as u32);
         }
-        whole
-            .checked_mul(ONE_TOKEN)
+        10u128
+            .checked_pow(decimals)
+            .and_then(|one| whole.checked_mul(one))
             .and_then(|w| w.checked_add(frac_units))
             .map(Amount)
             .ok_or(BadAmount)
@@ -70,12 +78,17 @@ impl Amount {
 
     /// Shows the amount as decimal tokens, e.g. `12.5`.
     pub fn display_tokens(self) -> String {
-        let whole = self.0 / ONE_TOKEN;
-        let frac = self.0 % ONE_TOKEN;
+        self.display_units(DECIMALS)
+    }
+
+    /// Shows the amount in decimal units of an asset with `decimals` decimals.
+    pub fn display_units(self, decimals: u32) -> String {
+        let one = 10u128.pow(decimals);
+        let (whole, frac) = (self.0 / one, self.0 % one);
         if frac == 0 {
             return whole.to_string();
         }
-        let frac = format!("{frac:018}");
+        let frac = format!("{frac:0width$}", width = decimals as usize);
         format!("{whole}.{}", frac.trim_end_matches('0'))
     }
 }
@@ -164,6 +177,21 @@ mod tests {
                 .parse::<Amount>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn other_assets_parse_and_display_with_their_own_decimals() {
+        assert_eq!(
+            Amount::parse_units("2.5USDX", "USDX", 6),
+            Ok(Amount(2_500_000))
+        );
+        assert_eq!(Amount::parse_units("7", "USDX", 6), Ok(Amount(7)));
+        assert_eq!(
+            Amount::parse_units("0.0000001USDX", "USDX", 6),
+            Err(BadAmount)
+        );
+        assert_eq!(Amount(2_500_000).display_units(6), "2.5");
+        assert_eq!(Amount(3_000_000).display_units(6), "3");
     }
 
     #[test]

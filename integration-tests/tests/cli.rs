@@ -286,6 +286,76 @@ fn money_flow() {
 }
 
 #[test]
+fn assets_and_vesting_from_the_command_line() {
+    let dir = tempdir();
+    let node = TestNode::start(dir.path());
+    let cli = cli(&node, dir.path());
+    let alice = new_wallet(&cli, "alice");
+    let bob = new_wallet(&cli, "bob");
+    let usdx = |address: &Address| -> u128 {
+        let (_, account) = node.get(&format!("/v1/accounts/{address}"));
+        amount(&account["balances"]["USDX"])
+    };
+
+    let answer = cli
+        .run(&["faucet", "alice", "--amount", "50USDX", "--asset", "USDX"])
+        .json();
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    assert_eq!(usdx(&alice), 50_000_000);
+    let answer = cli
+        .run(&[
+            "send", "--from", "alice", "--to", "bob", "--amount", "2.5USDX", "--asset", "USDX",
+        ])
+        .json();
+    assert_eq!(answer["status"], "committed", "{answer}");
+    assert_eq!((usdx(&alice), usdx(&bob)), (47_500_000, 2_500_000));
+    let out = cli.run(&["balance", "bob"]);
+    assert!(
+        out.ok().contains("USDX: 2.5 (2500000 base units)"),
+        "{out:#?}"
+    );
+    // An amount in another asset's units is refused before anything is signed.
+    let out = cli.run(&[
+        "send", "--from", "alice", "--to", "bob", "--amount", "1AIT", "--asset", "USDX",
+    ]);
+    assert!(!out.status.success(), "{out:#?}");
+    assert_eq!(usdx(&alice), 47_500_000);
+
+    cli.run(&["faucet", "alice", "--amount", "10AIT"]).json();
+    let answer = cli
+        .run(&[
+            "vesting",
+            "create",
+            "--from",
+            "alice",
+            "--beneficiary",
+            "bob",
+            "--amount",
+            "4AIT",
+            "--duration-s",
+            "0",
+        ])
+        .json();
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    let vesting_id = tx_hash(&answer);
+    let shown = cli.run(&["vesting", "show", "bob"]).json();
+    assert_eq!(shown["vesting"][0]["id"], vesting_id.as_str(), "{shown}");
+    assert_eq!(amount(&shown["vesting"][0]["total"]), 4 * AIT);
+    let answer = cli
+        .run(&["vesting", "claim", "--from", "bob", &vesting_id])
+        .json();
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    assert_eq!(node.account(&bob).0, 4 * AIT);
+    // Nothing left: the node's refusal reaches the user and the exit status.
+    let out = cli.run(&["vesting", "claim", "--from", "bob", &vesting_id]);
+    assert!(!out.status.success(), "{out:#?}");
+    assert!(
+        out.stderr.contains("nothing_to_claim") || out.stderr.contains("nothing to claim"),
+        "{out:#?}"
+    );
+}
+
+#[test]
 fn passphrases_from_env_file_or_nowhere() {
     let dir = tempdir();
     let node = TestNode::start(dir.path());
@@ -463,7 +533,7 @@ fn help_lists_the_commands() {
     let out = cli.run(&["--help"]);
     let stdout = out.ok();
     for command in [
-        "node", "wallet", "send", "balance", "tx", "block", "faucet", "bench", "gpu",
+        "node", "wallet", "send", "vesting", "balance", "tx", "block", "faucet", "bench", "gpu",
     ] {
         assert!(
             stdout
