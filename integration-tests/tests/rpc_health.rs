@@ -107,7 +107,9 @@ fn health_metrics_and_openapi() {
     let expected = [
         ("/v1/transactions", "post"),
         ("/v1/transactions/{hash}", "get"),
+        ("/v1/accounts", "get"),
         ("/v1/accounts/{address}", "get"),
+        ("/v1/modules", "get"),
         ("/v1/chains", "get"),
         ("/v1/chains/{id}", "get"),
         ("/v1/blocks", "get"),
