@@ -83,7 +83,7 @@ pub async fn ensure_chain(
         height: 0,
         prev_hash: genesis.hash(),
         timestamp: genesis.genesis_time,
-        tx_hashes: Vec::new(),
+        leaves: Vec::new(),
         from_position: position,
         to_position: position,
     }

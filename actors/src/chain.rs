@@ -1,8 +1,8 @@
 //! The chain actor: seals a block every `block_time` over the log it has observed.
 //!
 //! It follows the log from the end of the last block. A block covers every position observed
-//! since the previous block and lists, in log order, the hashes of this chain's transactions
-//! committed there (their `Debited` events). With no new transactions no block is sealed,
+//! since the previous block and lists, in log order, a typed leaf (kind and hash) for each of
+//! this chain's transactions committed there (their `Debited` events, of every kind). With no new transactions no block is sealed,
 //! unless the chain is configured for empty blocks.
 
 use std::time::Duration;
@@ -11,9 +11,9 @@ use actix::prelude::*;
 use domain::block::BlockDraft;
 use domain::chain::{self, Chain, ChainCommand, ChainEvent, ChainState};
 use domain::codec::{WalletFact, decode_wallet_fact, is_debit};
-use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::limits::BLOCK_TXS_MAX;
+use domain::merkle::Leaf;
 use store::{RecordedEvent, StoreError};
 
 use crate::error::CommandError;
@@ -39,8 +39,8 @@ pub struct ChainActor {
     config: SealingConfig,
     /// Next position to observe.
     observed: u64,
-    /// (position, tx hash) of this chain's transactions since the last block.
-    pending: Vec<(u64, Hash32)>,
+    /// (position, leaf) of this chain's transactions since the last block.
+    pending: Vec<(u64, Leaf)>,
     sealing: bool,
 }
 
@@ -90,9 +90,9 @@ impl ChainActor {
             height: state.height + 1,
             prev_hash: state.last_hash,
             timestamp: now.max(state.last_timestamp),
-            tx_hashes: self.pending[..included]
+            leaves: self.pending[..included]
                 .iter()
-                .map(|(_, hash)| *hash)
+                .map(|(_, leaf)| leaf.clone())
                 .collect(),
             from_position: state.next_position,
             to_position,
@@ -165,9 +165,9 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ChainActor {
             return;
         }
         match decode_wallet_fact(&event.event_type, &event.data) {
-            Some(Ok(WalletFact::Debited(debit))) => {
-                self.pending.push((event.position, debit.tx_hash))
-            }
+            Some(Ok(WalletFact::Debited(debit))) => self
+                .pending
+                .push((event.position, Leaf::tx(&debit.kind, debit.tx_hash))),
             other => tracing::error!(position = event.position, ?other, "undecodable debit"),
         }
     }

@@ -1,15 +1,27 @@
 //! Blocks: a signed, tamper-evident checkpoint of a chain's part of the event log.
 //!
 //! Signing bytes (language neutral, one field per line):
-//! `AITBC-BLOCK-V1\n{chain_id}\n{height}\n{prev_hash}\n{timestamp}\n{merkle_root}\n{from_position}\n{to_position}\n{tx_count}`.
+//! `AITBC-BLOCK-V{version}\n{chain_id}\n{height}\n{prev_hash}\n{timestamp}\n{merkle_root}\n{from_position}\n{to_position}\n{leaf_count}`.
 //! The block hash is SHA-256 of those bytes; each validator signs those bytes. Signatures are not
 //! part of the hash, so m of n validators sign the same block.
+//!
+//! Version 2 (sealed since the module platform) has typed leaves: every committed transaction of
+//! every kind as `{"type": "tx", "kind", "hash"}` (see [`crate::merkle`]); `tx_hashes` still
+//! lists the transactions' hashes. Version 1 blocks (release 0.1) have untyped leaves, the
+//! transaction hashes alone, and still verify.
 
 use serde::{Deserialize, Serialize};
 
 use crate::hash::Hash32;
 use crate::keys::{self, SigningKey};
-use crate::merkle::merkle_root;
+use crate::merkle::{Leaf, LeafType, leaves_root, merkle_root};
+
+/// Version of the blocks this release seals.
+pub const BLOCK_VERSION: u32 = 2;
+
+fn version_1() -> u32 {
+    1
+}
 
 /// One validator's signature of a block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +35,10 @@ pub struct BlockSignature {
 /// A sealed block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
+    /// Format version: 1 (untyped leaves) or 2 (typed leaves). Blocks stored before versions
+    /// existed are version 1.
+    #[serde(default = "version_1")]
+    pub version: u32,
     /// Chain id.
     pub chain_id: String,
     /// Height; the genesis block is 0.
@@ -35,7 +51,10 @@ pub struct Block {
     pub timestamp: u64,
     /// Transaction hashes in log order.
     pub tx_hashes: Vec<Hash32>,
-    /// Merkle root over `tx_hashes`.
+    /// Typed leaves in log order (version 2; empty in version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaves: Vec<Leaf>,
+    /// Merkle root over the leaves (version 1: over `tx_hashes`).
     pub merkle_root: Hash32,
     /// First log position covered (inclusive).
     pub from_position: u64,
@@ -60,36 +79,50 @@ pub struct BlockDraft {
     pub prev_hash: Hash32,
     /// Unix seconds.
     pub timestamp: u64,
-    /// Transaction hashes in log order.
-    pub tx_hashes: Vec<Hash32>,
+    /// Typed leaves in log order.
+    pub leaves: Vec<Leaf>,
     /// First covered position (inclusive).
     pub from_position: u64,
     /// End of covered positions (exclusive).
     pub to_position: u64,
 }
 
-/// Bytes validators sign for a block with these header fields.
-pub fn block_signing_bytes(draft: &BlockDraft, merkle_root: &Hash32) -> Vec<u8> {
+/// Bytes validators sign for a block of `version` with these header fields.
+#[allow(clippy::too_many_arguments)]
+fn signing_bytes(
+    version: u32,
+    chain_id: &str,
+    height: u64,
+    prev_hash: &Hash32,
+    timestamp: u64,
+    merkle_root: &Hash32,
+    from_position: u64,
+    to_position: u64,
+    leaf_count: usize,
+) -> Vec<u8> {
     format!(
-        "AITBC-BLOCK-V1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
-        draft.chain_id,
-        draft.height,
-        draft.prev_hash,
-        draft.timestamp,
-        merkle_root,
-        draft.from_position,
-        draft.to_position,
-        draft.tx_hashes.len()
+        "AITBC-BLOCK-V{version}\n{chain_id}\n{height}\n{prev_hash}\n{timestamp}\n{merkle_root}\n{from_position}\n{to_position}\n{leaf_count}"
     )
     .into_bytes()
 }
 
 impl BlockDraft {
-    /// Seals the draft with the given validator keys (at least one).
+    /// Seals the draft (as a block of [`BLOCK_VERSION`]) with the given validator keys (at
+    /// least one).
     pub fn seal(self, signers: &[SigningKey]) -> Block {
         assert!(!signers.is_empty(), "a block needs at least one signer");
-        let root = merkle_root(&self.tx_hashes);
-        let bytes = block_signing_bytes(&self, &root);
+        let root = leaves_root(&self.leaves);
+        let bytes = signing_bytes(
+            BLOCK_VERSION,
+            &self.chain_id,
+            self.height,
+            &self.prev_hash,
+            self.timestamp,
+            &root,
+            self.from_position,
+            self.to_position,
+            self.leaves.len(),
+        );
         let signatures: Vec<BlockSignature> = signers
             .iter()
             .map(|key| BlockSignature {
@@ -98,6 +131,7 @@ impl BlockDraft {
             })
             .collect();
         Block {
+            version: BLOCK_VERSION,
             hash: Hash32::digest(&bytes),
             validator: signatures[0].validator.clone(),
             signature: signatures[0].signature.clone(),
@@ -106,12 +140,21 @@ impl BlockDraft {
             height: self.height,
             prev_hash: self.prev_hash,
             timestamp: self.timestamp,
-            tx_hashes: self.tx_hashes,
+            tx_hashes: tx_hashes_of(&self.leaves),
+            leaves: self.leaves,
             merkle_root: root,
             from_position: self.from_position,
             to_position: self.to_position,
         }
     }
+}
+
+fn tx_hashes_of(leaves: &[Leaf]) -> Vec<Hash32> {
+    leaves
+        .iter()
+        .filter(|l| l.leaf_type == LeafType::Tx)
+        .map(|l| l.hash)
+        .collect()
 }
 
 /// Why a block does not verify.
@@ -120,6 +163,9 @@ pub enum BlockError {
     /// Merkle root does not match the transaction list.
     #[error("merkle root does not match the transactions")]
     BadMerkleRoot,
+    /// A block format this release does not know.
+    #[error("unknown block version {0}")]
+    UnknownVersion(u32),
     /// Hash does not match the header.
     #[error("block hash does not match its header")]
     BadHash,
@@ -140,25 +186,49 @@ pub enum BlockError {
 }
 
 impl Block {
-    fn draft(&self) -> BlockDraft {
-        BlockDraft {
-            chain_id: self.chain_id.clone(),
-            height: self.height,
-            prev_hash: self.prev_hash,
-            timestamp: self.timestamp,
-            tx_hashes: self.tx_hashes.clone(),
-            from_position: self.from_position,
-            to_position: self.to_position,
+    /// The bytes its validators signed, after checking that its root matches its leaves.
+    fn checked_signing_bytes(&self) -> Result<Vec<u8>, BlockError> {
+        let (root, leaf_count) = match self.version {
+            1 if self.leaves.is_empty() => (merkle_root(&self.tx_hashes), self.tx_hashes.len()),
+            BLOCK_VERSION if tx_hashes_of(&self.leaves) == self.tx_hashes => {
+                (leaves_root(&self.leaves), self.leaves.len())
+            }
+            1 | BLOCK_VERSION => return Err(BlockError::BadMerkleRoot),
+            other => return Err(BlockError::UnknownVersion(other)),
+        };
+        if root != self.merkle_root {
+            return Err(BlockError::BadMerkleRoot);
         }
+        Ok(signing_bytes(
+            self.version,
+            &self.chain_id,
+            self.height,
+            &self.prev_hash,
+            self.timestamp,
+            &self.merkle_root,
+            self.from_position,
+            self.to_position,
+            leaf_count,
+        ))
+    }
+
+    /// Inclusion proof of the transaction `tx_hash` in this block.
+    pub fn tx_proof(&self, tx_hash: &Hash32) -> Option<crate::merkle::MerkleProof> {
+        if self.version == 1 {
+            let index = self.tx_hashes.iter().position(|h| h == tx_hash)?;
+            return crate::merkle::merkle_proof(&self.tx_hashes, index);
+        }
+        let index = self
+            .leaves
+            .iter()
+            .position(|l| l.leaf_type == LeafType::Tx && l.hash == *tx_hash)?;
+        crate::merkle::leaf_proof(&self.leaves, index)
     }
 
     /// Verifies the Merkle root, the hash and that at least `threshold` distinct members of
     /// `validators` (public keys, hex) signed it, and that every signature present is valid.
     pub fn verify(&self, validators: &[String], threshold: usize) -> Result<(), BlockError> {
-        if merkle_root(&self.tx_hashes) != self.merkle_root {
-            return Err(BlockError::BadMerkleRoot);
-        }
-        let bytes = block_signing_bytes(&self.draft(), &self.merkle_root);
+        let bytes = self.checked_signing_bytes()?;
         if Hash32::digest(&bytes) != self.hash {
             return Err(BlockError::BadHash);
         }
@@ -210,10 +280,83 @@ mod tests {
             height: 1,
             prev_hash: Hash32::default(),
             timestamp: 10,
-            tx_hashes: vec![Hash32::digest(b"a"), Hash32::digest(b"b")],
+            leaves: vec![
+                Leaf::tx("transfer", Hash32::digest(b"a")),
+                Leaf::tx("create_vesting", Hash32::digest(b"b")),
+            ],
             from_position: 0,
             to_position: 5,
         }
+    }
+
+    /// A version 1 block exactly as release 0.1 sealed it (its JSON has no version or leaves).
+    fn v1_block(k: &[SigningKey]) -> Block {
+        let tx_hashes = vec![Hash32::digest(b"a"), Hash32::digest(b"b")];
+        let root = merkle_root(&tx_hashes);
+        let bytes = format!(
+            "AITBC-BLOCK-V1\nc\n1\n{}\n10\n{root}\n0\n5\n2",
+            Hash32::default()
+        );
+        let signature = hex::encode(k[0].sign(bytes.as_bytes()));
+        let json = serde_json::json!({
+            "chain_id": "c", "height": 1, "hash": Hash32::digest(bytes.as_bytes()),
+            "prev_hash": Hash32::default(), "timestamp": 10, "tx_hashes": tx_hashes,
+            "merkle_root": root, "from_position": 0, "to_position": 5,
+            "validator": hex::encode(k[0].public_key()), "signature": signature,
+            "signatures": [{"validator": hex::encode(k[0].public_key()), "signature": signature}],
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn version_1_blocks_still_verify_and_prove_their_transactions() {
+        let k = keys(1);
+        let block = v1_block(&k);
+        assert_eq!(block.version, 1);
+        block.verify(&pubs(&k), 1).unwrap();
+        let proof = block.tx_proof(&block.tx_hashes[1]).unwrap();
+        assert!(proof.leaf.is_none());
+        assert!(crate::merkle::verify_proof(
+            &block.tx_hashes[1],
+            &proof,
+            &block.merkle_root
+        ));
+        let mut typed = block.clone();
+        typed.leaves = vec![Leaf::tx("transfer", block.tx_hashes[0])];
+        assert_eq!(typed.verify(&pubs(&k), 1), Err(BlockError::BadMerkleRoot));
+    }
+
+    #[test]
+    fn version_2_blocks_bind_every_leaf_with_its_kind() {
+        let k = keys(1);
+        let block = draft().seal(&k);
+        assert_eq!(block.version, BLOCK_VERSION);
+        assert_eq!(
+            block.tx_hashes,
+            vec![Hash32::digest(b"a"), Hash32::digest(b"b")]
+        );
+        let proof = block.tx_proof(&block.tx_hashes[1]).unwrap();
+        assert_eq!(proof.leaf.as_ref().unwrap().kind, "create_vesting");
+        assert!(crate::merkle::verify_proof(
+            &block.tx_hashes[1],
+            &proof,
+            &block.merkle_root
+        ));
+        let mut relabelled = block.clone();
+        relabelled.leaves[0].kind = "mint".into();
+        assert_eq!(
+            relabelled.verify(&pubs(&k), 1),
+            Err(BlockError::BadMerkleRoot)
+        );
+        let mut listed = block.clone();
+        listed.tx_hashes.reverse();
+        assert_eq!(listed.verify(&pubs(&k), 1), Err(BlockError::BadMerkleRoot));
+        let mut future = block;
+        future.version = 3;
+        assert_eq!(
+            future.verify(&pubs(&k), 1),
+            Err(BlockError::UnknownVersion(3))
+        );
     }
 
     fn keys(n: u8) -> Vec<SigningKey> {
@@ -235,7 +378,7 @@ mod tests {
         let k = keys(1);
         let block = draft().seal(&k);
         let mut b = block.clone();
-        b.tx_hashes.pop();
+        b.leaves.pop();
         assert_eq!(b.verify(&pubs(&k), 1), Err(BlockError::BadMerkleRoot));
         let mut b = block.clone();
         b.timestamp += 1;

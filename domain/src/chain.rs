@@ -264,7 +264,7 @@ mod tests {
             height: 0,
             prev_hash: genesis().hash(),
             timestamp: 7,
-            tx_hashes: vec![],
+            leaves: vec![],
             from_position: 0,
             to_position: 3,
         }
@@ -293,7 +293,7 @@ mod tests {
             height: state.height + 1,
             prev_hash: state.last_hash,
             timestamp: 8,
-            tx_hashes: vec![Hash32::digest(b"t")],
+            leaves: vec![crate::merkle::Leaf::tx("transfer", Hash32::digest(b"t"))],
             from_position: state.next_position,
             to_position: to,
         }

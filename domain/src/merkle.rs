@@ -1,9 +1,11 @@
-//! Merkle tree over a block's transaction hashes, with inclusion proofs.
+//! Merkle tree over a block's leaves, with inclusion proofs.
 //!
-//! Leaf = SHA-256(0x00 ‖ tx hash), node = SHA-256(0x01 ‖ left ‖ right) (domain separated, so a
-//! leaf can never pass for a node). An odd node at the end of a level is promoted unchanged
-//! (never duplicated, which would let two different lists share a root). The root of no
-//! transactions is 32 zero bytes.
+//! Block version 1: leaf = SHA-256(0x00 ‖ tx hash). Version 2 has typed leaves (a transaction of
+//! some kind; later, job receipts): leaf = SHA-256(0x02 ‖ type ‖ 0x00 ‖ kind ‖ 0x00 ‖ hash), so
+//! a hash of one type can never pass for another's, nor for a version 1 leaf. Node =
+//! SHA-256(0x01 ‖ left ‖ right) (domain separated, so a leaf can never pass for a node). An odd
+//! node at the end of a level is promoted unchanged (never duplicated, which would let two
+//! different lists share a root). The root of no leaves is 32 zero bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +13,57 @@ use crate::hash::Hash32;
 
 fn leaf(tx_hash: &Hash32) -> Hash32 {
     Hash32::digest_parts(&[&[0x00], &tx_hash.0])
+}
+
+/// What a version 2 leaf is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeafType {
+    /// A committed transaction (its hash).
+    Tx,
+}
+
+impl LeafType {
+    fn tag(self) -> &'static str {
+        match self {
+            LeafType::Tx => "tx",
+        }
+    }
+}
+
+/// A typed leaf of a version 2 block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leaf {
+    /// What it is.
+    #[serde(rename = "type")]
+    pub leaf_type: LeafType,
+    /// The transaction's kind (`transfer`, `create_vesting`...).
+    pub kind: String,
+    /// The transaction's hash.
+    pub hash: Hash32,
+}
+
+impl Leaf {
+    /// A transaction leaf.
+    pub fn tx(kind: &str, hash: Hash32) -> Leaf {
+        Leaf {
+            leaf_type: LeafType::Tx,
+            kind: kind.to_string(),
+            hash,
+        }
+    }
+
+    /// The digest the tree is built over.
+    pub fn digest(&self) -> Hash32 {
+        Hash32::digest_parts(&[
+            &[0x02],
+            self.leaf_type.tag().as_bytes(),
+            &[0x00],
+            self.kind.as_bytes(),
+            &[0x00],
+            &self.hash.0,
+        ])
+    }
 }
 
 fn node(left: &Hash32, right: &Hash32) -> Hash32 {
@@ -30,12 +83,20 @@ fn next_level(level: &[Hash32]) -> Vec<Hash32> {
         .collect()
 }
 
-/// Root over `tx_hashes` in order.
+/// Root over `tx_hashes` in order (version 1).
 pub fn merkle_root(tx_hashes: &[Hash32]) -> Hash32 {
-    if tx_hashes.is_empty() {
+    root_of_digests(tx_hashes.iter().map(leaf).collect())
+}
+
+/// Root over typed leaves in order (version 2).
+pub fn leaves_root(leaves: &[Leaf]) -> Hash32 {
+    root_of_digests(leaves.iter().map(Leaf::digest).collect())
+}
+
+fn root_of_digests(mut level: Vec<Hash32>) -> Hash32 {
+    if level.is_empty() {
         return Hash32::default();
     }
-    let mut level: Vec<Hash32> = tx_hashes.iter().map(leaf).collect();
     while level.len() > 1 {
         level = next_level(&level);
     }
@@ -64,18 +125,42 @@ pub struct ProofStep {
 /// Inclusion proof of one transaction hash under a root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MerkleProof {
-    /// Index of the transaction in the block.
+    /// Index of the leaf in the block.
     pub index: usize,
     /// Steps from the leaf up.
     pub steps: Vec<ProofStep>,
+    /// The typed leaf (version 2 blocks); absent for a version 1 block, whose leaf is the
+    /// transaction hash alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<Leaf>,
 }
 
-/// Proof that `tx_hashes[index]` is under `merkle_root(tx_hashes)`; `None` if out of range.
+/// Proof that `tx_hashes[index]` is under `merkle_root(tx_hashes)` (version 1); `None` if out
+/// of range.
 pub fn merkle_proof(tx_hashes: &[Hash32], index: usize) -> Option<MerkleProof> {
-    if index >= tx_hashes.len() {
+    let steps = proof_steps(tx_hashes.iter().map(leaf).collect(), index)?;
+    Some(MerkleProof {
+        index,
+        steps,
+        leaf: None,
+    })
+}
+
+/// Proof that `leaves[index]` is under `leaves_root(leaves)` (version 2); `None` if out of
+/// range.
+pub fn leaf_proof(leaves: &[Leaf], index: usize) -> Option<MerkleProof> {
+    let steps = proof_steps(leaves.iter().map(Leaf::digest).collect(), index)?;
+    Some(MerkleProof {
+        index,
+        steps,
+        leaf: Some(leaves[index].clone()),
+    })
+}
+
+fn proof_steps(mut level: Vec<Hash32>, index: usize) -> Option<Vec<ProofStep>> {
+    if index >= level.len() {
         return None;
     }
-    let mut level: Vec<Hash32> = tx_hashes.iter().map(leaf).collect();
     let mut at = index;
     let mut steps = Vec::new();
     while level.len() > 1 {
@@ -94,12 +179,17 @@ pub fn merkle_proof(tx_hashes: &[Hash32], index: usize) -> Option<MerkleProof> {
         level = next_level(&level);
         at /= 2;
     }
-    Some(MerkleProof { index, steps })
+    Some(steps)
 }
 
-/// Checks that `tx_hash` is included under `root` by `proof`.
+/// Checks that `tx_hash` is included under `root` by `proof`: through its typed leaf when the
+/// proof carries one (version 2), else as a version 1 leaf.
 pub fn verify_proof(tx_hash: &Hash32, proof: &MerkleProof, root: &Hash32) -> bool {
-    let mut current = leaf(tx_hash);
+    let mut current = match &proof.leaf {
+        Some(typed) if typed.hash != *tx_hash => return false,
+        Some(typed) => typed.digest(),
+        None => leaf(tx_hash),
+    };
     for step in &proof.steps {
         current = match step.side {
             Side::Left => node(&step.hash, &current),
@@ -146,7 +236,47 @@ mod tests {
         assert!(merkle_proof(&list, 5).is_none());
     }
 
+    #[test]
+    fn typed_leaves_are_bound_to_their_type_kind_and_hash() {
+        let list: Vec<Leaf> = hashes(5)
+            .into_iter()
+            .map(|h| Leaf::tx("transfer", h))
+            .collect();
+        let root = leaves_root(&list);
+        assert_ne!(
+            root,
+            merkle_root(&hashes(5)),
+            "version 2 roots differ from version 1"
+        );
+        let proof = leaf_proof(&list, 3).unwrap();
+        assert!(verify_proof(&list[3].hash, &proof, &root));
+        assert!(!verify_proof(&list[2].hash, &proof, &root), "another hash");
+        let mut relabelled = proof.clone();
+        relabelled.leaf.as_mut().unwrap().kind = "mint".into();
+        assert!(
+            !verify_proof(&list[3].hash, &relabelled, &root),
+            "another kind"
+        );
+        let mut untyped = proof;
+        untyped.leaf = None;
+        assert!(
+            !verify_proof(&list[3].hash, &untyped, &root),
+            "a typed leaf is not a v1 leaf"
+        );
+        assert!(leaf_proof(&list, 5).is_none());
+    }
+
     proptest! {
+        #[test]
+        fn every_typed_leaf_has_a_proof_that_verifies(n in 1usize..70) {
+            let list: Vec<Leaf> = hashes(n).into_iter().map(|h| Leaf::tx("k", h)).collect();
+            let root = leaves_root(&list);
+            for i in 0..n {
+                let proof = leaf_proof(&list, i).unwrap();
+                prop_assert!(verify_proof(&list[i].hash, &proof, &root));
+            }
+        }
+
         #[test]
         fn every_leaf_has_a_proof_that_verifies(n in 1usize..70) {
             let list = hashes(n);

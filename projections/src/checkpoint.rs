@@ -15,6 +15,7 @@ use domain::address::Address;
 use domain::block::{Block, BlockSignature};
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
+use domain::merkle::{Leaf, LeafType};
 use domain::money::Amount;
 use domain::wallet::wallet_stream;
 
@@ -321,9 +322,22 @@ impl Writer {
         self.hash(&block.hash);
         self.hash(&block.prev_hash);
         self.u64(block.timestamp);
-        self.count(block.tx_hashes.len());
-        for hash in &block.tx_hashes {
-            self.hash(hash);
+        self.u64(u64::from(block.version));
+        if block.version == 1 {
+            self.count(block.tx_hashes.len());
+            for hash in &block.tx_hashes {
+                self.hash(hash);
+            }
+        } else {
+            // tx_hashes are the tx leaves' hashes: rebuilt on decode.
+            self.count(block.leaves.len());
+            for leaf in &block.leaves {
+                match leaf.leaf_type {
+                    LeafType::Tx => self.0.push(0),
+                }
+                self.str(&leaf.kind);
+                self.hash(&leaf.hash);
+            }
         }
         self.hash(&block.merkle_root);
         self.u64(block.from_position);
@@ -403,7 +417,10 @@ impl<'a> Reader<'a> {
             hash: self.hash()?,
             prev_hash: self.hash()?,
             timestamp: self.u64()?,
+            version: u32::try_from(self.u64()?)
+                .map_err(|_| CheckpointError("bad block version".into()))?,
             tx_hashes: Vec::new(),
+            leaves: Vec::new(),
             merkle_root: Hash32::default(),
             from_position: 0,
             to_position: 0,
@@ -411,8 +428,27 @@ impl<'a> Reader<'a> {
             signature: String::new(),
             signatures: Vec::new(),
         };
-        for _ in 0..self.count()? {
-            block.tx_hashes.push(self.hash()?);
+        let count = self.count()?;
+        if block.version == 1 {
+            for _ in 0..count {
+                block.tx_hashes.push(self.hash()?);
+            }
+        } else {
+            for _ in 0..count {
+                let leaf_type = match self.take(1)?[0] {
+                    0 => LeafType::Tx,
+                    _ => return Err(CheckpointError("bad leaf type".into())),
+                };
+                let leaf = Leaf {
+                    leaf_type,
+                    kind: self.string()?,
+                    hash: self.hash()?,
+                };
+                if leaf.leaf_type == LeafType::Tx {
+                    block.tx_hashes.push(leaf.hash);
+                }
+                block.leaves.push(leaf);
+            }
         }
         block.merkle_root = self.hash()?;
         block.from_position = self.u64()?;

@@ -10,7 +10,7 @@ use domain::chain::ChainEvent;
 use domain::codec::DomainEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
-use domain::merkle::{MerkleProof, merkle_proof};
+use domain::merkle::MerkleProof;
 use domain::money::Amount;
 use domain::vesting::{Refusal, Schedule, VestingEvent};
 use domain::wallet::WalletEvent;
@@ -588,9 +588,8 @@ impl Explorer {
 
     /// A transaction's inclusion proof, once sealed: (block, proof).
     pub fn tx_proof(&self, tx: &TxView) -> Option<(Block, MerkleProof)> {
-        let (height, index) = (tx.block_height?, tx.block_index?);
-        let block = self.block(&tx.chain_id, height)?;
-        let proof = merkle_proof(&block.tx_hashes, index)?;
+        let block = self.block(&tx.chain_id, tx.block_height?)?;
+        let proof = block.tx_proof(&tx.tx_hash)?;
         Some((block, proof))
     }
 

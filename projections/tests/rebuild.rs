@@ -9,6 +9,7 @@ use domain::codec::DomainEvent;
 use domain::genesis::{Allocation, Genesis};
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
+use domain::merkle::Leaf;
 use domain::money::Amount;
 use domain::tx::{TxPayload, sign_payload};
 use domain::wallet::{
@@ -70,7 +71,7 @@ async fn build_log() -> Arc<MemoryStore> {
         height: 0,
         prev_hash: genesis.hash(),
         timestamp: 1,
-        tx_hashes: vec![],
+        leaves: vec![],
         from_position: 3,
         to_position: 3,
     }
@@ -147,7 +148,7 @@ async fn build_log() -> Arc<MemoryStore> {
         height: 1,
         prev_hash: block0.hash,
         timestamp: 2,
-        tx_hashes: hashes,
+        leaves: hashes.iter().map(|h| Leaf::tx("transfer", *h)).collect(),
         from_position: 3,
         to_position: store.next_position(),
     }
@@ -360,7 +361,10 @@ async fn a_refused_block_changes_nothing_in_the_explorer() {
         height: 2,
         prev_hash: last.hash,
         timestamp: 3,
-        tx_hashes: vec![last.tx_hashes[0], Hash32::digest(b"never committed")],
+        leaves: vec![
+            Leaf::tx("transfer", last.tx_hashes[0]),
+            Leaf::tx("transfer", Hash32::digest(b"never committed")),
+        ],
         from_position: last.to_position,
         to_position: before.next_position,
     }
