@@ -113,34 +113,16 @@ impl Router {
                 to,
                 credit,
             } => {
-                let stream = wallet_stream(&chain_id, &to);
-                let id = WalletId {
-                    chain_id,
-                    address: to,
-                };
-                let applied = self
-                    .wallets
-                    .registry()
-                    .execute(id, WalletCommand::Credit(credit))
-                    .await?;
-                Ok(recorded_wallet(stream, applied.events))
+                self.wallet_step(chain_id, to, WalletCommand::Credit(credit))
+                    .await
             }
             FollowUp::PayOut {
                 chain_id,
                 from,
                 payout,
             } => {
-                let stream = wallet_stream(&chain_id, &from);
-                let id = WalletId {
-                    chain_id,
-                    address: from,
-                };
-                let applied = self
-                    .wallets
-                    .registry()
-                    .execute(id, WalletCommand::PayOut(payout))
-                    .await?;
-                Ok(recorded_wallet(stream, applied.events))
+                self.wallet_step(chain_id, from, WalletCommand::PayOut(payout))
+                    .await
             }
             FollowUp::Vesting {
                 chain_id,
@@ -164,6 +146,26 @@ impl Router {
                     .collect())
             }
         }
+    }
+
+    async fn wallet_step(
+        &self,
+        chain_id: Arc<str>,
+        address: domain::address::Address,
+        command: WalletCommand,
+    ) -> Result<Vec<Recorded>, CommandError> {
+        let stream = wallet_stream(&chain_id, &address);
+        let id = WalletId { chain_id, address };
+        let applied = self.wallets.registry().execute(id, command).await?;
+        Ok(applied
+            .events
+            .into_iter()
+            .map(|(event, position)| Recorded {
+                stream: stream.clone(),
+                event: DomainEvent::Wallet(event),
+                position,
+            })
+            .collect())
     }
 
     /// Runs every step `first` owes, and the steps those owe, until none is left. Steps of one
@@ -209,15 +211,4 @@ impl Router {
         }
         Ok(completion)
     }
-}
-
-fn recorded_wallet(stream: String, events: Vec<(WalletEvent, u64)>) -> Vec<Recorded> {
-    events
-        .into_iter()
-        .map(|(event, position)| Recorded {
-            stream: stream.clone(),
-            event: DomainEvent::Wallet(event),
-            position,
-        })
-        .collect()
 }

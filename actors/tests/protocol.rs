@@ -1,5 +1,5 @@
 //! The cross-aggregate protocol through the real actors over the real file log, under random
-//! sequences of native and USDX transfers, mints (by the minter and by others), vesting
+//! sequences of native and USDX transfers (some with a wrong nonce), mints (by the minter and by others), vesting
 //! schedules and claims (some refused before anything is written, some losing a race and
 //! committed as refused), crashes after ANY step of a transaction, and restarts. Time is a
 //! manual clock the test moves. After every sequence the whole log is audited: every asset is
@@ -19,6 +19,7 @@ use actors::protocol::ProtocolManager;
 use actors::registry::Registry;
 use actors::router::{Recorded, Router, fact_of};
 use actors::wallet::{WalletRegistry, wallet_facts};
+use domain::TxError;
 use domain::address::Address;
 use domain::asset::AssetSpec;
 use domain::codec::DomainEvent;
@@ -75,6 +76,8 @@ enum Op {
         amount: u128,
         fee: u128,
         usdx: bool,
+        /// Added to the expected nonce: anything but 0 is refused with `bad_nonce`.
+        nonce_skew: i8,
     },
     Mint {
         by: usize,
@@ -106,8 +109,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let account = 0..ACCOUNTS;
     prop_oneof![
-        4 => (account.clone(), account.clone(), 1u128..300, 0u128..3, any::<bool>())
-            .prop_map(|(from, to, amount, fee, usdx)| Op::Transfer { from, to, amount, fee, usdx }),
+        4 => (account.clone(), account.clone(), 1u128..300, 0u128..3, any::<bool>(), prop_oneof![8 => Just(0i8), 1 => Just(1i8), 1 => Just(-1i8)])
+            .prop_map(|(from, to, amount, fee, usdx, nonce_skew)| Op::Transfer { from, to, amount, fee, usdx, nonce_skew }),
         2 => (account.clone(), account.clone(), 1u128..500).prop_map(|(by, to, amount)| Op::Mint { by, to, amount }),
         2 => (account.clone(), account.clone(), 1u128..300, 0u64..3, 0u64..6)
             .prop_map(|(from, to, amount, cliff_s, extra)| Op::CreateVesting { from, to, amount, cliff_s, duration_s: cliff_s + extra }),
@@ -330,10 +333,12 @@ async fn run_case(ops: Vec<(Op, Option<usize>)>) {
                 amount,
                 fee,
                 usdx,
+                nonce_skew,
             } => {
                 let asset = if usdx { "USDX" } else { "AIT" };
                 let body = serde_json::json!({"to": keys[to].address(), "amount": amount.to_string(), "asset": asset});
-                let tx = tx(&keys[from], model.nonces[from], fee, "transfer", body);
+                let nonce = (model.nonces[from] as i64 + i64::from(nonce_skew)).max(0) as u64;
+                let tx = tx(&keys[from], nonce, fee, "transfer", body);
                 let (sender, recipient) = (keys[from].address(), keys[to].address());
                 let affordable = if usdx {
                     model.balance(sender, "USDX") >= amount && model.balance(sender, "AIT") >= fee
@@ -342,6 +347,7 @@ async fn run_case(ops: Vec<(Op, Option<usize>)>) {
                 };
                 match submit(&mut running, dir.path(), &clock, tx, crash_after).await {
                     Ok(Outcome::Applied) => {
+                        assert_eq!(nonce, model.nonces[from], "only the expected nonce commits");
                         assert!(affordable, "an unaffordable transfer committed");
                         model.sub(sender, asset, amount);
                         model.sub(sender, "AIT", fee);
@@ -349,8 +355,13 @@ async fn run_case(ops: Vec<(Op, Option<usize>)>) {
                         model.add(treasury, "AIT", fee);
                         model.nonces[from] += 1;
                     }
+                    Err(CommandError::Rejected(TxError::BadNonce { expected, .. })) => {
+                        assert_ne!(nonce, model.nonces[from]);
+                        assert_eq!(expected, model.nonces[from]);
+                    }
                     Err(CommandError::Rejected(e)) => {
                         assert_eq!(e.code(), "insufficient_funds");
+                        assert_eq!(nonce, model.nonces[from]);
                         assert!(!affordable);
                     }
                     other => panic!("transfer: {other:?}"),
@@ -540,4 +551,85 @@ proptest! {
     ) {
         actix::System::new().block_on(run_case(ops));
     }
+}
+
+/// A verified transfer of `amount` from account `from` to `to` at `nonce`.
+fn transfer(from: usize, to: usize, nonce: u64, amount: u128) -> VerifiedTx {
+    let keys = keys();
+    let body = serde_json::json!({"to": keys[to].address(), "amount": amount.to_string()});
+    tx(&keys[from], nonce, 0, "transfer", body)
+}
+
+#[test]
+fn a_resubmitted_transfer_commits_once() {
+    actix::System::new().block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = boot(dir.path(), &ManualClock::at(T0)).await;
+        let wallets = running.router.wallets().clone();
+        let tx = transfer(0, 1, 0, 10);
+        let (first, second) =
+            futures::join!(wallets.submit(tx.clone()), wallets.submit(tx.clone()));
+        let (first, second) = (first.expect("commits"), second.expect("same answer"));
+        assert_eq!(
+            (first.tx_hash(), first.position),
+            (second.tx_hash(), second.position)
+        );
+        assert!(
+            first.duplicate != second.duplicate,
+            "exactly one of the two is the original"
+        );
+        let third = wallets.submit(tx).await.expect("same answer later");
+        assert_eq!(third.position, first.position);
+        wallets.deliver_credits(&first).await.expect("credits");
+        wallets
+            .deliver_credits(&second)
+            .await
+            .expect("credits again are idempotent");
+        let keys = keys();
+        let state = wallets
+            .state(CHAIN, keys[1].address())
+            .await
+            .expect("state");
+        assert_eq!(state.balance.0, START + 10, "credited once");
+        let sender = wallets
+            .state(CHAIN, keys[0].address())
+            .await
+            .expect("state");
+        assert_eq!((sender.balance.0, sender.nonce), (START - 10, 1));
+        shutdown(running).await;
+    });
+}
+
+#[test]
+fn a_manager_checkpoint_ahead_of_the_log_is_discarded_and_open_steps_still_finish() {
+    actix::System::new().block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::at(T0);
+        let running = boot(dir.path(), &clock).await;
+        let wallets = running.router.wallets().clone();
+        wallets
+            .submit(transfer(0, 1, 0, 10))
+            .await
+            .expect("debit commits");
+        // The node dies before the credit; its checkpoint claims a log far longer than this one.
+        let ahead = store::Snapshot {
+            revision: 1_000_000,
+            data: Vec::new(),
+        };
+        running
+            .store
+            .save_snapshot(actors::protocol::CHECKPOINT_KEY, ahead)
+            .await
+            .unwrap();
+        shutdown(running).await;
+        let running = boot(dir.path(), &clock).await;
+        let state = running
+            .router
+            .wallets()
+            .state(CHAIN, keys()[1].address())
+            .await
+            .expect("state");
+        assert_eq!(state.balance.0, START + 10, "the open credit was delivered");
+        shutdown(running).await;
+    });
 }
