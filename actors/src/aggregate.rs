@@ -329,20 +329,41 @@ impl<A: Hosted> AggregateActor<A> {
                 // A decision the log already holds but our state did not reflect.
                 stale = true;
             }
-            self.remember(event, outcome.positions[i]);
-        }
-        for waiter in waiters {
-            let applied = Applied {
-                events: waiter
-                    .events
-                    .map(|i| (events[i].clone(), outcome.positions[i]))
-                    .collect(),
-                duplicate: waiter.duplicate,
-            };
-            if !applied.duplicate {
-                metrics::command(A::NAME, "committed");
+            // Idempotent facts need no memory: the log itself answers a repeated one.
+            if class == BatchClass::Decision {
+                self.remember(event, outcome.positions[i]);
             }
-            let _ = waiter.reply.send(Ok(applied));
+        }
+        // Duplicates (of an event earlier in this batch) get copies; each original command
+        // then takes its own events without copying them.
+        let mut events: Vec<Option<A::Event>> = events.into_iter().map(Some).collect();
+        let (duplicates, originals): (Vec<_>, Vec<_>) =
+            waiters.into_iter().partition(|w| w.duplicate);
+        for waiter in duplicates {
+            let copies = waiter
+                .events
+                .map(|i| {
+                    (
+                        events[i].clone().expect("not yet taken"),
+                        outcome.positions[i],
+                    )
+                })
+                .collect();
+            let _ = waiter.reply.send(Ok(Applied {
+                events: copies,
+                duplicate: true,
+            }));
+        }
+        for waiter in originals {
+            metrics::command(A::NAME, "committed");
+            let own = waiter
+                .events
+                .map(|i| (events[i].take().expect("taken once"), outcome.positions[i]))
+                .collect();
+            let _ = waiter.reply.send(Ok(Applied {
+                events: own,
+                duplicate: false,
+            }));
         }
         if stale {
             self.stop(ctx);

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use domain::codec::{DomainEvent, decode_wallet_fact};
-use domain::protocol::{Fact, FollowUp, follow_ups};
+use domain::protocol::{Fact, FollowUp, follow_ups, stream_owner};
 use store::{EventStore, RecordedEvent, Snapshot, StoreError};
 
 use crate::limits::{PROTOCOL_MANAGER_TICK, STEP_GRACE};
@@ -28,7 +28,8 @@ use crate::router::Router;
 pub const CHECKPOINT_KEY: &str = "process/transfers";
 
 struct Open {
-    steps: Vec<FollowUp>,
+    /// (event id the step records, step).
+    steps: Vec<(u128, FollowUp)>,
     seen: Instant,
 }
 
@@ -118,18 +119,24 @@ impl ProtocolManager {
         if let Some(owner) = self.by_event.remove(&event.id.0)
             && let Some(open) = self.open.get_mut(&owner)
         {
-            open.steps.retain(|step| step.event_id() != event.id.0);
+            open.steps.retain(|(id, _)| *id != event.id.0);
             if open.steps.is_empty() {
                 self.open.remove(&owner);
             }
         }
         let Some(fact) = fact(event) else { return };
-        let steps = follow_ups(&event.stream, &fact);
+        let Some(owner) = stream_owner(&event.stream) else {
+            return;
+        };
+        let steps: Vec<(u128, FollowUp)> = follow_ups(&owner, &fact)
+            .into_iter()
+            .map(|step| (step.event_id(), step))
+            .collect();
         if steps.is_empty() {
             return;
         }
-        for step in &steps {
-            self.by_event.insert(step.event_id(), event.position);
+        for (id, _) in &steps {
+            self.by_event.insert(*id, event.position);
         }
         self.open.insert(
             event.position,
@@ -201,10 +208,10 @@ impl ProtocolManager {
     /// Runs the open steps of the event at `position`; `true` when all succeeded.
     fn run(&mut self, position: u64) -> impl Future<Output = bool> + use<> {
         let router = self.router.clone();
-        let steps = self
+        let steps: Vec<FollowUp> = self
             .open
             .get(&position)
-            .map(|o| o.steps.clone())
+            .map(|o| o.steps.iter().map(|(_, step)| step.clone()).collect())
             .unwrap_or_default();
         self.running.insert(position);
         async move {

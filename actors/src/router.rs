@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use domain::codec::DomainEvent;
 use domain::kinds::TxAction;
-use domain::protocol::{Fact, FollowUp, follow_ups};
+use domain::protocol::{Fact, FollowUp, Owner, follow_ups};
 use domain::tx::VerifiedTx;
-use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId, vesting_stream};
-use domain::wallet::{WalletCommand, WalletEvent, WalletId, wallet_stream};
+use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId};
+use domain::wallet::{WalletCommand, WalletEvent, WalletId};
 use store::EventStore;
 
 use crate::error::CommandError;
@@ -23,8 +23,8 @@ use crate::wallet::WalletRegistry;
 /// An event a step recorded (or found already recorded).
 #[derive(Clone, Debug)]
 pub struct Recorded {
-    /// Its stream.
-    pub stream: String,
+    /// Whose stream it is in.
+    pub owner: Owner,
     /// The event.
     pub event: DomainEvent,
     /// Its log position.
@@ -129,7 +129,10 @@ impl Router {
                 id,
                 command,
             } => {
-                let stream = vesting_stream(&chain_id, &id);
+                let owner = Owner::Vesting {
+                    chain_id: chain_id.clone(),
+                    id,
+                };
                 let vesting_id = VestingId {
                     chain_id: chain_id.to_string(),
                     id,
@@ -139,7 +142,7 @@ impl Router {
                     .events
                     .into_iter()
                     .map(|(event, position)| Recorded {
-                        stream: stream.clone(),
+                        owner: owner.clone(),
                         event: DomainEvent::Vesting(event),
                         position,
                     })
@@ -154,14 +157,17 @@ impl Router {
         address: domain::address::Address,
         command: WalletCommand,
     ) -> Result<Vec<Recorded>, CommandError> {
-        let stream = wallet_stream(&chain_id, &address);
+        let owner = Owner::Wallet {
+            chain_id: chain_id.clone(),
+            address,
+        };
         let id = WalletId { chain_id, address };
         let applied = self.wallets.registry().execute(id, command).await?;
         Ok(applied
             .events
             .into_iter()
             .map(|(event, position)| Recorded {
-                stream: stream.clone(),
+                owner: owner.clone(),
                 event: DomainEvent::Wallet(event),
                 position,
             })
@@ -202,7 +208,7 @@ impl Router {
             }
             let steps: Vec<FollowUp> = round
                 .iter()
-                .filter_map(|r| fact_of(&r.event).map(|fact| follow_ups(&r.stream, &fact)))
+                .filter_map(|r| fact_of(&r.event).map(|fact| follow_ups(&r.owner, &fact)))
                 .flatten()
                 .collect();
             let results =

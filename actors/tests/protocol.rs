@@ -27,10 +27,10 @@ use domain::genesis::{Allocation, Genesis};
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::money::Amount;
-use domain::protocol::follow_ups;
+use domain::protocol::{Owner, follow_ups};
 use domain::tx::{TxPayload, VerifiedTx, sign_payload};
 use domain::vesting::{Schedule, schedule_of, vesting_account};
-use domain::wallet::{WalletEvent, wallet_stream};
+use domain::wallet::WalletEvent;
 use proptest::prelude::*;
 use store::{EventStore, FileStore};
 
@@ -235,7 +235,7 @@ fn tx(key: &SigningKey, nonce: u64, fee: u128, kind: &str, body: serde_json::Val
 /// Runs the first `budget` protocol steps of `first` (breadth first), then stops: the crash.
 async fn run_partially(router: &Router, first: Recorded, budget: usize) {
     let mut queue: VecDeque<_> = fact_of(&first.event)
-        .map(|f| follow_ups(&first.stream, &f))
+        .map(|f| follow_ups(&first.owner, &f))
         .unwrap_or_default()
         .into();
     let mut done = 0;
@@ -246,7 +246,7 @@ async fn run_partially(router: &Router, first: Recorded, budget: usize) {
         done += 1;
         for recorded in router.execute(step).await.expect("step runs") {
             if let Some(fact) = fact_of(&recorded.event) {
-                queue.extend(follow_ups(&recorded.stream, &fact));
+                queue.extend(follow_ups(&recorded.owner, &fact));
             }
         }
     }
@@ -272,7 +272,10 @@ async fn submit(
     router.precheck(&tx).await?;
     let committed = router.wallets().submit(tx).await?;
     let first = Recorded {
-        stream: wallet_stream(&committed.chain_id, &committed.sender),
+        owner: Owner::Wallet {
+            chain_id: committed.chain_id.clone(),
+            address: committed.sender,
+        },
         event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
         position: committed.position,
     };
@@ -475,7 +478,10 @@ async fn run_case(ops: Vec<(Op, Option<usize>)>) {
                 for (tx, expect_refused) in [(first, false), (second, true)] {
                     let committed = router.wallets().submit(tx).await.expect("commits");
                     let recorded = Recorded {
-                        stream: wallet_stream(CHAIN, &plan.beneficiary),
+                        owner: Owner::Wallet {
+                            chain_id: CHAIN.into(),
+                            address: plan.beneficiary,
+                        },
                         event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
                         position: committed.position,
                     };

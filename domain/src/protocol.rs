@@ -74,36 +74,54 @@ pub enum Fact {
     Vesting(VestingEvent),
 }
 
-/// Where a stream belongs: a wallet (chain, address) or a vesting schedule (chain, id).
+/// Where an event was recorded: a wallet (chain, address) or a vesting schedule (chain, id).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StreamOwner<'a> {
+pub enum Owner {
     /// `wallet/<chain>/<address>`.
-    Wallet(&'a str, Address),
+    Wallet {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// Account.
+        address: Address,
+    },
     /// `vesting/<chain>/<id>`.
-    Vesting(&'a str, Hash32),
+    Vesting {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// Schedule.
+        id: Hash32,
+    },
 }
 
-/// Parses a stream name; `None` for streams without follow-ups (chains).
-pub fn stream_owner(stream: &str) -> Option<StreamOwner<'_>> {
+/// The owner of a stream; `None` for streams whose events owe no steps (chains).
+pub fn stream_owner(stream: &str) -> Option<Owner> {
     let (prefix, rest) = stream.split_once('/')?;
     let (chain, id) = rest.split_once('/')?;
     match prefix {
-        "wallet" => Some(StreamOwner::Wallet(chain, id.parse().ok()?)),
-        "vesting" => Some(StreamOwner::Vesting(chain, id.parse().ok()?)),
+        "wallet" => Some(Owner::Wallet {
+            chain_id: Arc::from(chain),
+            address: id.parse().ok()?,
+        }),
+        "vesting" => Some(Owner::Vesting {
+            chain_id: Arc::from(chain),
+            id: id.parse().ok()?,
+        }),
         _ => None,
     }
 }
 
-/// The steps owed by `fact`, recorded in `stream`.
-pub fn follow_ups(stream: &str, fact: &Fact) -> Vec<FollowUp> {
-    let Some(owner) = stream_owner(stream) else {
-        return Vec::new();
-    };
+/// The steps owed by `fact`, recorded in `owner`'s stream.
+pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
     match (owner, fact) {
-        (StreamOwner::Wallet(chain, sender), Fact::Wallet(WalletFact::Debited(debit))) => {
-            let chain_id: Arc<str> = Arc::from(chain);
+        (
+            Owner::Wallet {
+                chain_id,
+                address: sender,
+            },
+            Fact::Wallet(WalletFact::Debited(debit)),
+        ) => {
             let mut steps: Vec<FollowUp> = debit
-                .credits(sender)
+                .credits(*sender)
                 .into_iter()
                 .map(|(to, credit)| FollowUp::Credit {
                     chain_id: chain_id.clone(),
@@ -113,7 +131,7 @@ pub fn follow_ups(stream: &str, fact: &Fact) -> Vec<FollowUp> {
                 .collect();
             match debit.effect.as_deref() {
                 Some(Effect::CreateVesting(body)) => steps.push(FollowUp::Vesting {
-                    chain_id,
+                    chain_id: chain_id.clone(),
                     id: debit.tx_hash,
                     command: VestingCommand::Create(vesting::schedule_of(
                         body,
@@ -121,11 +139,11 @@ pub fn follow_ups(stream: &str, fact: &Fact) -> Vec<FollowUp> {
                     )),
                 }),
                 Some(Effect::ClaimVested { vesting_id }) => steps.push(FollowUp::Vesting {
-                    chain_id,
+                    chain_id: chain_id.clone(),
                     id: *vesting_id,
                     command: VestingCommand::Claim {
                         claim_tx: debit.tx_hash,
-                        claimant: sender,
+                        claimant: *sender,
                         committed_at_ms: debit.committed_at_ms,
                     },
                 }),
@@ -133,15 +151,19 @@ pub fn follow_ups(stream: &str, fact: &Fact) -> Vec<FollowUp> {
             }
             steps
         }
-        (StreamOwner::Wallet(chain, module), Fact::Wallet(WalletFact::PaidOut(payout))) => {
-            vec![FollowUp::Credit {
-                chain_id: Arc::from(chain),
-                to: payout.to,
-                credit: payout.credit(module),
-            }]
-        }
         (
-            StreamOwner::Vesting(chain, _),
+            Owner::Wallet {
+                chain_id,
+                address: module,
+            },
+            Fact::Wallet(WalletFact::PaidOut(payout)),
+        ) => vec![FollowUp::Credit {
+            chain_id: chain_id.clone(),
+            to: payout.to,
+            credit: payout.credit(*module),
+        }],
+        (
+            Owner::Vesting { chain_id, .. },
             Fact::Vesting(VestingEvent::VestingClaimed {
                 claim_tx,
                 beneficiary,
@@ -149,8 +171,8 @@ pub fn follow_ups(stream: &str, fact: &Fact) -> Vec<FollowUp> {
                 amount,
             }),
         ) => vec![FollowUp::PayOut {
-            chain_id: Arc::from(chain),
-            from: vesting::vesting_account(chain),
+            chain_id: chain_id.clone(),
+            from: vesting::vesting_account(chain_id),
             payout: Payout {
                 cause: *claim_tx,
                 to: *beneficiary,
@@ -187,8 +209,8 @@ mod tests {
         }))
     }
 
-    fn sender_stream() -> String {
-        crate::wallet::wallet_stream(CHAIN, &Address([1; 20]))
+    fn sender_stream() -> Owner {
+        stream_owner(&crate::wallet::wallet_stream(CHAIN, &Address([1; 20]))).unwrap()
     }
 
     #[test]
@@ -245,14 +267,18 @@ mod tests {
             asset: None,
             amount: Amount(4),
         });
-        let stream = vesting::vesting_stream(CHAIN, &Hash32::digest(b"schedule"));
+        let stream = stream_owner(&vesting::vesting_stream(
+            CHAIN,
+            &Hash32::digest(b"schedule"),
+        ))
+        .unwrap();
         let [FollowUp::PayOut { from, payout, .. }] = &follow_ups(&stream, &claimed)[..] else {
             panic!("one payout")
         };
         assert_eq!(*from, vesting::vesting_account(CHAIN));
         assert_eq!((payout.cause, payout.amount), (claim_tx, Amount(4)));
         let paid = Fact::Wallet(WalletFact::PaidOut(payout.clone()));
-        let payer = crate::wallet::wallet_stream(CHAIN, from);
+        let payer = stream_owner(&crate::wallet::wallet_stream(CHAIN, from)).unwrap();
         let [FollowUp::Credit { to, credit, .. }] = &follow_ups(&payer, &paid)[..] else {
             panic!("one credit")
         };
@@ -268,6 +294,6 @@ mod tests {
             },
         });
         assert!(follow_ups(&stream, &refused).is_empty());
-        assert!(follow_ups("chain/c", &claimed).is_empty());
+        assert_eq!(stream_owner("chain/c"), None, "chain events owe no steps");
     }
 }

@@ -209,6 +209,16 @@ impl Debit {
     pub fn event_id(&self) -> u128 {
         debit_event_id(&self.tx_hash)
     }
+
+    /// What leaves the sender's native balance (see [`DebitSummary::native_out`]).
+    pub fn native_out(&self) -> Amount {
+        outflows(self.amount, &self.asset, self.minted, self.fee).0
+    }
+
+    /// What leaves the sender's balance of another asset (see [`DebitSummary::asset_out`]).
+    pub fn asset_out(&self) -> Option<(&str, Amount)> {
+        outflows(self.amount, &self.asset, self.minted, self.fee).1
+    }
 }
 
 /// What followers of the log (block sealer, process managers, explorer) need of a debit.
@@ -272,20 +282,27 @@ impl DebitSummary {
     /// What leaves the sender's native balance: the fee, and the outflow when it is native
     /// and not minted.
     pub fn native_out(&self) -> Amount {
-        let outflow = if self.asset.is_none() && !self.minted {
-            self.amount
-        } else {
-            Amount::ZERO
-        };
-        self.fee.checked_add(outflow).expect("checked when decided")
+        outflows(self.amount, &self.asset, self.minted, self.fee).0
     }
 
     /// What leaves the sender's balance of another asset (asset, amount), if anything.
     pub fn asset_out(&self) -> Option<(&str, Amount)> {
-        match &self.asset {
-            Some(symbol) if !self.minted => Some((symbol, self.amount)),
-            _ => None,
-        }
+        outflows(self.amount, &self.asset, self.minted, self.fee).1
+    }
+}
+
+/// What a debit takes from its sender: (native: the fee plus a native, not minted outflow;
+/// another asset's outflow when it is not minted).
+fn outflows(
+    amount: Amount,
+    asset: &Option<String>,
+    minted: bool,
+    fee: Amount,
+) -> (Amount, Option<(&str, Amount)>) {
+    match (asset, minted) {
+        (_, true) => (fee, None),
+        (None, false) => (fee.checked_add(amount).expect("checked when decided"), None),
+        (Some(symbol), false) => (fee, Some((symbol.as_str(), amount))),
     }
 }
 
@@ -633,11 +650,10 @@ pub fn decide(
                 effect: out.effect,
                 envelope: tx.envelope.clone(),
             };
-            let summary = debit.summary();
-            let needed = summary
+            let needed = debit
                 .fee
-                .checked_add(if summary.asset.is_none() && !summary.minted {
-                    summary.amount
+                .checked_add(if debit.asset.is_none() && !debit.minted {
+                    debit.amount
                 } else {
                     Amount::ZERO
                 })
@@ -651,8 +667,8 @@ pub fn decide(
                     needed,
                 });
             }
-            if let Some((symbol, amount)) = summary.asset_out() {
-                let balance = state.balance_of(&Some(symbol.to_string()));
+            if let (Some(symbol), false) = (&debit.asset, debit.minted) {
+                let (balance, amount) = (state.balance_of(&Some(symbol.clone())), debit.amount);
                 if balance < amount {
                     return Err(TxError::InsufficientFunds {
                         balance,
@@ -674,9 +690,9 @@ pub fn evolve(state: &mut WalletState, event: &WalletEvent) {
         WalletEvent::PaidOut(payout) => state.sub(&payout.asset, payout.amount),
         WalletEvent::Debited(debit) => {
             assert_eq!(debit.nonce, state.nonce, "nonces are strictly sequential");
-            let summary = debit.summary();
-            state.sub(&None, summary.native_out());
-            if let Some((symbol, amount)) = summary.asset_out() {
+            let (native, other) = outflows(debit.amount, &debit.asset, debit.minted, debit.fee);
+            state.sub(&None, native);
+            if let Some((symbol, amount)) = other {
                 state.sub(&Some(symbol.to_string()), amount);
             }
             state.nonce += 1;

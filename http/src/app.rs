@@ -22,9 +22,10 @@ use domain::keys::PublicKey;
 use domain::keys::SigningKey;
 use domain::kinds::{MintBody, TransferBody};
 use domain::money::Amount;
+use domain::protocol::{Owner, stream_owner};
 use domain::tx::{SignedEnvelope, VerifiedTx};
 use domain::vesting::Refusal;
-use domain::wallet::{SignOrder, SignedAction, WalletEvent, wallet_stream};
+use domain::wallet::{SignOrder, SignedAction, WalletEvent};
 use projections::runner::{ProjectionHandle, ProjectionRunner};
 use serde::Serialize;
 use store::EventStore;
@@ -168,11 +169,11 @@ impl App {
         let event = events.into_iter().next().filter(|e| e.position == position);
         match event.map(|e| {
             let decoded = DomainEvent::decode(&e.event_type, &e.data, e.recorded_at_ms);
-            (e.stream, decoded)
+            (stream_owner(&e.stream), decoded)
         }) {
-            Some((stream, Ok(event @ DomainEvent::Wallet(WalletEvent::Debited(_))))) => {
+            Some((Some(owner), Ok(event @ DomainEvent::Wallet(WalletEvent::Debited(_))))) => {
                 Ok(Recorded {
-                    stream: stream.to_string(),
+                    owner,
                     event,
                     position,
                 })
@@ -431,7 +432,10 @@ impl App {
 /// A committed debit, as the protocol replays it.
 fn recorded(committed: Committed) -> Recorded {
     Recorded {
-        stream: wallet_stream(&committed.chain_id, &committed.sender),
+        owner: Owner::Wallet {
+            chain_id: committed.chain_id,
+            address: committed.sender,
+        },
         event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
         position: committed.position,
     }

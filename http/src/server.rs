@@ -80,11 +80,19 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             )))
         }
     };
-    let chain_registry: Registry<Chain> =
-        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+    // The block sealers and the protocol manager each follow the whole log: their own threads.
+    // A chain's actor verifies every block it records (a Merkle root over up to 10,000 leaves
+    // and the signatures): it lives on the sealers' thread, so wallets never wait behind it.
+    let (sealer_arbiter, manager_arbiter) = (Arbiter::new(), Arbiter::new());
+    let chain_registry: Registry<Chain> = Registry::new(
+        store.clone(),
+        clock.clone(),
+        vec![sealer_arbiter.handle()],
+        {
             let hosted = hosted.clone();
             move |id: &String| hosted(id)
-        });
+        },
+    );
     let vesting: Registry<Vesting> = Registry::new(
         store.clone(),
         clock.clone(),
@@ -101,8 +109,6 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     let projection = ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
     arbiters.push(projection_arbiter);
 
-    // The block sealers and the protocol manager each follow the whole log: their own threads.
-    let (sealer_arbiter, manager_arbiter) = (Arbiter::new(), Arbiter::new());
     let mut chains = BTreeMap::new();
     let mut sealers = Vec::new();
     for chain in &config.chains {

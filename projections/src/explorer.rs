@@ -356,9 +356,8 @@ impl Explorer {
                 if self.txs.contains_key(&debit.tx_hash) {
                     return Err(format!("transaction {} debited twice", debit.tx_hash));
                 }
-                let summary = debit.summary();
-                books_of!(&None).take_out(summary.native_out())?;
-                if let Some((symbol, amount)) = summary.asset_out() {
+                books_of!(&None).take_out(debit.native_out())?;
+                if let Some((symbol, amount)) = debit.asset_out() {
                     books_of!(&Some(symbol.to_string())).take_out(amount)?;
                 }
                 if debit.minted {
@@ -380,7 +379,7 @@ impl Explorer {
                     position: recorded.position,
                     committed_at_ms: debit.committed_at_ms,
                     refused: None,
-                    events: vec![view(summary.native_out())],
+                    events: vec![view(debit.native_out())],
                     block_height: None,
                     block_index: None,
                 });
