@@ -176,7 +176,7 @@ impl<A: Hosted> AggregateActor<A> {
         if self.recent.insert(id, (event.clone(), position)).is_none() {
             self.recent_order.push_back(id);
         }
-        while self.recent_order.len() > RECENT_EVENTS_MAX {
+        while self.recent_order.len() > A::REMEMBERED {
             if let Some(old) = self.recent_order.pop_front() {
                 self.recent.remove(&old);
             }
@@ -425,7 +425,8 @@ impl<A: Hosted> AggregateActor<A> {
                 }
             }
             let snapshot_revision = revision;
-            let mut events = Vec::new();
+            // Only the tail is remembered for idempotent answers.
+            let mut events = VecDeque::with_capacity(A::REMEMBERED.min(REHYDRATE_PAGE_MAX));
             let mut from = revision.map_or(0, |r| r + 1);
             loop {
                 let page = store.read_stream(&stream, from, REHYDRATE_PAGE_MAX).await?;
@@ -445,15 +446,15 @@ impl<A: Hosted> AggregateActor<A> {
                     })?;
                     A::evolve(&mut state, &event);
                     revision = Some(recorded.revision);
-                    events.push((event, recorded.position));
+                    if events.len() == A::REMEMBERED {
+                        events.pop_front();
+                    }
+                    events.push_back((event, recorded.position));
                 }
                 if done {
                     break;
                 }
             }
-            // Only the tail is remembered for idempotent answers.
-            let keep = events.len().saturating_sub(RECENT_EVENTS_MAX);
-            events.drain(..keep);
             Ok::<_, StoreError>((state, revision, snapshot_revision, events))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {

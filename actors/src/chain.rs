@@ -122,9 +122,12 @@ impl ChainActor {
                         .with_label_values(&[&act.chain_id])
                         .inc();
                 }
-                Err(error @ (CommandError::Store(StoreError::Closed) | CommandError::Conflict(_))) => {
-                    // The log is gone, or another writer sealed: retrying cannot help. Stopping
-                    // makes /health report the sealer.
+                Err(
+                    error @ (CommandError::Store(StoreError::Closed | StoreError::Invalid(_))
+                    | CommandError::Conflict(_)),
+                ) => {
+                    // The log is gone, refuses this block for good, or another writer sealed:
+                    // retrying cannot help. Stopping makes /health report the sealer.
                     tracing::error!(chain = %act.chain_id, %error, "block not appended; sealer stops");
                     ctx.stop();
                 }

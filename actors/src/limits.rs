@@ -12,8 +12,6 @@ pub const BATCH_BYTES_MAX: usize = 8 << 20;
 pub const REHYDRATE_PAGE_MAX: usize = 1024;
 /// A snapshot is written after this many new events in a stream.
 pub const SNAPSHOT_EVERY_EVENTS: u64 = 256;
-/// Recently stored events an actor remembers to answer resubmissions without deciding again.
-pub const RECENT_EVENTS_MAX: usize = 1024;
 /// An actor idle this long passivates.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often idle actors check whether to passivate.
@@ -33,6 +31,7 @@ const _: () = assert!(
         <= store::limits::APPEND_BYTES_MAX
 );
 
-/// Bytes of JSON a block's list of transaction hashes takes at most (64 hex + quotes + comma).
-const BLOCK_HASHES_JSON_LEN_MAX: usize = domain::limits::BLOCK_TXS_MAX * 67;
-const _: () = assert!(BLOCK_HASHES_JSON_LEN_MAX + 64 * 1024 <= store::limits::EVENT_DATA_LEN_MAX);
+/// Bytes of JSON a block's transactions take at most (hashes and typed leaves).
+const BLOCK_TXS_JSON_LEN_MAX: usize =
+    domain::limits::BLOCK_TXS_MAX * domain::limits::BLOCK_TX_JSON_LEN_MAX;
+const _: () = assert!(BLOCK_TXS_JSON_LEN_MAX + 64 * 1024 <= store::limits::EVENT_DATA_LEN_MAX);

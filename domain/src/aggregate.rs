@@ -56,6 +56,11 @@ pub trait Aggregate: Sized + Unpin + 'static {
     /// Short name for logs and metrics, e.g. `wallet`.
     const NAME: &'static str;
 
+    /// How many recent decided events a host keeps to answer a repeated command without
+    /// deciding it again (older repeats are refused by the rules, e.g. a used nonce, and the
+    /// caller looks the first answer up). Large events (blocks) keep fewer.
+    const REMEMBERED: usize = 1024;
+
     /// The stream holding an instance's events.
     fn stream(id: &Self::Id) -> String;
 

@@ -327,6 +327,18 @@ mod tests {
     }
 
     #[test]
+    fn a_full_block_with_the_longest_kind_fits_its_json_budget() {
+        let kind = "k".repeat(crate::limits::KIND_LEN_MAX);
+        let leaves = (0..crate::limits::BLOCK_TXS_MAX)
+            .map(|i| Leaf::tx(&kind, Hash32::digest(&(i as u64).to_le_bytes())))
+            .collect();
+        let block = BlockDraft { leaves, ..draft() }.seal(&keys(3));
+        let json = serde_json::to_vec(&block).unwrap();
+        let budget = crate::limits::BLOCK_TXS_MAX * crate::limits::BLOCK_TX_JSON_LEN_MAX;
+        assert!(json.len() <= budget + 64 * 1024, "{} bytes", json.len());
+    }
+
+    #[test]
     fn version_2_blocks_bind_every_leaf_with_its_kind() {
         let k = keys(1);
         let block = draft().seal(&k);

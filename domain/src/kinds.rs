@@ -200,6 +200,12 @@ mod tests {
 
     #[test]
     fn every_kind_has_one_row() {
+        assert!(
+            KINDS
+                .iter()
+                .all(|k| k.name.len() <= crate::limits::KIND_LEN_MAX && !k.name.contains('\0')),
+            "kind names fit a block leaf"
+        );
         let mut names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
         names.sort_unstable();
         names.dedup();

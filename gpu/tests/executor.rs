@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{exec, limits};
+use common::{exec, failure_count_lock, limits};
 use gpu::kernels::matmul::Matmul;
 use gpu::kernels::wgsl::WgslJob;
 use gpu::{GpuError, Job, JobLimits, JobOutput, LimitKind};
@@ -147,6 +147,7 @@ fn entry_point_must_exist_and_be_compute() {
 }
 
 fn assert_stopped(source: &str) {
+    let _serial = failure_count_lock();
     let limits = JobLimits {
         wall_time_max_ms: 2000,
         ..JobLimits::default()
@@ -229,6 +230,7 @@ fn limits_are_enforced_before_running() {
         a: vec![0.0; 1024],
         b: vec![0.0; 1024],
     };
+    let _serial = failure_count_lock();
     let before = exec().stats();
     assert!(matches!(
         exec().matmul(big.clone(), &small),
@@ -285,6 +287,7 @@ fn limits_are_enforced_before_running() {
 
 #[test]
 fn a_destroyed_device_is_recreated_for_the_next_job() {
+    let _serial = failure_count_lock();
     assert_eq!(exec().run(Job::Noop, &limits()), Ok(JobOutput::Noop));
     let before = exec().stats().devices_created;
     exec().destroy_device().expect("worker answers");
@@ -297,6 +300,7 @@ fn a_destroyed_device_is_recreated_for_the_next_job() {
 
 #[test]
 fn a_timed_out_job_reports_it_and_the_next_job_works() {
+    let _serial = failure_count_lock();
     // ~70 ms of work in a debug build on lavapipe, with a 1 ms budget.
     let n = 256;
     let job = Matmul {
@@ -405,6 +409,7 @@ fn barriers_outside_loops_are_accepted_and_run() {
 }
 
 fn assert_rejected_at(source: &str, want_line: u32) {
+    let _serial = failure_count_lock();
     let before = exec().stats();
     match exec().wgsl(reduce_job(source), &limits()) {
         Err(GpuError::ShaderRejected { line, message }) => {
@@ -494,6 +499,7 @@ fn main() { var b: array<vec4<u32>, 513>; b[3] = vec4<u32>(f(3u)); out[0] = b[3]
 @compute @workgroup_size(1)
 fn main(@builtin(local_invocation_index) li: u32) { let a = array<u32, 8192>(); out[0] = a[li]; }
 ";
+    let _serial = failure_count_lock();
     let before = exec().stats();
     for (src, bytes) in [(private, 65_536), (local, 16_416), (value, 32_768)] {
         let t = Instant::now();

@@ -194,7 +194,7 @@ impl App {
 
     /// Writes wait for recovery (log replayed, open transfers finished, projections caught up):
     /// until then they are refused at once rather than left hanging.
-    /// The same holds once a part the write path needs (projection, transfer manager) stopped.
+    /// The same holds once a part the write path needs (projection, protocol manager) stopped.
     fn ensure_ready(&self) -> Result<(), ApiError> {
         if !self.is_ready() {
             return Err(ApiError::new(

@@ -1,4 +1,4 @@
-//! Assembles a node: event log, wallet actors, projections, chains, the transfer manager and the
+//! Assembles a node: event log, aggregate actors, projections, chains, the protocol manager and the
 //! HTTP server.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -242,7 +242,7 @@ impl Node {
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
         // The copy is taken by the runner between two events, so it is consistent even though
-        // the sealers and the transfer manager may still be appending.
+        // the sealers and the protocol manager may still be appending.
         match self.app.components.projection.send(ExportState).await {
             Ok(state) => {
                 if let Err(error) = save_checkpoint(self.app.store.as_ref(), &state).await {

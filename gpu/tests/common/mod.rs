@@ -18,6 +18,13 @@ pub fn exec() -> &'static Executor {
     }
 }
 
+/// Held by tests that make jobs fail on the device and by tests that assert the executor's
+/// failure count did not move: they share one executor, so they must not overlap.
+pub fn failure_count_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub fn limits() -> JobLimits {
     JobLimits::default()
 }
