@@ -334,12 +334,20 @@ impl<A: Hosted> AggregateActor<A> {
                 self.remember(event, outcome.positions[i]);
             }
         }
-        // Duplicates (of an event earlier in this batch) get copies; each original command
-        // then takes its own events without copying them.
+        // A decision the log already held is not this batch's to answer: its waiters retry on a
+        // fresh activation, which knows the stored event. Duplicates (of an event earlier in
+        // this batch) get copies; each original command then takes its own events.
+        let unwritten = |range: &Range<usize>| {
+            class == BatchClass::Decision && range.clone().any(|i| !outcome.written[i])
+        };
         let mut events: Vec<Option<A::Event>> = events.into_iter().map(Some).collect();
         let (duplicates, originals): (Vec<_>, Vec<_>) =
             waiters.into_iter().partition(|w| w.duplicate);
         for waiter in duplicates {
+            if unwritten(&waiter.events) {
+                let _ = waiter.reply.send(Err(CommandError::Restarting));
+                continue;
+            }
             let copies = waiter
                 .events
                 .map(|i| {
@@ -355,6 +363,10 @@ impl<A: Hosted> AggregateActor<A> {
             }));
         }
         for waiter in originals {
+            if unwritten(&waiter.events) {
+                let _ = waiter.reply.send(Err(CommandError::Restarting));
+                continue;
+            }
             metrics::command(A::NAME, "committed");
             let own = waiter
                 .events
@@ -425,9 +437,12 @@ impl<A: Hosted> AggregateActor<A> {
                 }
             }
             let snapshot_revision = revision;
-            // Only the tail is remembered for idempotent answers.
+            // The stream's last events are remembered for idempotent answers, also those the
+            // snapshot already covers (they are read, not applied again).
             let mut events = VecDeque::with_capacity(A::REMEMBERED.min(REHYDRATE_PAGE_MAX));
-            let mut from = revision.map_or(0, |r| r + 1);
+            let head = store.stream_revision(&stream);
+            let tail_from = head.map_or(0, |h| (h + 1).saturating_sub(A::REMEMBERED as u64));
+            let mut from = revision.map_or(0, |r| r + 1).min(tail_from);
             loop {
                 let page = store.read_stream(&stream, from, REHYDRATE_PAGE_MAX).await?;
                 let done = page.len() < REHYDRATE_PAGE_MAX;
@@ -444,6 +459,13 @@ impl<A: Hosted> AggregateActor<A> {
                             recorded.revision
                         ))
                     })?;
+                    if snapshot_revision.is_some_and(|s| recorded.revision <= s) {
+                        if events.len() == A::REMEMBERED {
+                            events.pop_front();
+                        }
+                        events.push_back((event, recorded.position));
+                        continue;
+                    }
                     A::evolve(&mut state, &event);
                     revision = Some(recorded.revision);
                     if events.len() == A::REMEMBERED {

@@ -11,10 +11,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix::prelude::*;
+use dashmap::DashSet;
 use domain::codec::{DomainEvent, decode_wallet_fact};
 use domain::protocol::{Fact, FollowUp, follow_ups, stream_owner};
 use store::{EventStore, RecordedEvent, Snapshot, StoreError};
@@ -26,6 +27,30 @@ use crate::router::Router;
 /// Snapshot key of the manager's checkpoint (its `revision` holds the log position). The name
 /// is from the time it delivered only transfers' credits; the position means the same.
 pub const CHECKPOINT_KEY: &str = "process/transfers";
+
+/// What the manager has seen, shared with the request path: a committed transaction whose
+/// steps are all done needs none of them run again (and an old one may no longer be answered
+/// from an actor's memory).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Next position the manager will observe.
+    observed: AtomicU64,
+    /// Positions of events with a step still open.
+    open: DashSet<u64>,
+}
+
+impl Progress {
+    /// Whether every step the event at `position` owed is done: the manager has seen it and
+    /// every event its steps record.
+    pub fn is_done(&self, position: u64) -> bool {
+        self.observed.load(Ordering::Acquire) > position && !self.open.contains(&position)
+    }
+
+    /// Next position the manager will observe.
+    pub fn observed(&self) -> u64 {
+        self.observed.load(Ordering::Acquire)
+    }
+}
 
 struct Open {
     /// (event id the step records, step).
@@ -47,6 +72,7 @@ pub struct ProtocolManager {
     saved_checkpoint: u64,
     recovered: Arc<AtomicBool>,
     recovering: bool,
+    progress: Arc<Progress>,
 }
 
 /// The protocol's view of a stored event, decoded without copying what it does not need.
@@ -107,7 +133,16 @@ impl ProtocolManager {
             saved_checkpoint: start,
             recovered,
             recovering: false,
+            progress: Arc::new(Progress {
+                observed: AtomicU64::new(start),
+                open: DashSet::new(),
+            }),
         })
+    }
+
+    /// What the manager has seen, for the request path.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     fn observe(&mut self, event: &RecordedEvent) {
@@ -116,12 +151,20 @@ impl ProtocolManager {
             "the subscription is gap-free"
         );
         self.observed += 1;
+        self.record(event);
+        self.progress
+            .observed
+            .store(self.observed, Ordering::Release);
+    }
+
+    fn record(&mut self, event: &RecordedEvent) {
         if let Some(owner) = self.by_event.remove(&event.id.0)
             && let Some(open) = self.open.get_mut(&owner)
         {
             open.steps.retain(|(id, _)| *id != event.id.0);
             if open.steps.is_empty() {
                 self.open.remove(&owner);
+                self.progress.open.remove(&owner);
             }
         }
         let Some(fact) = fact(event) else { return };
@@ -138,6 +181,7 @@ impl ProtocolManager {
         for (id, _) in &steps {
             self.by_event.insert(*id, event.position);
         }
+        self.progress.open.insert(event.position);
         self.open.insert(
             event.position,
             Open {

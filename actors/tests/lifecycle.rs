@@ -212,3 +212,57 @@ async fn a_transfer_from_a_never_funded_key_is_refused_without_activating_an_act
     assert_eq!(store.next_position(), 0, "nothing was written");
     arbiter.stop();
 }
+
+#[actix_rt::test]
+async fn a_repeated_payout_covered_by_the_snapshot_is_answered_with_the_stored_event() {
+    use domain::wallet::{Payout, WalletCommand, WalletEvent, WalletId};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = FileStore::open(dir.path()).unwrap();
+    let arbiter = Arbiter::new();
+    let wallets = registry(store.clone(), &arbiter, Duration::from_millis(100));
+    let module = Address([5; 20]);
+    wallets.credit(CHAIN, module, credit(300)).await.unwrap();
+    let id = WalletId {
+        chain_id: CHAIN.into(),
+        address: module,
+    };
+    let payout = |n: u64| Payout {
+        cause: Hash32::digest(&n.to_be_bytes()),
+        to: Address([6; 20]),
+        amount: Amount(1),
+        asset: None,
+    };
+    let mut first_position = 0;
+    for n in 0..300u64 {
+        let applied = wallets
+            .registry()
+            .execute(id.clone(), WalletCommand::PayOut(payout(n)))
+            .await
+            .unwrap();
+        if n == 3 {
+            first_position = applied.last_position().unwrap();
+        }
+    }
+    assert_eq!(
+        wallets.state(CHAIN, module).await.unwrap().balance,
+        Amount(0)
+    );
+    assert!(wait_until(|| wallets.active() == 0).await, "passivated");
+    // Reloaded from a snapshot that already covers payout 3: the repeat must not be decided
+    // again (the account is empty now) but answered with what the log holds.
+    let again = wallets
+        .registry()
+        .execute(id, WalletCommand::PayOut(payout(3)))
+        .await
+        .expect("a repeated payout is answered, not refused");
+    assert!(again.duplicate);
+    assert!(
+        matches!(&again.events[..], [(WalletEvent::PaidOut(p), position)]
+        if *p == payout(3) && *position == first_position)
+    );
+    assert_eq!(
+        wallets.state(CHAIN, module).await.unwrap().balance,
+        Amount(0)
+    );
+    arbiter.stop();
+}

@@ -42,6 +42,10 @@ pub struct WalletState {
     /// Balances of other assets (none recorded: zero).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub assets: BTreeMap<String, Amount>,
+    /// What this account minted of each asset (only an asset's minter has any): the total is
+    /// kept within u128, so no supply, and no balance, can overflow.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub minted: BTreeMap<String, Amount>,
 }
 
 impl WalletState {
@@ -636,6 +640,15 @@ pub fn decide(
                 });
             }
             let out = outflow(&tx, ctx)?;
+            if let (true, Some(symbol)) = (out.minted, &out.asset) {
+                let so_far = state.minted.get(symbol).copied().unwrap_or(Amount::ZERO);
+                if so_far.checked_add(out.amount).is_none() {
+                    return Err(TxError::Malformed(format!(
+                        "minting {} more {symbol} would exceed the largest supply",
+                        out.amount
+                    )));
+                }
+            }
             let debit = Debit {
                 tx_hash: tx.hash,
                 nonce: tx.payload.nonce,
@@ -694,6 +707,12 @@ pub fn evolve(state: &mut WalletState, event: &WalletEvent) {
             state.sub(&None, native);
             if let Some((symbol, amount)) = other {
                 state.sub(&Some(symbol.to_string()), amount);
+            }
+            if let (true, Some(symbol)) = (debit.minted, &debit.asset) {
+                let minted = state.minted.entry(symbol.clone()).or_default();
+                *minted = minted
+                    .checked_add(debit.amount)
+                    .expect("checked when decided");
             }
             state.nonce += 1;
         }
@@ -963,5 +982,55 @@ mod tests {
         assert_eq!(Wallet::batch_class(&command), BatchClass::Decision);
         let fund = WalletCommand::Fund { amount: Amount(1) };
         assert_eq!(Wallet::batch_class(&fund), BatchClass::Idempotent);
+    }
+
+    #[test]
+    fn a_minter_cannot_mint_past_the_largest_supply_and_nobody_else_mints() {
+        let mint = |nonce: u64, key: &SigningKey, amount: u128| {
+            let mut payload = TxPayload::transfer(
+                "ait-devnet",
+                key.address(),
+                nonce,
+                Amount(1),
+                bob(),
+                Amount(1),
+            );
+            payload.kind = "mint".into();
+            payload.body =
+                serde_json::json!({"to": bob(), "asset": "USDX", "amount": amount.to_string()});
+            WalletCommand::Transfer(Box::new(sign_payload(key, &payload).verify().unwrap()))
+        };
+        let state = given(&[funded(10)]);
+        let first = when(&state, mint(0, &alice(), u128::MAX - 5)).unwrap();
+        let WalletEvent::Debited(debit) = &first[0] else {
+            panic!("{first:?}")
+        };
+        assert!(debit.minted);
+        let state = given(&[funded(10), first[0].clone()]);
+        assert_eq!(state.balance, Amount(9), "the minter pays only the fee");
+        assert_eq!(
+            when(&state, mint(1, &alice(), 6)).unwrap_err().code(),
+            "malformed"
+        );
+        assert!(when(&state, mint(1, &alice(), 5)).is_ok());
+        let stranger = SigningKey::from_seed([7; 32]);
+        let (id, facts) = (
+            WalletId {
+                chain_id: "ait-devnet".into(),
+                address: stranger.address(),
+            },
+            facts(),
+        );
+        let ctx = Context {
+            id: &id,
+            facts: &facts,
+            now_ms: NOW_MS,
+        };
+        assert_eq!(
+            decide(&given(&[funded(10)]), &ctx, mint(0, &stranger, 1))
+                .unwrap_err()
+                .code(),
+            "unauthorized"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix::Addr;
 use actors::chain::ChainActor;
 use actors::clock::SharedClock;
-use actors::protocol::ProtocolManager;
+use actors::protocol::{Progress, ProtocolManager};
 use actors::router::{Recorded, Router};
 use actors::wallet::Committed;
 use dashmap::DashMap;
@@ -39,10 +39,20 @@ use crate::limits::KEY_CACHE_MAX;
 pub struct HostedChain {
     /// Genesis.
     pub genesis: Genesis,
-    /// Faucet key and per-request maximum, if the chain has a faucet.
-    pub faucet: Option<(SigningKey, Amount)>,
+    /// The chain's faucet, if it has one.
+    pub faucet: Option<Faucet>,
     /// Milliseconds between blocks.
     pub block_time_ms: u64,
+}
+
+/// A chain's faucet: its key and what one request may ask for.
+pub struct Faucet {
+    /// The faucet account's key (the minter of the assets it hands out besides the native).
+    pub key: SigningKey,
+    /// Most one request may ask for of the native asset.
+    pub max_amount: Amount,
+    /// Most one request may ask for of each other asset it hands out.
+    pub max_asset_amounts: BTreeMap<String, Amount>,
 }
 
 /// Answer to an accepted transaction (API.md).
@@ -85,6 +95,8 @@ pub struct App {
     pub kdf_permits: Arc<tokio::sync::Semaphore>,
     /// The node's long-running actors, for `/health`.
     pub components: Components,
+    /// What the protocol manager has seen (which committed transactions are complete).
+    pub progress: Arc<Progress>,
     /// Parsed public keys of recent senders (parsing is a third of a signature check).
     pub key_cache: DashMap<[u8; 32], PublicKey>,
 }
@@ -341,17 +353,29 @@ impl App {
         self.ensure_ready()?;
         let chain_id = self.chain_id(chain)?;
         let hosted = &self.chains[chain_id];
-        let Some((key, max)) = &hosted.faucet else {
+        let Some(faucet) = &hosted.faucet else {
             return Err(ApiError::not_found(format!(
                 "chain {chain_id} has no faucet"
             )));
         };
-        if amount == Amount::ZERO || amount > *max {
+        let asset = domain::asset::normalize(asset);
+        let max = match &asset {
+            None => Some(faucet.max_amount),
+            Some(symbol) => faucet.max_asset_amounts.get(symbol).copied(),
+        };
+        let Some(max) = max else {
+            return Err(ApiError::malformed(format!(
+                "the faucet of {chain_id} does not hand out {}",
+                domain::asset::symbol(&asset)
+            )));
+        };
+        if amount == Amount::ZERO || amount > max {
             return Err(ApiError::malformed(format!(
                 "faucet amount must be between 1 and {max} base units"
             )));
         }
-        let action = match domain::asset::normalize(asset) {
+        let key = &faucet.key;
+        let action = match asset {
             None => SignedAction::Transfer(TransferBody {
                 to,
                 amount,

@@ -69,8 +69,12 @@ fn default_block_time_ms() -> u64 {
 pub struct FaucetConfig {
     /// File with the faucet account's secret key, relative to the data directory.
     pub key_file: PathBuf,
-    /// Most one request may ask for, base units.
+    /// Most one request may ask for of the native asset, base units.
     pub max_amount: Amount,
+    /// Most one request may ask for of each other asset the faucet's key mints, base units; an
+    /// asset without an entry is not handed out.
+    #[serde(default)]
+    pub max_asset_amounts: std::collections::BTreeMap<String, Amount>,
 }
 
 /// Why the configuration cannot be used.
@@ -217,6 +221,12 @@ pub fn create_devnet(
             faucet: Some(FaucetConfig {
                 key_file: faucet_file,
                 max_amount: Amount::tokens(1_000_000).expect("fits"),
+                // 1,000,000 USDX.
+                max_asset_amounts: [(
+                    DEVNET_STABLE.to_string(),
+                    Amount(1_000_000 * 10u128.pow(u32::from(DEVNET_STABLE_DECIMALS))),
+                )]
+                .into(),
             }),
             genesis: Genesis {
                 chain_id: DEVNET_CHAIN_ID.into(),

@@ -275,14 +275,17 @@ async fn list_accounts(app: Data, query: web::Query<PageQuery>) -> Result<HttpRe
         .explorer
         .accounts_page(chain_id, after, limit + 1);
     let modules = module_accounts(chain_id);
+    let assets = &app.chains[chain_id].genesis.assets;
+    let explorer = &app.projections.explorer;
     let accounts: Vec<Value> = page
         .iter()
         .take(limit)
-        .map(|(address, account, assets)| {
+        .map(|(address, account)| {
             let mut balances = serde_json::Map::new();
             balances.insert(NATIVE.into(), json!(account.balance));
-            for (symbol, balance) in assets {
-                balances.insert(symbol.clone(), json!(balance));
+            for asset in assets {
+                let balance = explorer.asset_balance(chain_id, &asset.symbol, address);
+                balances.insert(asset.symbol.clone(), json!(balance));
             }
             let module = modules.iter().find(|(_, a)| a == address).map(|(l, _)| *l);
             json!({

@@ -23,7 +23,7 @@ use domain::vesting::{Vesting, VestingId};
 use projections::runner::{ExportState, ProjectionRunner, load_explorer, save_checkpoint};
 use store::{EventStore, FileStore};
 
-use crate::app::{App, Components, HostedChain};
+use crate::app::{App, Components, Faucet, HostedChain};
 use crate::config::{NodeConfig, read_key_file};
 use crate::custody::Custody;
 use crate::limits::{ACTOR_ARBITERS, KDF_CONCURRENCY_MAX};
@@ -131,10 +131,12 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             )));
         }
         let faucet = match &chain.faucet {
-            Some(f) => Some((
-                read_key_file(data_dir, &f.key_file).map_err(|e| fail(&chain_id)(e.to_string()))?,
-                f.max_amount,
-            )),
+            Some(f) => Some(Faucet {
+                key: read_key_file(data_dir, &f.key_file)
+                    .map_err(|e| fail(&chain_id)(e.to_string()))?,
+                max_amount: f.max_amount,
+                max_asset_amounts: f.max_asset_amounts.clone(),
+            }),
             None => None,
         };
         let state = ensure_chain(&chain_registry, &registry, &chain.genesis, &signers)
@@ -167,6 +169,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     let manager = ProtocolManager::load(router.clone(), recovered.clone())
         .await
         .map_err(|e| fail("protocol manager")(e.to_string()))?;
+    let progress = manager.progress();
     let manager = ProtocolManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
     arbiters.extend([sealer_arbiter, manager_arbiter]);
 
@@ -199,6 +202,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         custody,
         ready,
         kdf_permits: Arc::new(tokio::sync::Semaphore::new(KDF_CONCURRENCY_MAX)),
+        progress,
         components: Components {
             projection,
             manager,

@@ -130,6 +130,16 @@ fn the_faucet_mints_usdx_which_moves_by_transfer_and_every_asset_is_conserved() 
         &json!({"address": alice.address(), "amount": "1", "asset": "EURX"}),
     );
     assert_eq!((status, error_code(&body)), (400, "malformed"), "{body}");
+    let too_much = (1_000_000 * USDX + 1).to_string();
+    let (status, body) = node.post(
+        "/v1/faucet",
+        &json!({"address": alice.address(), "amount": too_much, "asset": "USDX"}),
+    );
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "malformed"),
+        "per-asset faucet limit: {body}"
+    );
     assert_eq!(nonce_of(&node, &alice.address()), 1);
     assert_eq!(balance_of(&node, &alice.address(), "USDX"), 3 * USDX);
 

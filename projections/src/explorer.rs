@@ -1,6 +1,6 @@
 //! The explorer projection: accounts, transactions and blocks of every chain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -133,6 +133,8 @@ pub struct Explorer {
     schedules: DashMap<Hash32, VestingView>,
     /// Schedule ids by (chain, beneficiary).
     schedules_of: DashMap<(Arc<str>, Address), Vec<Hash32>>,
+    /// Every account (of any asset) in (chain, address) order, for paging.
+    account_index: RwLock<BTreeSet<(Arc<str>, Address)>>,
     next_position: RwLock<u64>,
 }
 
@@ -414,7 +416,9 @@ impl Explorer {
             ));
         }
         account.balance = native.balance;
-        self.accounts.insert(key, account);
+        if self.accounts.insert(key, account).is_none() {
+            self.account_index.write().insert((chain.clone(), address));
+        }
         self.supply.insert(chain.clone(), native.supply);
         if let Some((symbol, books)) = other {
             self.asset_balances
@@ -667,41 +671,30 @@ impl Explorer {
             .collect()
     }
 
-    /// Every account of `chain` in address order, from `after` (exclusive), at most `limit`:
-    /// (address, native account, other assets' balances).
+    /// Every account of `chain` in address order, from `after` (exclusive), at most `limit`.
     pub fn accounts_page(
         &self,
         chain: &str,
         after: Option<Address>,
         limit: usize,
-    ) -> Vec<(Address, AccountView, BTreeMap<String, Amount>)> {
-        let mut addresses: Vec<Address> = self
-            .accounts
-            .iter()
-            .filter(|e| &*e.key().0 == chain)
-            .map(|e| e.key().1)
-            .chain(
-                self.asset_balances
-                    .iter()
-                    .filter(|e| &*e.key().0 == chain)
-                    .map(|e| e.key().2),
-            )
-            .filter(|a| after.is_none_or(|after| *a > after))
+    ) -> Vec<(Address, AccountView)> {
+        use std::ops::Bound;
+        let chain: Arc<str> = Arc::from(chain);
+        let start = match after {
+            Some(address) => Bound::Excluded((chain.clone(), address)),
+            None => Bound::Included((chain.clone(), Address([0; 20]))),
+        };
+        let addresses: Vec<Address> = self
+            .account_index
+            .read()
+            .range((start, Bound::Unbounded))
+            .take_while(|(c, _)| *c == chain)
+            .take(limit)
+            .map(|(_, address)| *address)
             .collect();
-        addresses.sort_unstable();
-        addresses.dedup();
-        addresses.truncate(limit);
         addresses
             .into_iter()
-            .map(|address| {
-                let assets = self
-                    .asset_balances
-                    .iter()
-                    .filter(|e| &*e.key().0 == chain && e.key().2 == address)
-                    .map(|e| (e.key().1.clone(), *e.value()))
-                    .collect();
-                (address, self.account(chain, &address), assets)
-            })
+            .map(|address| (address, self.account(&chain, &address)))
             .collect()
     }
 
@@ -760,6 +753,10 @@ impl Explorer {
             let chain: Arc<str> = Arc::from(chain.as_str());
             for (address, view) in accounts {
                 explorer.accounts.insert((chain.clone(), address), view);
+                explorer
+                    .account_index
+                    .write()
+                    .insert((chain.clone(), address));
             }
         }
         for (hash, tx) in state.txs {
@@ -781,13 +778,16 @@ impl Explorer {
                 .asset_supply
                 .insert((Arc::from(chain.as_str()), asset), supply);
         }
-        for (id, view) in state.schedules {
+        // Oldest first, as they were created: in the order of their transactions in the log.
+        let mut schedules: Vec<VestingView> = state.schedules.into_values().collect();
+        schedules.sort_by_key(|v| explorer.txs.get(&v.id).map(|tx| tx.position));
+        for view in schedules {
             explorer
                 .schedules_of
                 .entry((Arc::from(view.chain_id.as_str()), view.schedule.beneficiary))
                 .or_default()
-                .push(id);
-            explorer.schedules.insert(id, view);
+                .push(view.id);
+            explorer.schedules.insert(view.id, view);
         }
         *explorer.chains.write() = state.chains;
         *explorer.next_position.write() = state.next_position;
