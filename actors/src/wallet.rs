@@ -39,11 +39,6 @@ impl Committed {
     pub fn tx_hash(&self) -> Hash32 {
         self.debit.tx_hash
     }
-
-    /// The credits the debit owes.
-    pub fn credits(&self) -> Vec<(Address, Credit)> {
-        self.debit.credits(self.sender)
-    }
 }
 
 /// Handle to every wallet actor of a node. Cheap to clone.
@@ -143,17 +138,6 @@ impl WalletRegistry {
         address: Address,
     ) -> Result<WalletState, CommandError> {
         self.registry.state(Self::id(chain_id, address)).await
-    }
-
-    /// Delivers every credit a committed transfer owes, concurrently. Returns the highest
-    /// position written (or found).
-    pub async fn deliver_credits(&self, committed: &Committed) -> Result<u64, CommandError> {
-        let credits = committed.credits();
-        let deliveries = credits
-            .iter()
-            .map(|(to, credit)| self.credit(&committed.chain_id, *to, credit.clone()));
-        let positions = futures::future::try_join_all(deliveries).await?;
-        Ok(positions.into_iter().fold(committed.position, u64::max))
     }
 
     /// Number of activated wallets.
