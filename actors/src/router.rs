@@ -18,7 +18,7 @@ use store::EventStore;
 
 use crate::error::CommandError;
 use crate::registry::Registry;
-use crate::wallet::WalletRegistry;
+use crate::wallet::{Committed, WalletRegistry};
 
 /// An event a step recorded (or found already recorded).
 #[derive(Clone, Debug)]
@@ -29,6 +29,20 @@ pub struct Recorded {
     pub event: DomainEvent,
     /// Its log position.
     pub position: u64,
+}
+
+impl From<Committed> for Recorded {
+    /// A transaction's debit, as the protocol replays it.
+    fn from(committed: Committed) -> Self {
+        Recorded {
+            owner: Owner::Wallet {
+                chain_id: committed.chain_id,
+                address: committed.sender,
+            },
+            event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
+            position: committed.position,
+        }
+    }
 }
 
 /// How a transaction ended once every step ran.

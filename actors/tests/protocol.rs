@@ -27,7 +27,7 @@ use domain::genesis::{Allocation, Genesis};
 use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::money::Amount;
-use domain::protocol::{Owner, follow_ups};
+use domain::protocol::follow_ups;
 use domain::tx::{TxPayload, VerifiedTx, sign_payload};
 use domain::vesting::{Schedule, schedule_of, vesting_account};
 use domain::wallet::WalletEvent;
@@ -271,14 +271,7 @@ async fn submit(
     let router = running.as_ref().unwrap().router.clone();
     router.precheck(&tx).await?;
     let committed = router.wallets().submit(tx).await?;
-    let first = Recorded {
-        owner: Owner::Wallet {
-            chain_id: committed.chain_id.clone(),
-            address: committed.sender,
-        },
-        event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
-        position: committed.position,
-    };
+    let first = Recorded::from(committed);
     match crash_after {
         None => {
             let completion = router.complete(first).await.expect("steps run");
@@ -477,15 +470,7 @@ async fn run_case(ops: Vec<(Op, Option<usize>)>) {
                 router.precheck(&second).await.expect("checks pass too");
                 for (tx, expect_refused) in [(first, false), (second, true)] {
                     let committed = router.wallets().submit(tx).await.expect("commits");
-                    let recorded = Recorded {
-                        owner: Owner::Wallet {
-                            chain_id: CHAIN.into(),
-                            address: plan.beneficiary,
-                        },
-                        event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
-                        position: committed.position,
-                    };
-                    let completion = router.complete(recorded).await.expect("steps run");
+                    let completion = router.complete(committed.into()).await.expect("steps run");
                     assert_eq!(
                         completion.refused.map(|r| r.code),
                         expect_refused.then(|| "nothing_to_claim".to_string())
@@ -587,16 +572,12 @@ fn a_resubmitted_transfer_commits_once() {
         let third = wallets.submit(tx).await.expect("same answer later");
         assert_eq!(third.position, first.position);
         for committed in [first, second] {
-            let recorded = Recorded {
-                owner: Owner::Wallet {
-                    chain_id: committed.chain_id.clone(),
-                    address: committed.sender,
-                },
-                event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
-                position: committed.position,
-            };
             // The second time, every step finds its event already there.
-            running.router.complete(recorded).await.expect("steps run");
+            running
+                .router
+                .complete(committed.into())
+                .await
+                .expect("steps run");
         }
         let keys = keys();
         let state = wallets

@@ -11,7 +11,6 @@ use actors::chain::ChainActor;
 use actors::clock::SharedClock;
 use actors::protocol::{Progress, ProtocolManager};
 use actors::router::{Recorded, Router};
-use actors::wallet::Committed;
 use dashmap::DashMap;
 use domain::TxError;
 use domain::address::Address;
@@ -22,7 +21,7 @@ use domain::keys::PublicKey;
 use domain::keys::SigningKey;
 use domain::kinds::{MintBody, TransferBody};
 use domain::money::Amount;
-use domain::protocol::{Owner, stream_owner};
+use domain::protocol::stream_owner;
 use domain::tx::{SignedEnvelope, VerifiedTx};
 use domain::vesting::Refusal;
 use domain::wallet::{SignOrder, SignedAction, WalletEvent};
@@ -269,7 +268,7 @@ impl App {
         self.router.precheck(&tx).await?;
         let hash = tx.hash;
         match self.router.wallets().submit(tx).await {
-            Ok(committed) => self.finish(recorded(committed)).await,
+            Ok(committed) => self.finish(committed.into()).await,
             Err(actors::CommandError::Rejected(TxError::BadNonce { expected, got }))
                 if got < expected =>
             {
@@ -407,7 +406,7 @@ impl App {
             .wallets()
             .sign_and_submit(chain_id, order)
             .await?;
-        self.finish(recorded(committed)).await
+        self.finish(committed.into()).await
     }
 
     /// Sends from a custodial wallet. Argon2id runs on the blocking pool.
@@ -449,18 +448,6 @@ impl App {
             .wallets()
             .sign_and_submit(&chain_id, order)
             .await?;
-        self.finish(recorded(committed)).await
-    }
-}
-
-/// A committed debit, as the protocol replays it.
-fn recorded(committed: Committed) -> Recorded {
-    Recorded {
-        owner: Owner::Wallet {
-            chain_id: committed.chain_id,
-            address: committed.sender,
-        },
-        event: DomainEvent::Wallet(WalletEvent::Debited(*committed.debit)),
-        position: committed.position,
+        self.finish(committed.into()).await
     }
 }
