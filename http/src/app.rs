@@ -25,6 +25,7 @@ use domain::protocol::stream_owner;
 use domain::tx::{SignedEnvelope, VerifiedTx};
 use domain::vesting::Refusal;
 use domain::wallet::{SignOrder, SignedAction, WalletEvent};
+use projections::explorer::Explorer;
 use projections::runner::{ProjectionHandle, ProjectionRunner};
 use serde::Serialize;
 use store::EventStore;
@@ -80,7 +81,7 @@ pub struct App {
     /// The aggregates, by what the protocol's steps address.
     pub router: Router,
     /// Read models.
-    pub projections: ProjectionHandle,
+    pub projections: ProjectionHandle<Explorer>,
     /// Chains by id.
     pub chains: BTreeMap<String, HostedChain>,
     /// Chain used when a request names none.
@@ -103,7 +104,7 @@ pub struct App {
 /// The long-running actors a node cannot serve correctly without.
 pub struct Components {
     /// The explorer projection.
-    pub projection: Addr<ProjectionRunner>,
+    pub projection: Addr<ProjectionRunner<Explorer>>,
     /// The protocol's process manager.
     pub manager: Addr<ProtocolManager>,
     /// Block sealers by chain.
@@ -259,7 +260,7 @@ impl App {
             }
             .into());
         }
-        if let Some(known) = self.projections.explorer.tx(&tx.hash) {
+        if let Some(known) = self.projections.read_model.tx(&tx.hash) {
             // Already committed: make sure every step is done too before answering the same.
             return self
                 .finish(self.recorded_debit(known.position).await?)
@@ -274,7 +275,7 @@ impl App {
             {
                 // Maybe an old resubmission that the wallet no longer remembers.
                 self.wait_readable(self.store.next_position()).await?;
-                match self.projections.explorer.tx(&hash) {
+                match self.projections.read_model.tx(&hash) {
                     Some(known) => {
                         self.finish(self.recorded_debit(known.position).await?)
                             .await

@@ -116,7 +116,7 @@ async fn health(app: Data) -> HttpResponse {
         "status": status,
         "stopped": stopped,
         "log_position": app.store.next_position(),
-        "projection_position": app.projections.explorer.next_position(),
+        "projection_position": app.projections.read_model.next_position(),
         "chains": app.chains.keys().collect::<Vec<_>>(),
         "version": env!("CARGO_PKG_VERSION"),
     });
@@ -157,7 +157,7 @@ pub async fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> 
         .map_err(|_| ApiError::malformed("transaction hash must be 64 lowercase hex"))?;
     let tx = app
         .projections
-        .explorer
+        .read_model
         .tx(&hash)
         .ok_or_else(|| ApiError::not_found(format!("transaction {hash} not found")))?;
     let envelope = app.debit_envelope(tx.position).await?;
@@ -184,7 +184,7 @@ pub async fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> 
     if let Some(reason) = &tx.refused {
         body["reason"] = json!(reason);
     }
-    if let Some((block, proof)) = app.projections.explorer.tx_proof(&tx) {
+    if let Some((block, proof)) = app.projections.read_model.tx_proof(&tx) {
         body["block_height"] = json!(block.height);
         body["block_hash"] = json!(block.hash);
         body["merkle_root"] = json!(block.merkle_root);
@@ -201,7 +201,7 @@ async fn get_transaction(app: Data, path: web::Path<String>) -> Result<HttpRespo
 pub fn account_json(app: &App, address: &str, chain: Option<&str>) -> Result<Value, ApiError> {
     let address = parse_address(address)?;
     let chain_id = app.chain_id(chain)?;
-    let explorer = &app.projections.explorer;
+    let explorer = &app.projections.read_model;
     let account = explorer.account(chain_id, &address);
     let mut balances = serde_json::Map::new();
     balances.insert(NATIVE.into(), json!(account.balance));
@@ -272,11 +272,11 @@ async fn list_accounts(app: Data, query: web::Query<PageQuery>) -> Result<HttpRe
     let after = query.cursor.as_deref().map(parse_address).transpose()?;
     let page = app
         .projections
-        .explorer
+        .read_model
         .accounts_page(chain_id, after, limit + 1);
     let modules = module_accounts(chain_id);
     let assets = &app.chains[chain_id].genesis.assets;
-    let explorer = &app.projections.explorer;
+    let explorer = &app.projections.read_model;
     let accounts: Vec<Value> = page
         .iter()
         .take(limit)
@@ -349,10 +349,10 @@ pub fn chain_json(app: &App, id: &str) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("chain {id:?} is not hosted by this node")))?;
     let (genesis, last) = app
         .projections
-        .explorer
+        .read_model
         .chain(id)
         .ok_or_else(|| ApiError::new("unavailable", "chain not yet created"))?;
-    let supply = app.projections.explorer.supply(id);
+    let supply = app.projections.read_model.supply(id);
     let supply_json = |supply: SupplyView| {
         json!({
             "minted": supply.minted,
@@ -375,7 +375,7 @@ pub fn chain_json(app: &App, id: &str) -> Result<Value, ApiError> {
             "decimals": asset.decimals,
             "native": false,
             "minter": asset.minter,
-            "supply": supply_json(app.projections.explorer.asset_supply(id, &asset.symbol)),
+            "supply": supply_json(app.projections.read_model.asset_supply(id, &asset.symbol)),
         }));
     }
     Ok(json!({
@@ -423,7 +423,7 @@ async fn list_blocks(app: Data, query: web::Query<BlocksQuery>) -> Result<HttpRe
     }
     let blocks = app
         .projections
-        .explorer
+        .read_model
         .blocks(chain_id, query.from.unwrap_or(0), limit);
     Ok(HttpResponse::Ok().json(json!({"chain_id": chain_id, "blocks": blocks})))
 }
@@ -431,7 +431,7 @@ async fn list_blocks(app: Data, query: web::Query<BlocksQuery>) -> Result<HttpRe
 /// A block by height (digits) or hash (64 hex).
 pub fn find_block(app: &App, chain: Option<&str>, id: &str) -> Result<Block, ApiError> {
     let chain_id = app.chain_id(chain)?;
-    let explorer = &app.projections.explorer;
+    let explorer = &app.projections.read_model;
     let block = if id.len() == 64 {
         let hash: Hash32 = id
             .parse()
@@ -462,7 +462,7 @@ async fn verify_block(
     let block = find_block(&app, query.chain.as_deref(), &path)?;
     let (genesis, _) = app
         .projections
-        .explorer
+        .read_model
         .chain(&block.chain_id)
         .ok_or_else(|| ApiError::not_found("chain"))?;
     let result = block.verify(&genesis.validators, genesis.validator_threshold);
@@ -507,7 +507,7 @@ async fn faucet(app: Data, body: web::Json<FaucetRequest>) -> Result<HttpRespons
 
 async fn stream_blocks(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
-    let receiver = app.projections.blocks.subscribe();
+    let receiver = app.projections.read_model.subscribe_blocks();
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         loop {
             match receiver.recv().await {

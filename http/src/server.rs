@@ -20,7 +20,8 @@ use actors::router::Router;
 use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::chain::Chain;
 use domain::vesting::{Vesting, VestingId};
-use projections::runner::{ExportState, ProjectionRunner, load_explorer, save_checkpoint};
+use projections::explorer::Explorer;
+use projections::runner::{ExportCopy, ProjectionRunner, load, save_checkpoint};
 use store::{EventStore, FileStore};
 
 use crate::app::{App, Components, Faucet, HostedChain};
@@ -101,7 +102,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     );
     let router = Router::new(registry.clone(), vesting);
 
-    let explorer = load_explorer(store.as_ref())
+    let explorer: Explorer = load(store.as_ref())
         .await
         .map_err(|e| fail("explorer checkpoint")(e.to_string()))?;
     let (runner, projections) = ProjectionRunner::new(store.clone(), explorer);
@@ -247,9 +248,17 @@ impl Node {
         let result = self.server.await;
         // The copy is taken by the runner between two events, so it is consistent even though
         // the sealers and the protocol manager may still be appending.
-        match self.app.components.projection.send(ExportState).await {
-            Ok(state) => {
-                if let Err(error) = save_checkpoint(self.app.store.as_ref(), &state).await {
+        match self
+            .app
+            .components
+            .projection
+            .send(ExportCopy::default())
+            .await
+        {
+            Ok(copy) => {
+                if let Err(error) =
+                    save_checkpoint::<Explorer>(self.app.store.as_ref(), &copy).await
+                {
                     tracing::warn!(%error, "explorer checkpoint not saved at shutdown");
                 }
             }

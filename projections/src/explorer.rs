@@ -17,6 +17,9 @@ use domain::wallet::WalletEvent;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use store::RecordedEvent;
+use tokio::sync::broadcast;
+
+use crate::projection::Projection;
 
 /// An account as the explorer shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,8 +121,10 @@ pub struct ProjectionError {
     pub reason: String,
 }
 
+/// Capacity of the live block feed (slow subscribers skip ahead).
+pub const BLOCK_FEED_CAPACITY: usize = 256;
+
 /// The explorer's state. Concurrent reads while one writer applies events.
-#[derive(Default)]
 pub struct Explorer {
     accounts: DashMap<(Arc<str>, Address), AccountView>,
     txs: DashMap<Hash32, TxView>,
@@ -136,6 +141,58 @@ pub struct Explorer {
     /// Every account (of any asset) in (chain, address) order, for paging.
     account_index: RwLock<BTreeSet<(Arc<str>, Address)>>,
     next_position: RwLock<u64>,
+    /// Newly applied blocks, live.
+    blocks: broadcast::Sender<Arc<Block>>,
+}
+
+impl Default for Explorer {
+    fn default() -> Self {
+        Explorer {
+            accounts: DashMap::new(),
+            txs: DashMap::new(),
+            chains: RwLock::default(),
+            supply: DashMap::new(),
+            asset_balances: DashMap::new(),
+            asset_supply: DashMap::new(),
+            schedules: DashMap::new(),
+            schedules_of: DashMap::new(),
+            account_index: RwLock::default(),
+            next_position: RwLock::default(),
+            blocks: broadcast::channel(BLOCK_FEED_CAPACITY).0,
+        }
+    }
+}
+
+impl Projection for Explorer {
+    const NAME: &'static str = "explorer";
+    const CHECKPOINT_EVERY_EVENTS: u64 = 1_000_000;
+    type Copy = ExplorerState;
+
+    fn empty() -> Self {
+        Explorer::default()
+    }
+
+    fn next_position(&self) -> u64 {
+        Explorer::next_position(self)
+    }
+
+    fn apply(&self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        Explorer::apply(self, event)
+    }
+
+    fn copy(&self) -> ExplorerState {
+        self.export()
+    }
+
+    fn encode(copy: &ExplorerState) -> (u64, Vec<u8>) {
+        (copy.next_position, crate::checkpoint::encode(copy))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        crate::checkpoint::decode(bytes)
+            .map(Explorer::import)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A vesting schedule as the explorer shows it.
@@ -572,7 +629,14 @@ impl Explorer {
                 tx.block_index = Some(index);
             }
         }
+        // Nobody listening is fine.
+        let _ = self.blocks.send(Arc::new(block.clone()));
         Ok(())
+    }
+
+    /// The blocks applied from now on.
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<Arc<Block>> {
+        self.blocks.subscribe()
     }
 
     /// Account on `chain` (never-seen accounts read as zero).

@@ -2,8 +2,9 @@
 //!
 //! - [`explorer::Explorer`]: accounts, transactions (status, events, block, proof) and blocks
 //!   per chain, plus each chain's supply books (minted, balances, value in flight).
-//! - [`runner::ProjectionRunner`]: the actor that feeds the explorer from its checkpoint and
-//!   publishes how far it has got, so a writer can wait until its effect is readable.
+//! - [`projection::Projection`]: the shape of every read model; [`runner::ProjectionRunner`]:
+//!   the one actor that feeds any of them from its checkpoint and publishes how far it has got,
+//!   so a writer can wait until its effect is readable.
 //! - [`audit`]: replays the whole log and checks token conservation at every position.
 //!
 //! Invariant: a projection is a pure function of the log prefix it has applied: rebuilding from
@@ -13,5 +14,6 @@
 pub mod audit;
 pub mod checkpoint;
 pub mod explorer;
+pub mod projection;
 pub mod runner;
 pub mod watermark;

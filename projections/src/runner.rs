@@ -1,120 +1,124 @@
-//! Feeds the explorer from the log and publishes its progress.
+//! Feeds a read model from the log and publishes its progress: one generic runner for every
+//! [`Projection`] (checkpoint on load and every so many events, the applied position with its
+//! waiters for read-your-writes, stop on refusal, lag metric).
 
 use std::sync::{Arc, LazyLock};
 
 use actix::prelude::*;
-use domain::block::Block;
-use domain::chain::ChainEvent;
-use domain::codec::DomainEvent;
-use prometheus::{IntGauge, register_int_gauge};
+use prometheus::{IntGaugeVec, register_int_gauge_vec};
 use store::{EventStore, RecordedEvent, Snapshot, StoreError};
-use tokio::sync::broadcast;
 
-use crate::checkpoint;
-use crate::explorer::{Explorer, ExplorerState};
+use crate::projection::{Projection, checkpoint_key};
 use crate::watermark::{ProjectionStopped, Watermark};
 
-/// Snapshot key of the explorer's checkpoint.
-pub const CHECKPOINT_KEY: &str = "projection/explorer";
-/// A checkpoint is written after this many applied events.
-pub const CHECKPOINT_EVERY_EVENTS: u64 = 1_000_000;
-/// Capacity of the live block feed (slow subscribers skip ahead).
-pub const BLOCK_FEED_CAPACITY: usize = 256;
-
-static PROJECTION_LAG: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
+static PROJECTION_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
         "aitbc_projection_lag_events",
-        "Events in the log not yet applied by the explorer projection"
+        "Events in the log not yet applied by a projection",
+        &["projection"]
     )
     .expect("metric registers once")
 });
 
 /// Shared handles to a running projection.
-#[derive(Clone)]
-pub struct ProjectionHandle {
+pub struct ProjectionHandle<P> {
     /// The read model.
-    pub explorer: Arc<Explorer>,
+    pub read_model: Arc<P>,
     /// Next position applied (everything before it is readable), with waiters.
     pub applied: Arc<Watermark>,
-    /// Newly applied blocks, live.
-    pub blocks: broadcast::Sender<Arc<Block>>,
 }
 
-impl ProjectionHandle {
+impl<P> Clone for ProjectionHandle<P> {
+    fn clone(&self) -> Self {
+        ProjectionHandle {
+            read_model: self.read_model.clone(),
+            applied: self.applied.clone(),
+        }
+    }
+}
+
+impl<P> ProjectionHandle<P> {
     /// Waits until every event before `position` (exclusive) is applied.
     pub async fn wait_applied(&self, position: u64) -> Result<(), ProjectionStopped> {
         self.applied.wait_for(position).await
     }
 }
 
-/// Loads the explorer from its checkpoint (or empty).
-pub async fn load_explorer(store: &dyn EventStore) -> Result<Explorer, StoreError> {
-    let Some(snapshot) = store.load_snapshot(CHECKPOINT_KEY).await? else {
-        return Ok(Explorer::default());
+/// Loads `P` from its checkpoint; empty (rebuilt from zero) when there is none, it cannot be
+/// read, or it is ahead of the log.
+pub async fn load<P: Projection>(store: &dyn EventStore) -> Result<P, StoreError> {
+    let Some(snapshot) = store.load_snapshot(&checkpoint_key::<P>()).await? else {
+        return Ok(P::empty());
     };
-    match checkpoint::decode(&snapshot.data) {
-        Ok(state)
-            if state.next_position == snapshot.revision
-                && state.next_position <= store.next_position() =>
+    match P::decode(&snapshot.data) {
+        Ok(loaded)
+            if loaded.next_position() == snapshot.revision
+                && loaded.next_position() <= store.next_position() =>
         {
-            Ok(Explorer::import(state))
+            Ok(loaded)
         }
         Ok(_) => {
-            tracing::warn!("explorer checkpoint is ahead of the log; rebuilding from zero");
-            Ok(Explorer::default())
+            tracing::warn!(
+                projection = P::NAME,
+                "checkpoint is ahead of the log; rebuilding from zero"
+            );
+            Ok(P::empty())
         }
         Err(error) => {
-            tracing::warn!(%error, "explorer checkpoint unreadable; rebuilding from zero");
-            Ok(Explorer::default())
+            tracing::warn!(projection = P::NAME, %error, "checkpoint unreadable; rebuilding from zero");
+            Ok(P::empty())
         }
     }
 }
 
-/// Saves `state` (a consistent copy, see [`ExportState`]) as the explorer's checkpoint.
-/// Serializing is blocking work: call it off the actor threads.
-pub async fn save_checkpoint(
+/// Saves a copy of `P` (see [`ExportCopy`]) as its checkpoint. Encoding is blocking work: call
+/// it off the actor threads.
+pub async fn save_checkpoint<P: Projection>(
     store: &dyn EventStore,
-    state: &ExplorerState,
+    copy: &P::Copy,
 ) -> Result<(), StoreError> {
-    let revision = state.next_position;
-    let data = checkpoint::encode(state);
+    let (revision, data) = P::encode(copy);
     store
-        .save_snapshot(CHECKPOINT_KEY, Snapshot { revision, data })
+        .save_snapshot(&checkpoint_key::<P>(), Snapshot { revision, data })
         .await
 }
 
-/// Asks the runner for a copy of the explorer taken between two events (consistent).
-#[derive(Message)]
-#[rtype(result = "ExplorerState")]
-pub struct ExportState;
+/// Asks the runner for a copy of its read model taken between two events (consistent).
+pub struct ExportCopy<P>(std::marker::PhantomData<fn() -> P>);
 
-/// The actor applying log events to the explorer.
-pub struct ProjectionRunner {
+impl<P> Default for ExportCopy<P> {
+    fn default() -> Self {
+        ExportCopy(std::marker::PhantomData)
+    }
+}
+
+impl<P: Projection> Message for ExportCopy<P> {
+    type Result = P::Copy;
+}
+
+/// The actor applying log events to a read model.
+pub struct ProjectionRunner<P: Projection> {
     store: Arc<dyn EventStore>,
-    explorer: Arc<Explorer>,
+    read_model: Arc<P>,
     applied: Arc<Watermark>,
-    blocks: broadcast::Sender<Arc<Block>>,
     last_checkpoint: u64,
 }
 
-impl ProjectionRunner {
-    /// A runner for a loaded explorer, and the handle readers use.
-    pub fn new(store: Arc<dyn EventStore>, explorer: Explorer) -> (Self, ProjectionHandle) {
-        let explorer = Arc::new(explorer);
-        let start = explorer.next_position();
+impl<P: Projection> ProjectionRunner<P> {
+    /// A runner for a loaded read model, and the handle readers use.
+    pub fn new(store: Arc<dyn EventStore>, read_model: P) -> (Self, ProjectionHandle<P>) {
+        let read_model = Arc::new(read_model);
+        let start = read_model.next_position();
         let applied = Arc::new(Watermark::new(start));
-        let (blocks, _) = broadcast::channel(BLOCK_FEED_CAPACITY);
         let handle = ProjectionHandle {
-            explorer: explorer.clone(),
+            read_model: read_model.clone(),
             applied: applied.clone(),
-            blocks: blocks.clone(),
         };
         (
             ProjectionRunner {
                 store,
-                explorer,
+                read_model,
                 applied,
-                blocks,
                 last_checkpoint: start,
             },
             handle,
@@ -122,11 +126,11 @@ impl ProjectionRunner {
     }
 }
 
-impl Actor for ProjectionRunner {
+impl<P: Projection> Actor for ProjectionRunner<P> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.add_stream(self.store.subscribe_all(self.explorer.next_position()));
+        ctx.add_stream(self.store.subscribe_all(self.read_model.next_position()));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -134,57 +138,47 @@ impl Actor for ProjectionRunner {
     }
 }
 
-impl StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner {
+impl<P: Projection> StreamHandler<Result<RecordedEvent, StoreError>> for ProjectionRunner<P> {
     fn handle(&mut self, item: Result<RecordedEvent, StoreError>, ctx: &mut Context<Self>) {
         let event = match item {
             Ok(event) => event,
             Err(error) => {
-                tracing::error!(%error, "projection subscription failed; stopping");
+                tracing::error!(projection = P::NAME, %error, "subscription failed; stopping");
                 ctx.stop();
                 return;
             }
         };
-        if let Err(error) = self.explorer.apply(&event) {
+        if let Err(error) = self.read_model.apply(&event) {
             // The log breaks an invariant: serving reads from it would spread the damage.
-            tracing::error!(%error, "projection refused an event; stopping");
+            tracing::error!(projection = P::NAME, %error, "refused an event; stopping");
             ctx.stop();
             return;
         }
         let next = event.position + 1;
         self.applied.advance(next);
-        PROJECTION_LAG.set(self.store.next_position().saturating_sub(next) as i64);
-        let is_block = event.event_type.starts_with("BlockSealed")
-            || event.event_type.starts_with("ChainCreated");
-        if is_block
-            && let Ok(DomainEvent::Chain(chain_event)) =
-                DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms)
-        {
-            let block = match chain_event {
-                ChainEvent::ChainCreated { block, .. } | ChainEvent::BlockSealed { block } => block,
-            };
-            let _ = self.blocks.send(Arc::new(block));
-        }
-        if next - self.last_checkpoint >= CHECKPOINT_EVERY_EVENTS {
+        PROJECTION_LAG
+            .with_label_values(&[P::NAME])
+            .set(self.store.next_position().saturating_sub(next) as i64);
+        if next - self.last_checkpoint >= P::CHECKPOINT_EVERY_EVENTS {
             self.last_checkpoint = next;
-            // The copy is taken here, between two events, so it is consistent; serializing and
+            // The copy is taken here, between two events, so it is consistent; encoding and
             // writing it is blocking work, kept off the arbiter.
-            let state = self.explorer.export();
+            let copy = self.read_model.copy();
             let store = self.store.clone();
             std::thread::spawn(move || {
-                if let Err(error) =
-                    futures::executor::block_on(save_checkpoint(store.as_ref(), &state))
-                {
-                    tracing::warn!(%error, "explorer checkpoint not saved");
+                let save = save_checkpoint::<P>(store.as_ref(), &copy);
+                if let Err(error) = futures::executor::block_on(save) {
+                    tracing::warn!(projection = P::NAME, %error, "checkpoint not saved");
                 }
             });
         }
     }
 }
 
-impl Handler<ExportState> for ProjectionRunner {
-    type Result = MessageResult<ExportState>;
+impl<P: Projection> Handler<ExportCopy<P>> for ProjectionRunner<P> {
+    type Result = MessageResult<ExportCopy<P>>;
 
-    fn handle(&mut self, _msg: ExportState, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.explorer.export())
+    fn handle(&mut self, _msg: ExportCopy<P>, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.read_model.copy())
     }
 }

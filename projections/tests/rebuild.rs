@@ -17,7 +17,7 @@ use domain::wallet::{
     wallet_stream,
 };
 use projections::explorer::Explorer;
-use projections::runner::{load_explorer, save_checkpoint};
+use projections::runner::{load, save_checkpoint};
 use store::{EventId, EventStore, ExpectedRevision, MemoryStore, NewEvent};
 
 const CHAIN: &str = "ait-test";
@@ -228,10 +228,10 @@ async fn the_runner_checkpoint_round_trips_through_the_store() {
     let store = build_log().await;
     let explorer = Explorer::default();
     apply_range(&explorer, store.as_ref(), store.next_position()).await;
-    save_checkpoint(store.as_ref(), &explorer.export())
+    save_checkpoint::<Explorer>(store.as_ref(), &explorer.export())
         .await
         .unwrap();
-    let loaded = load_explorer(store.as_ref()).await.unwrap();
+    let loaded: Explorer = load(store.as_ref()).await.unwrap();
     assert_eq!(loaded.export(), explorer.export());
 }
 
