@@ -2,8 +2,10 @@
 //!
 //! It follows the log from the end of the last block. A block covers every position observed
 //! since the previous block and lists, in log order, a typed leaf (kind and hash) for each of
-//! this chain's transactions committed there (their `Debited` events, of every kind). With no new transactions no block is sealed,
-//! unless the chain is configured for empty blocks.
+//! this chain's transactions committed there (their `Debited` events, of every kind). With no
+//! new transactions no block is sealed, unless the chain is configured for empty blocks. When
+//! more than a block's worth of transactions waits, blocks follow each other without waiting for
+//! the next tick.
 
 use std::time::Duration;
 
@@ -121,6 +123,11 @@ impl ChainActor {
                     metrics::BLOCKS_SEALED
                         .with_label_values(&[&act.chain_id])
                         .inc();
+                    // More than a block's worth waiting: seal the next one now rather than a
+                    // tick later, so sealing keeps up with any load.
+                    if act.pending.len() >= BLOCK_TXS_MAX {
+                        act.seal(ctx);
+                    }
                 }
                 Err(
                     error @ (CommandError::Store(StoreError::Closed | StoreError::Invalid(_))
