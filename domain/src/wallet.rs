@@ -216,7 +216,9 @@ impl Debit {
 
     /// What leaves the sender's native balance (see [`DebitSummary::native_out`]).
     pub fn native_out(&self) -> Amount {
-        outflows(self.amount, &self.asset, self.minted, self.fee).0
+        outflows(self.amount, &self.asset, self.minted, self.fee)
+            .0
+            .expect("checked when decided")
     }
 
     /// What leaves the sender's balance of another asset (see [`DebitSummary::asset_out`]).
@@ -286,7 +288,9 @@ impl DebitSummary {
     /// What leaves the sender's native balance: the fee, and the outflow when it is native
     /// and not minted.
     pub fn native_out(&self) -> Amount {
-        outflows(self.amount, &self.asset, self.minted, self.fee).0
+        outflows(self.amount, &self.asset, self.minted, self.fee)
+            .0
+            .expect("checked when decided")
     }
 
     /// What leaves the sender's balance of another asset (asset, amount), if anything.
@@ -295,18 +299,18 @@ impl DebitSummary {
     }
 }
 
-/// What a debit takes from its sender: (native: the fee plus a native, not minted outflow;
-/// another asset's outflow when it is not minted).
+/// What a debit takes from its sender: (native: the fee plus a native, not minted outflow,
+/// `None` if that overflows; another asset's outflow when it is not minted).
 fn outflows(
     amount: Amount,
     asset: &Option<String>,
     minted: bool,
     fee: Amount,
-) -> (Amount, Option<(&str, Amount)>) {
+) -> (Option<Amount>, Option<(&str, Amount)>) {
     match (asset, minted) {
-        (_, true) => (fee, None),
-        (None, false) => (fee.checked_add(amount).expect("checked when decided"), None),
-        (Some(symbol), false) => (fee, Some((symbol.as_str(), amount))),
+        (_, true) => (Some(fee), None),
+        (None, false) => (fee.checked_add(amount), None),
+        (Some(symbol), false) => (Some(fee), Some((symbol.as_str(), amount))),
     }
 }
 
@@ -663,25 +667,19 @@ pub fn decide(
                 effect: out.effect,
                 envelope: tx.envelope.clone(),
             };
-            let needed = debit
-                .fee
-                .checked_add(if debit.asset.is_none() && !debit.minted {
-                    debit.amount
-                } else {
-                    Amount::ZERO
-                })
-                .ok_or(TxError::InsufficientFunds {
-                    balance: state.balance,
-                    needed: Amount(u128::MAX),
-                })?;
+            let (native, other) = outflows(debit.amount, &debit.asset, debit.minted, debit.fee);
+            let needed = native.ok_or(TxError::InsufficientFunds {
+                balance: state.balance,
+                needed: Amount(u128::MAX),
+            })?;
             if state.balance < needed {
                 return Err(TxError::InsufficientFunds {
                     balance: state.balance,
                     needed,
                 });
             }
-            if let (Some(symbol), false) = (&debit.asset, debit.minted) {
-                let (balance, amount) = (state.balance_of(&Some(symbol.clone())), debit.amount);
+            if let Some((symbol, amount)) = other {
+                let balance = state.assets.get(symbol).copied().unwrap_or(Amount::ZERO);
                 if balance < amount {
                     return Err(TxError::InsufficientFunds {
                         balance,
@@ -704,7 +702,7 @@ pub fn evolve(state: &mut WalletState, event: &WalletEvent) {
         WalletEvent::Debited(debit) => {
             assert_eq!(debit.nonce, state.nonce, "nonces are strictly sequential");
             let (native, other) = outflows(debit.amount, &debit.asset, debit.minted, debit.fee);
-            state.sub(&None, native);
+            state.sub(&None, native.expect("checked when decided"));
             if let Some((symbol, amount)) = other {
                 state.sub(&Some(symbol.to_string()), amount);
             }

@@ -108,10 +108,7 @@ pub fn encode(state: &ExplorerState) -> Vec<u8> {
     w.count(state.supply.len());
     for (chain, supply) in &state.supply {
         w.str(chain);
-        w.amount(supply.minted);
-        w.amount(supply.burned);
-        w.amount(supply.balances);
-        w.amount(supply.in_flight);
+        w.supply(supply);
     }
     w.count(state.asset_balances.len());
     for ((chain, asset), balances) in &state.asset_balances {
@@ -127,10 +124,7 @@ pub fn encode(state: &ExplorerState) -> Vec<u8> {
     for ((chain, asset), supply) in &state.asset_supply {
         w.str(chain);
         w.str(asset);
-        w.amount(supply.minted);
-        w.amount(supply.burned);
-        w.amount(supply.balances);
-        w.amount(supply.in_flight);
+        w.supply(supply);
     }
     w.count(state.schedules.len());
     for view in state.schedules.values() {
@@ -232,12 +226,7 @@ pub fn decode(bytes: &[u8]) -> Result<ExplorerState, CheckpointError> {
     }
     for _ in 0..r.count()? {
         let chain = r.string()?;
-        let supply = SupplyView {
-            minted: r.amount()?,
-            burned: r.amount()?,
-            balances: r.amount()?,
-            in_flight: r.amount()?,
-        };
+        let supply = r.supply()?;
         state.supply.insert(chain, supply);
     }
     for _ in 0..r.count()? {
@@ -250,12 +239,7 @@ pub fn decode(bytes: &[u8]) -> Result<ExplorerState, CheckpointError> {
     }
     for _ in 0..r.count()? {
         let key = (r.string()?, r.string()?);
-        let supply = SupplyView {
-            minted: r.amount()?,
-            burned: r.amount()?,
-            balances: r.amount()?,
-            in_flight: r.amount()?,
-        };
+        let supply = r.supply()?;
         state.asset_supply.insert(key, supply);
     }
     for _ in 0..r.count()? {
@@ -297,6 +281,12 @@ impl Writer {
     }
     fn amount(&mut self, amount: Amount) {
         self.0.extend_from_slice(&amount.0.to_le_bytes());
+    }
+    fn supply(&mut self, supply: &SupplyView) {
+        self.amount(supply.minted);
+        self.amount(supply.burned);
+        self.amount(supply.balances);
+        self.amount(supply.in_flight);
     }
     fn option_str(&mut self, value: Option<&str>) {
         match value {
@@ -395,6 +385,14 @@ impl<'a> Reader<'a> {
     }
     fn amount(&mut self) -> Result<Amount, CheckpointError> {
         Ok(Amount(u128::from_le_bytes(self.array()?)))
+    }
+    fn supply(&mut self) -> Result<SupplyView, CheckpointError> {
+        Ok(SupplyView {
+            minted: self.amount()?,
+            burned: self.amount()?,
+            balances: self.amount()?,
+            in_flight: self.amount()?,
+        })
     }
     fn option_string(&mut self) -> Result<Option<String>, CheckpointError> {
         match self.take(1)?[0] {
