@@ -210,7 +210,15 @@ impl<A: Hosted> AggregateActor<A> {
                 let pending = self.queue.pop_front().expect("front exists");
                 self.decide_one(pending, now_ms, &mut batch);
             }
-            if !batch.events.is_empty() {
+            if batch.events.is_empty() {
+                // Every command decided nothing happens (a timer that no longer applies).
+                for waiter in batch.waiters {
+                    let _ = waiter.reply.send(Ok(Applied {
+                        events: Vec::new(),
+                        duplicate: false,
+                    }));
+                }
+            } else {
                 self.append(batch, class, ctx);
             }
         }
@@ -333,6 +341,9 @@ impl<A: Hosted> AggregateActor<A> {
             if class == BatchClass::Decision {
                 self.remember(event, outcome.positions[i]);
             }
+        }
+        if outcome.written.iter().any(|w| *w) {
+            self.registry.publish(&self.id, &self.state);
         }
         // A decision the log already held is not this batch's to answer: its waiters retry on a
         // fresh activation, which knows the stored event. Duplicates (of an event earlier in
@@ -488,6 +499,7 @@ impl<A: Hosted> AggregateActor<A> {
                     act.remember(event, *position);
                 }
                 act.loaded = true;
+                act.registry.publish(&act.id, &act.state);
                 act.flush(ctx);
             }
             Err(error) => {

@@ -8,9 +8,11 @@
 //! - [`registry::Registry`]: routes a command to its actor, activating it on demand and retrying
 //!   on an actor that has just passivated. [`wallet::WalletRegistry`] is the wallets' typed face.
 //! - [`clock`]: the injected clock every decision and timestamp reads.
+//! - [`dao`]: the chains' DAOs and the pause board transactions are checked against.
 //! - [`router::Router`]: runs the cross-aggregate protocol's steps (credits, payouts, module
 //!   commands) for the request path; [`protocol::ProtocolManager`]: the process manager that
 //!   runs from its checkpoint whatever step a crash left undone.
+//! - [`timers::TimerScheduler`]: fires the commands that events schedule (durable timers).
 //! - [`chain::ChainActor`]: seals blocks every `block_time` from the log it observes.
 //! - [`bootstrap`]: genesis and start-up of a chain.
 //!
@@ -22,12 +24,14 @@ pub mod aggregate;
 pub mod bootstrap;
 pub mod chain;
 pub mod clock;
+pub mod dao;
 pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
 pub mod router;
+pub mod timers;
 pub mod wallet;
 
 pub use error::CommandError;

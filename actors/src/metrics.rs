@@ -46,6 +46,16 @@ pub static STEPS_RECOVERED: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Timers not fired yet, per aggregate.
+pub static TIMERS_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "aitbc_timers_pending",
+        "Durable timers read from the log and not fired yet",
+        &["aggregate"]
+    )
+    .expect("metric registers once")
+});
+
 /// Records one command outcome.
 pub fn command(aggregate: &str, outcome: &str) {
     COMMANDS.with_label_values(&[aggregate, outcome]).inc();

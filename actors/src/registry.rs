@@ -28,6 +28,9 @@ use crate::limits::{IDLE_TIMEOUT, ROUTE_ATTEMPTS_MAX};
 pub type FactsOf<A> =
     dyn Fn(&<A as Aggregate>::Id) -> Result<<A as Aggregate>::Facts, CommandError> + Send + Sync;
 
+/// Told an instance's state whenever it changes (see [`Registry::publishing`]).
+pub type PublishOf<A> = dyn Fn(&<A as Aggregate>::Id, &<A as Aggregate>::State) + Send + Sync;
+
 struct Inner<A: Hosted> {
     actors: DashMap<A::Id, Addr<AggregateActor<A>>>,
     arbiters: Vec<ArbiterHandle>,
@@ -36,6 +39,7 @@ struct Inner<A: Hosted> {
     facts: Box<FactsOf<A>>,
     /// An actor idle this long passivates.
     idle_timeout: Duration,
+    publish: Option<Box<PublishOf<A>>>,
 }
 
 /// Handle to every actor of one aggregate type. Cheap to clone.
@@ -69,6 +73,7 @@ impl<A: Hosted> Registry<A> {
                 clock,
                 facts: Box::new(facts),
                 idle_timeout: IDLE_TIMEOUT,
+                publish: None,
             }),
         }
     }
@@ -84,6 +89,33 @@ impl<A: Hosted> Registry<A> {
                 ..inner
             }),
         }
+    }
+
+    /// The same registry, telling `publish` every instance's state when it is loaded and
+    /// after each durable append, before any command of that append is answered. For state
+    /// that a hot path reads without a message to the actor (the pause board). Call it before
+    /// the first command.
+    pub fn publishing(self, publish: impl Fn(&A::Id, &A::State) + Send + Sync + 'static) -> Self {
+        let inner =
+            Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("set the publisher before use"));
+        Registry {
+            inner: Arc::new(Inner {
+                publish: Some(Box::new(publish)),
+                ..inner
+            }),
+        }
+    }
+
+    /// Tells the publisher, if any, `id`'s state.
+    pub(crate) fn publish(&self, id: &A::Id, state: &A::State) {
+        if let Some(publish) = &self.inner.publish {
+            publish(id, state);
+        }
+    }
+
+    /// The facts instance `id` is given.
+    pub fn facts(&self, id: &A::Id) -> Result<A::Facts, CommandError> {
+        (self.inner.facts)(id)
     }
 
     /// How long an idle actor stays activated.

@@ -9,13 +9,15 @@
 use std::sync::Arc;
 
 use domain::codec::DomainEvent;
-use domain::kinds::TxAction;
+use domain::dao::{Dao, DaoEvent};
+use domain::kinds::{self, TxAction};
 use domain::protocol::{Fact, FollowUp, Owner, follow_ups};
 use domain::tx::VerifiedTx;
 use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId};
 use domain::wallet::{WalletCommand, WalletEvent, WalletId};
 use store::EventStore;
 
+use crate::dao::PauseBoard;
 use crate::error::CommandError;
 use crate::registry::Registry;
 use crate::wallet::{Committed, WalletRegistry};
@@ -59,6 +61,8 @@ pub struct Completion {
 pub struct Router {
     wallets: WalletRegistry,
     vesting: Registry<Vesting>,
+    dao: Registry<Dao>,
+    pauses: PauseBoard,
 }
 
 /// The protocol's view of a stored event.
@@ -75,14 +79,44 @@ pub fn fact_of(event: &DomainEvent) -> Option<Fact> {
             Some(Fact::Wallet(WalletFact::Credited(credit.clone())))
         }
         DomainEvent::Vesting(event) => Some(Fact::Vesting(event.clone())),
+        DomainEvent::Dao(event) => Some(Fact::Dao(event.clone())),
         DomainEvent::Wallet(WalletEvent::Funded { .. }) | DomainEvent::Chain(_) => None,
     }
 }
 
 impl Router {
-    /// A router over the node's registries.
-    pub fn new(wallets: WalletRegistry, vesting: Registry<Vesting>) -> Self {
-        Router { wallets, vesting }
+    /// A router over the node's registries; `pauses` is the board the DAO registry publishes
+    /// to (see [`crate::dao::publish_to`]).
+    pub fn new(
+        wallets: WalletRegistry,
+        vesting: Registry<Vesting>,
+        dao: Registry<Dao>,
+        pauses: PauseBoard,
+    ) -> Self {
+        Router {
+            wallets,
+            vesting,
+            dao,
+            pauses,
+        }
+    }
+
+    /// The chains' DAOs.
+    pub fn dao(&self) -> &Registry<Dao> {
+        &self.dao
+    }
+
+    /// The modules' pause state.
+    pub fn pauses(&self) -> &PauseBoard {
+        &self.pauses
+    }
+
+    /// `paused` when `kind`'s module is paused on `chain_id` now. Every path that writes a
+    /// transaction (signed, faucet, custodial) asks this first.
+    pub fn check_paused(&self, chain_id: &str, kind: &str) -> Result<(), CommandError> {
+        let spec = kinds::spec(kind)?;
+        let now_ms = self.wallets.registry().clock().now_ms();
+        Ok(self.pauses.check(chain_id, spec, now_ms)?)
     }
 
     /// The wallets.
@@ -104,6 +138,7 @@ impl Router {
     /// would be refused is answered with its error and changes nothing (its nonce included).
     /// A race can still make it fail after it commits: then it is recorded as refused.
     pub async fn precheck(&self, tx: &VerifiedTx) -> Result<(), CommandError> {
+        self.check_paused(&tx.payload.chain_id, &tx.payload.kind)?;
         match &tx.action {
             TxAction::ClaimVested(body) => {
                 let id = VestingId {
@@ -113,6 +148,14 @@ impl Router {
                 let state = self.vesting.state(id).await?;
                 let now_ms = self.vesting.clock().now_ms();
                 state.claimable(&tx.payload.sender, now_ms)?;
+                Ok(())
+            }
+            TxAction::Council(act) => {
+                let chain_id = tx.payload.chain_id.clone();
+                let params = self.dao.facts(&chain_id)?;
+                let now_ms = self.dao.clock().now_ms();
+                let state = self.dao.state(chain_id).await?;
+                state.check(&params, &tx.payload.sender, act, now_ms)?;
                 Ok(())
             }
             TxAction::Transfer(_) | TxAction::Mint(_) | TxAction::CreateVesting(_) => Ok(()),
@@ -158,6 +201,21 @@ impl Router {
                     .map(|(event, position)| Recorded {
                         owner: owner.clone(),
                         event: DomainEvent::Vesting(event),
+                        position,
+                    })
+                    .collect())
+            }
+            FollowUp::Dao { chain_id, command } => {
+                let owner = Owner::Dao {
+                    chain_id: chain_id.clone(),
+                };
+                let applied = self.dao.execute(chain_id.to_string(), command).await?;
+                Ok(applied
+                    .events
+                    .into_iter()
+                    .map(|(event, position)| Recorded {
+                        owner: owner.clone(),
+                        event: DomainEvent::Dao(event),
                         position,
                     })
                     .collect())
@@ -214,10 +272,12 @@ impl Router {
         while !round.is_empty() {
             for recorded in &round {
                 completion.last_position = completion.last_position.max(recorded.position);
-                if let DomainEvent::Vesting(VestingEvent::ClaimRefused { reason, .. }) =
-                    &recorded.event
-                {
-                    completion.refused = Some(reason.clone());
+                match &recorded.event {
+                    DomainEvent::Vesting(VestingEvent::ClaimRefused { reason, .. })
+                    | DomainEvent::Dao(DaoEvent::CouncilActRefused { reason, .. }) => {
+                        completion.refused = Some(reason.clone());
+                    }
+                    _ => {}
                 }
             }
             let steps: Vec<FollowUp> = round

@@ -25,6 +25,7 @@ fn registry(store: Arc<dyn EventStore>, arbiter: &Arbiter, idle: Duration) -> Wa
         min_fee: Amount::ZERO,
         allocations: vec![],
         assets: vec![],
+        governance: None,
     };
     let registry = Registry::new(
         store,

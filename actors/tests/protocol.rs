@@ -65,6 +65,7 @@ fn genesis() -> Genesis {
             decimals: 6,
             minter: Some(keys()[0].address()),
         }],
+        governance: None,
     }
 }
 
@@ -149,12 +150,25 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
         handles.clone(),
         |_: &String| Ok(()),
     );
-    let vesting = Registry::new(dyn_store.clone(), clock.clone(), handles, |_: &_| Ok(()));
+    let vesting = Registry::new(
+        dyn_store.clone(),
+        clock.clone(),
+        handles.clone(),
+        |_: &_| Ok(()),
+    );
+    let pauses = actors::dao::PauseBoard::default();
+    let dao = Registry::new(
+        dyn_store.clone(),
+        clock.clone(),
+        handles,
+        actors::dao::dao_facts([&genesis()]),
+    )
+    .publishing(actors::dao::publish_to(pauses.clone()));
     let validator = SigningKey::from_seed([99; 32]);
     ensure_chain(&chains, &wallets, &genesis(), &[validator])
         .await
         .expect("chain boots");
-    let router = Router::new(wallets, vesting);
+    let router = Router::new(wallets, vesting, dao, pauses);
     let recovered = Arc::new(AtomicBool::new(false));
     let manager = ProtocolManager::load(router.clone(), recovered.clone())
         .await

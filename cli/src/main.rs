@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod council;
 mod gpu;
 mod keystore;
 mod node;
@@ -49,6 +50,9 @@ enum Command {
     /// Vesting schedules: create, claim, show.
     #[command(subcommand)]
     Vesting(vesting::VestingCommand),
+    /// The council: approve pausing or resuming a module, show pauses and approvals.
+    #[command(subcommand)]
+    Council(council::CouncilCommand),
     /// Show an account's balance and nonce (address or local wallet name).
     Balance {
         /// Address or wallet name.
@@ -111,6 +115,7 @@ fn main() {
                 Command::Wallet(command) => wallet::run(&ctx, command),
                 Command::Send(args) => wallet::send(&ctx, args),
                 Command::Vesting(command) => vesting::run(&ctx, command),
+                Command::Council(command) => council::run(&ctx, command),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),
                 Command::Block { id } => wallet::block(&ctx, id.as_deref()),

@@ -258,6 +258,7 @@ mod tests {
             min_fee: Default::default(),
             allocations: vec![],
             assets: vec![],
+            governance: None,
         }
     }
 

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::chain::ChainEvent;
+use crate::dao::DaoEvent;
 use crate::vesting::VestingEvent;
 use crate::wallet::{Credit, DebitSummary, Payout, WalletEvent};
 
@@ -16,6 +17,8 @@ pub enum DomainEvent {
     Chain(ChainEvent),
     /// An event of a vesting schedule's stream.
     Vesting(VestingEvent),
+    /// An event of a chain's DAO stream.
+    Dao(DaoEvent),
 }
 
 /// Why stored bytes are not a known event.
@@ -41,6 +44,7 @@ impl DomainEvent {
             DomainEvent::Wallet(e) => e.event_type(),
             DomainEvent::Chain(e) => e.event_type(),
             DomainEvent::Vesting(e) => e.event_type(),
+            DomainEvent::Dao(e) => e.event_type(),
         }
     }
 
@@ -50,6 +54,7 @@ impl DomainEvent {
             DomainEvent::Wallet(e) => serde_json::to_vec(e),
             DomainEvent::Chain(e) => serde_json::to_vec(e),
             DomainEvent::Vesting(e) => serde_json::to_vec(e),
+            DomainEvent::Dao(e) => serde_json::to_vec(e),
         }
         .expect("domain events serialize")
     }
@@ -90,6 +95,12 @@ impl DomainEvent {
                     .map(DomainEvent::Vesting)
                     .map_err(bad)
             }
+            "CouncilApproved.v1"
+            | "ModulePaused.v1"
+            | "ModuleResumed.v1"
+            | "CouncilActRefused.v1" => serde_json::from_slice(data)
+                .map(DomainEvent::Dao)
+                .map_err(bad),
             other => Err(DecodeError::UnknownType(other.to_string())),
         }
     }

@@ -70,6 +70,15 @@ pub enum TxError {
     /// A claim when nothing is claimable.
     #[error("nothing to claim: {0}")]
     NothingToClaim(String),
+    /// The sender is not a member of the chain's council.
+    #[error("not a council member: {0}")]
+    NotCouncil(String),
+    /// The target is in a state that does not take this action (the message names the state).
+    #[error("not active: {0}")]
+    NotActive(String),
+    /// The sender already voted or approved this.
+    #[error("already voted: {0}")]
+    AlreadyVoted(String),
 }
 
 impl TxError {
@@ -89,6 +98,9 @@ impl TxError {
             TxError::NotFound(_) => "not_found",
             TxError::NotOwner(_) => "not_owner",
             TxError::NothingToClaim(_) => "nothing_to_claim",
+            TxError::NotCouncil(_) => "not_council",
+            TxError::NotActive(_) => "not_active",
+            TxError::AlreadyVoted(_) => "already_voted",
         }
     }
 }

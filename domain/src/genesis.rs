@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::asset::{ASSETS_MAX, AssetSpec};
+use crate::dao::GovernanceParams;
 use crate::hash::Hash32;
 use crate::limits::{CHAIN_ID_LEN_MAX, VALIDATORS_MAX};
 use crate::money::Amount;
@@ -41,6 +42,10 @@ pub struct Genesis {
     /// written before assets existed keeps its hash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assets: Vec<AssetSpec>,
+    /// Governance parameters and council (`[chains.genesis.governance]`). Left out of the
+    /// serialized form when absent, so a genesis without the table keeps its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<Box<GovernanceParams>>,
 }
 
 /// Why a genesis is invalid.
@@ -101,7 +106,15 @@ impl Genesis {
                 return Err(fail(format!("asset {} is declared twice", asset.symbol)));
             }
         }
+        if let Some(governance) = &self.governance {
+            governance.validate().map_err(fail)?;
+        }
         Ok(())
+    }
+
+    /// The governance parameters: the genesis table's, or the defaults.
+    pub fn governance(&self) -> GovernanceParams {
+        self.governance.as_deref().cloned().unwrap_or_default()
     }
 
     /// The declared asset `symbol` (`None` for the native one or an undeclared one).
@@ -158,6 +171,7 @@ mod tests {
                 amount: Amount(5),
             }],
             assets: vec![],
+            governance: None,
         }
     }
 

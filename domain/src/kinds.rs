@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
+use crate::dao::{CouncilAct, CouncilPauseBody, CouncilUnpauseBody};
 use crate::error::TxError;
 use crate::hash::Hash32;
 use crate::money::Amount;
@@ -59,6 +60,9 @@ pub enum SenderRule {
     AnyAccount,
     /// Only the minter the genesis names for the asset in the body.
     AssetMinter,
+    /// Only a member of the chain's council. These kinds are never paused, so that the
+    /// council can always undo a pause.
+    Council,
 }
 
 /// The aggregate that decides a kind once the sender's wallet has taken its nonce and fee.
@@ -68,6 +72,8 @@ pub enum DecidedBy {
     Wallet,
     /// The vesting schedule named or created by the transaction.
     Vesting,
+    /// The chain's DAO.
+    Dao,
 }
 
 /// One row of the table.
@@ -83,6 +89,13 @@ pub struct KindSpec {
     pub decided_by: DecidedBy,
     /// Parses and checks its body (the payload's `body` text).
     pub parse: fn(&str) -> Result<TxAction, TxError>,
+}
+
+impl KindSpec {
+    /// The module whose pause stops this kind (`None`: never paused).
+    pub fn paused_by(&self) -> Option<Module> {
+        (self.sender != SenderRule::Council).then_some(self.module)
+    }
 }
 
 /// Every kind this node executes.
@@ -126,6 +139,32 @@ pub const KINDS: &[KindSpec] = &[
         sender: SenderRule::AnyAccount,
         decided_by: DecidedBy::Vesting,
         parse: |body| Ok(TxAction::ClaimVested(strict(body)?)),
+    },
+    KindSpec {
+        name: "council_pause",
+        module: Module::Governance,
+        sender: SenderRule::Council,
+        decided_by: DecidedBy::Dao,
+        parse: |body| {
+            let body: CouncilPauseBody = strict(body)?;
+            body.validate()?;
+            Ok(TxAction::Council(CouncilAct::Pause {
+                module: body.module,
+                reason: body.reason,
+            }))
+        },
+    },
+    KindSpec {
+        name: "council_unpause",
+        module: Module::Governance,
+        sender: SenderRule::Council,
+        decided_by: DecidedBy::Dao,
+        parse: |body| {
+            let body: CouncilUnpauseBody = strict(body)?;
+            Ok(TxAction::Council(CouncilAct::Unpause {
+                module: body.module,
+            }))
+        },
     },
 ];
 
@@ -192,6 +231,8 @@ pub enum TxAction {
     CreateVesting(vesting::CreateVestingBody),
     /// Take what has vested.
     ClaimVested(ClaimVestedBody),
+    /// A council member's approval of a pause or an unpause.
+    Council(CouncilAct),
 }
 
 #[cfg(test)]
@@ -214,6 +255,25 @@ mod tests {
         assert_eq!(spec("claim_vested").unwrap().decided_by, DecidedBy::Vesting);
         assert_eq!(spec("mint").unwrap().sender, SenderRule::AssetMinter);
         assert_eq!(spec("nope").unwrap_err().code(), "unsupported_kind");
+        assert_eq!(
+            spec("transfer").unwrap().paused_by(),
+            Some(Module::Transfers)
+        );
+        assert_eq!(
+            spec("council_unpause").unwrap().paused_by(),
+            None,
+            "a pause can be undone"
+        );
+        let unpause = (spec("council_unpause").unwrap().parse)(r#"{"module":"jobs"}"#).unwrap();
+        assert_eq!(
+            unpause,
+            TxAction::Council(CouncilAct::Unpause {
+                module: Module::Jobs
+            })
+        );
+        assert!(
+            (spec("council_pause").unwrap().parse)(r#"{"module":"moon","reason":""}"#).is_err()
+        );
     }
 
     #[test]

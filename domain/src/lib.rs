@@ -20,6 +20,7 @@ pub mod asset;
 pub mod block;
 pub mod chain;
 pub mod codec;
+pub mod dao;
 pub mod error;
 pub mod event_id;
 pub mod genesis;

@@ -8,16 +8,18 @@
 //!
 //! - `Debited` (sender's wallet): a credit to the outflow's recipient (if positive) and of the
 //!   fee to the treasury (if positive); for `create_vesting` a `Create` to the new schedule,
-//!   for `claim_vested` a `Claim` to the schedule.
+//!   for `claim_vested` a `Claim` to the schedule, for the council's kinds a `Council` to the
+//!   chain's DAO.
 //! - `VestingClaimed` (schedule): the vesting account pays the beneficiary (`PaidOut`, keyed by
 //!   the claim).
 //! - `PaidOut` (module account): a credit to the payee.
-//! - `Credited`, `VestingCreated`, `ClaimRefused`, `Funded`: none.
+//! - `Credited`, `VestingCreated`, `ClaimRefused`, `Funded`, the DAO's events: none.
 
 use std::sync::Arc;
 
 use crate::address::Address;
 use crate::codec::WalletFact;
+use crate::dao::{self, DaoCommand, DaoEvent};
 use crate::hash::Hash32;
 use crate::vesting::{self, VestingCommand, VestingEvent};
 use crate::wallet::{self, Credit, Effect, Payout};
@@ -52,6 +54,13 @@ pub enum FollowUp {
         /// The command.
         command: VestingCommand,
     },
+    /// A command to a chain's DAO.
+    Dao {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The command.
+        command: DaoCommand,
+    },
 }
 
 impl FollowUp {
@@ -61,6 +70,7 @@ impl FollowUp {
             FollowUp::Credit { credit, .. } => credit.event_id(),
             FollowUp::PayOut { payout, .. } => wallet::payout_event_id(&payout.cause),
             FollowUp::Vesting { id, command, .. } => vesting::command_event_id(id, command),
+            FollowUp::Dao { chain_id, command } => dao::command_event_id(chain_id, command),
         }
     }
 }
@@ -72,6 +82,8 @@ pub enum Fact {
     Wallet(WalletFact),
     /// A vesting schedule's event.
     Vesting(VestingEvent),
+    /// A DAO's event (they owe no steps yet).
+    Dao(DaoEvent),
 }
 
 /// Where an event was recorded: a wallet (chain, address) or a vesting schedule (chain, id).
@@ -91,11 +103,21 @@ pub enum Owner {
         /// Schedule.
         id: Hash32,
     },
+    /// `dao/<chain>`.
+    Dao {
+        /// Chain.
+        chain_id: Arc<str>,
+    },
 }
 
 /// The owner of a stream; `None` for streams whose events owe no steps (chains).
 pub fn stream_owner(stream: &str) -> Option<Owner> {
     let (prefix, rest) = stream.split_once('/')?;
+    if prefix == "dao" {
+        return Some(Owner::Dao {
+            chain_id: Arc::from(rest),
+        });
+    }
     let (chain, id) = rest.split_once('/')?;
     match prefix {
         "wallet" => Some(Owner::Wallet {
@@ -144,6 +166,15 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
                     command: VestingCommand::Claim {
                         claim_tx: debit.tx_hash,
                         claimant: *sender,
+                        committed_at_ms: debit.committed_at_ms,
+                    },
+                }),
+                Some(Effect::Council(act)) => steps.push(FollowUp::Dao {
+                    chain_id: chain_id.clone(),
+                    command: DaoCommand::Council {
+                        tx: debit.tx_hash,
+                        member: *sender,
+                        act: act.clone(),
                         committed_at_ms: debit.committed_at_ms,
                     },
                 }),

@@ -140,6 +140,8 @@ pub enum Effect {
         /// The schedule.
         vesting_id: Hash32,
     },
+    /// A council member's action, settled by the chain's DAO.
+    Council(crate::dao::CouncilAct),
 }
 
 fn transfer_kind() -> String {
@@ -393,6 +395,16 @@ pub enum SignedAction {
     Mint(kinds::MintBody),
 }
 
+impl SignedAction {
+    /// The transaction kind it signs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignedAction::Transfer(_) => "transfer",
+            SignedAction::Mint(_) => "mint",
+        }
+    }
+}
+
 /// Commands to a wallet.
 #[derive(Clone, Debug)]
 pub enum WalletCommand {
@@ -570,6 +582,13 @@ fn outflow(tx: &VerifiedTx, ctx: &Context<'_, Wallet>) -> Result<Outflow, TxErro
                 vesting_id: body.vesting_id,
             })),
         },
+        TxAction::Council(act) => Outflow {
+            to: tx.payload.sender,
+            amount: Amount::ZERO,
+            asset: None,
+            minted: false,
+            effect: Some(Box::new(Effect::Council(act.clone()))),
+        },
     })
 }
 
@@ -617,8 +636,8 @@ pub fn decide(
                 Amount::ZERO,
             );
             let (kind, body) = match &order.action {
-                SignedAction::Transfer(body) => ("transfer", serde_json::to_value(body)),
-                SignedAction::Mint(body) => ("mint", serde_json::to_value(body)),
+                SignedAction::Transfer(body) => (order.action.kind(), serde_json::to_value(body)),
+                SignedAction::Mint(body) => (order.action.kind(), serde_json::to_value(body)),
             };
             payload.kind = kind.to_string();
             payload.body = body.expect("bodies serialize");

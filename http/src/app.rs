@@ -397,6 +397,7 @@ impl App {
                 })
             }
         };
+        self.router.check_paused(chain_id, action.kind())?;
         let order = SignOrder {
             key: key.clone(),
             action,
@@ -435,6 +436,7 @@ impl App {
                 "asset {symbol} is not declared on {chain_id}"
             )));
         }
+        self.router.check_paused(&chain_id, "transfer")?;
         let key = self
             .with_custody(move |custody| custody.unlock(&from, &passphrase))
             .await?;

@@ -243,6 +243,7 @@ pub fn create_devnet(
                     decimals: DEVNET_STABLE_DECIMALS,
                     minter: Some(faucet.address()),
                 }],
+                governance: None,
             },
         }],
     };

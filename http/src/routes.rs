@@ -51,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/accounts", web::get().to(list_accounts))
             .route("/accounts/{address}", web::get().to(get_account))
             .route("/modules", web::get().to(list_modules))
+            .route("/council", web::get().to(get_council))
             .route("/chains", web::get().to(list_chains))
             .route("/chains/{id}", web::get().to(get_chain))
             .route("/blocks", web::get().to(list_blocks))
@@ -311,14 +312,19 @@ async fn list_accounts(app: Data, query: web::Query<PageQuery>) -> Result<HttpRe
 /// The modules (with their pause state) and the module accounts of a chain.
 async fn list_modules(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
     let chain_id = app.chain_id(query.chain.as_deref())?;
+    let now_ms = app.clock.now_ms();
+    let pauses = app.router.pauses();
     let modules: Vec<Value> = Module::ALL
         .iter()
         .map(|module| {
+            let pause = pauses.pause(chain_id, *module, now_ms);
             json!({
                 "module": module.name(),
-                "paused": false,
-                "paused_until": Value::Null,
-                "reason": Value::Null,
+                "paused": pause.is_some(),
+                // Unix seconds (rounded up: still paused until then), and exactly.
+                "paused_until": pause.as_ref().map(|p| p.until_ms.div_ceil(1000)),
+                "paused_until_ms": pause.as_ref().map(|p| p.until_ms),
+                "reason": pause.as_ref().map(|p| p.reason.clone()),
             })
         })
         .collect();
@@ -330,6 +336,42 @@ async fn list_modules(app: Data, query: web::Query<ChainQuery>) -> Result<HttpRe
         "chain_id": chain_id,
         "modules": modules,
         "accounts": accounts,
+    })))
+}
+
+/// The chain's council: members, threshold, how long a pause lasts, the approvals still short
+/// of the threshold, and the pauses the DAO has recorded (one past its end stays until its
+/// timer records the expiry, a moment later; `GET /v1/modules` tells what is in force).
+async fn get_council(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let params = app.chains[&chain_id].genesis.governance();
+    let state = app.router.dao().state(chain_id.clone()).await?;
+    let mut pending: Vec<Value> = state
+        .pause_approvals
+        .iter()
+        .map(|(module, approvals)| {
+            json!({
+                "action": "pause",
+                "module": module.name(),
+                "approvals": approvals.keys().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    pending.extend(state.unpause_approvals.iter().map(|(module, approvals)| {
+        json!({"action": "unpause", "module": module.name(), "approvals": approvals})
+    }));
+    Ok(HttpResponse::Ok().json(json!({
+        "chain_id": chain_id,
+        "members": params.council,
+        "threshold": params.council_threshold,
+        "pause_expiry_s": params.pause_expiry_s,
+        "pending": pending,
+        "pauses": state.pauses.iter().map(|(module, pause)| json!({
+            "module": module.name(),
+            "until_ms": pause.until_ms,
+            "reason": pause.reason,
+            "tx_hash": pause.tx,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -14,11 +14,15 @@ use actors::CommandError;
 use actors::bootstrap::ensure_chain;
 use actors::chain::{ChainActor, SealingConfig};
 use actors::clock::SystemClock;
+use actors::dao::{PauseBoard, dao_facts, publish_to};
+use actors::limits::TIMER_TICK;
 use actors::protocol::ProtocolManager;
 use actors::registry::Registry;
 use actors::router::Router;
+use actors::timers::TimerScheduler;
 use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::chain::Chain;
+use domain::dao::Dao;
 use domain::vesting::{Vesting, VestingId};
 use projections::explorer::Explorer;
 use projections::runner::{ExportCopy, ProjectionRunner, load, save_checkpoint};
@@ -100,7 +104,15 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         handles,
         move |id: &VestingId| hosted(&id.chain_id),
     );
-    let router = Router::new(registry.clone(), vesting);
+    let pauses = PauseBoard::default();
+    let dao: Registry<Dao> = Registry::new(
+        store.clone(),
+        clock.clone(),
+        vec![manager_arbiter.handle()],
+        dao_facts(config.chains.iter().map(|c| &c.genesis)),
+    )
+    .publishing(publish_to(pauses.clone()));
+    let router = Router::new(registry.clone(), vesting, dao.clone(), pauses);
 
     let explorer: Explorer = load(store.as_ref())
         .await
@@ -172,6 +184,16 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         .map_err(|e| fail("protocol manager")(e.to_string()))?;
     let progress = manager.progress();
     let manager = ProtocolManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
+    for chain in &config.chains {
+        // A DAO with history is loaded now, so its pauses are on the board before any request.
+        dao.state(chain.genesis.chain_id.clone())
+            .await
+            .map_err(|e| fail("dao")(e.to_string()))?;
+    }
+    let timers = TimerScheduler::load(dao, TIMER_TICK)
+        .await
+        .map_err(|e| fail("timers")(e.to_string()))?;
+    TimerScheduler::start_in_arbiter(&manager_arbiter.handle(), |_| timers);
     arbiters.extend([sealer_arbiter, manager_arbiter]);
 
     let ready = Arc::new(AtomicBool::new(false));

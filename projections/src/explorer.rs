@@ -8,6 +8,7 @@ use domain::address::Address;
 use domain::block::Block;
 use domain::chain::ChainEvent;
 use domain::codec::DomainEvent;
+use domain::dao::DaoEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::merkle::MerkleProof;
@@ -355,6 +356,7 @@ impl Explorer {
                 self.apply_vesting(chain, id, &vesting_event, event)
                     .map_err(fail)?;
             }
+            Some(DomainEvent::Dao(dao_event)) => self.apply_dao(&dao_event, event).map_err(fail)?,
             None => {}
         }
         *self.next_position.write() = event.position + 1;
@@ -579,6 +581,30 @@ impl Explorer {
                 tx.events.push(view(sender, Amount::ZERO));
             }
         }
+        Ok(())
+    }
+
+    /// Applies a DAO event: the council transaction that caused it shows it, and a refusal
+    /// marks that transaction. (The modules' pause state is served from the DAO itself.)
+    fn apply_dao(&self, event: &DaoEvent, recorded: &RecordedEvent) -> Result<(), String> {
+        let Some(tx_hash) = event.tx() else {
+            return Ok(());
+        };
+        let mut tx = self
+            .txs
+            .get_mut(&tx_hash)
+            .ok_or("council action by an unknown transaction")?;
+        if let DaoEvent::CouncilActRefused { reason, .. } = event {
+            tx.refused = Some(reason.clone());
+        }
+        let address = tx.sender;
+        tx.events.push(TxEventView {
+            event_type: recorded.event_type.clone(),
+            stream: recorded.stream.to_string(),
+            position: recorded.position,
+            address,
+            amount: Amount::ZERO,
+        });
         Ok(())
     }
 

@@ -49,6 +49,7 @@ async fn build_log() -> Arc<MemoryStore> {
             })
             .collect(),
         assets: vec![],
+        governance: None,
     };
     let mut states: [WalletState; 3] = Default::default();
     for (i, key) in keys.iter().enumerate() {
