@@ -25,7 +25,7 @@ use domain::chain::Chain;
 use domain::dao::Dao;
 use domain::vesting::{Vesting, VestingId};
 use projections::explorer::Explorer;
-use projections::runner::{ExportCopy, ProjectionRunner, load, save_checkpoint};
+use projections::runner::ProjectionRunner;
 use store::{EventStore, FileStore};
 
 use crate::app::{App, Components, Faucet, HostedChain};
@@ -114,9 +114,10 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     .publishing(publish_to(pauses.clone()));
     let router = Router::new(registry.clone(), vesting, dao.clone(), pauses);
 
-    let explorer: Explorer = load(store.as_ref())
-        .await
-        .map_err(|e| fail("explorer checkpoint")(e.to_string()))?;
+    let explorer_file = data_dir.join("projections").join("explorer.redb");
+    let explorer =
+        Explorer::open(&explorer_file, store.next_position()).map_err(|e| fail("explorer")(e))?;
+    tracing::info!(position = explorer.next_position(), "explorer open");
     let (runner, projections) = ProjectionRunner::new(store.clone(), explorer);
     let projection_arbiter = Arbiter::new();
     let projection = ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
@@ -264,28 +265,10 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
 }
 
 impl Node {
-    /// Runs until the server stops (SIGINT/SIGTERM), then checkpoints the explorer and closes
-    /// the log.
+    /// Runs until the server stops (SIGINT/SIGTERM), then closes the log.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
-        // The copy is taken by the runner between two events, so it is consistent even though
-        // the sealers and the protocol manager may still be appending.
-        match self
-            .app
-            .components
-            .projection
-            .send(ExportCopy::default())
-            .await
-        {
-            Ok(copy) => {
-                if let Err(error) =
-                    save_checkpoint::<Explorer>(self.app.store.as_ref(), &copy).await
-                {
-                    tracing::warn!(%error, "explorer checkpoint not saved at shutdown");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "explorer runner gone; no checkpoint at shutdown"),
-        }
+        // The explorer commits every second: a restart replays what came after its last commit.
         self.file_store.close();
         result
     }

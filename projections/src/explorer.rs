@@ -1,6 +1,7 @@
 //! The explorer projection: accounts, transactions and blocks of every chain.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -15,12 +16,14 @@ use domain::merkle::MerkleProof;
 use domain::money::Amount;
 use domain::vesting::{Refusal, Schedule, VestingEvent};
 use domain::wallet::WalletEvent;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use store::RecordedEvent;
 use tokio::sync::broadcast;
 
-use crate::projection::Projection;
+use crate::kv::{Batch, Kv};
+use crate::projection::{PersistJob, Projection};
+use crate::records::{decode_block, decode_tx, encode_block, encode_tx};
 
 /// An account as the explorer shows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +106,7 @@ impl SupplyView {
     }
 }
 
-/// A chain as the explorer shows it.
+/// A chain with all its blocks (an export).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainView {
     /// Genesis.
@@ -125,11 +128,90 @@ pub struct ProjectionError {
 /// Capacity of the live block feed (slow subscribers skip ahead).
 pub const BLOCK_FEED_CAPACITY: usize = 256;
 
+/// Layout of the explorer's file; another one is rebuilt from the log.
+const FILE_FORMAT: u64 = 1;
+
+/// The explorer's tables on disk. Keys: `tx` and `schedule` by hash; `tx_block` by tx hash
+/// (height, index); `block` by chain 0 height (big-endian, so in height order); `block_height`
+/// by chain 0 hash; `chain` by chain (genesis JSON); `account` by chain 0 address; `asset_balance`
+/// by chain 0 symbol 0 address; `supply` by chain 0 symbol ("" for the native asset).
+mod tables {
+    use crate::kv::Table;
+
+    pub const TXS: Table = Table::new("tx");
+    pub const TX_BLOCKS: Table = Table::new("tx_block");
+    pub const BLOCKS: Table = Table::new("block");
+    pub const BLOCK_HEIGHTS: Table = Table::new("block_height");
+    pub const CHAINS: Table = Table::new("chain");
+    pub const ACCOUNTS: Table = Table::new("account");
+    pub const ASSET_BALANCES: Table = Table::new("asset_balance");
+    pub const SUPPLY: Table = Table::new("supply");
+    pub const SCHEDULES: Table = Table::new("schedule");
+    pub const ALL: [Table; 9] = [
+        TXS,
+        TX_BLOCKS,
+        BLOCKS,
+        BLOCK_HEIGHTS,
+        CHAINS,
+        ACCOUNTS,
+        ASSET_BALANCES,
+        SUPPLY,
+        SCHEDULES,
+    ];
+}
+
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    parts.join(&0u8)
+}
+
+fn block_key(chain: &str, height: u64) -> Vec<u8> {
+    key(&[chain.as_bytes(), &height.to_be_bytes()])
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("explorer records serialize")
+}
+
+/// The history the explorer has applied but not yet committed to its file (all of it, for an
+/// explorer without a file). A generation is frozen when a commit starts and dropped once the
+/// commit is durable; readers look in the current generation, then the frozen one, then the
+/// file.
+#[derive(Default)]
+struct Generation {
+    txs: DashMap<Hash32, TxView>,
+    tx_blocks: DashMap<Hash32, (u64, usize)>,
+    blocks: DashMap<(Arc<str>, u64), Arc<Block>>,
+    block_heights: DashMap<(Arc<str>, Hash32), u64>,
+}
+
+/// Keys of the in-memory state changed since the last commit.
+#[derive(Default)]
+struct Changed {
+    accounts: HashSet<(Arc<str>, Address)>,
+    asset_balances: HashSet<(Arc<str>, String, Address)>,
+    supply: HashSet<Arc<str>>,
+    asset_supply: HashSet<(Arc<str>, String)>,
+    schedules: HashSet<Hash32>,
+    chains: HashSet<String>,
+}
+
+/// A chain's genesis and its newest block.
+#[derive(Clone, Debug)]
+struct ChainHead {
+    genesis: Genesis,
+    /// Blocks so far (the next block's height).
+    height: u64,
+    last: Arc<Block>,
+}
+
 /// The explorer's state. Concurrent reads while one writer applies events.
+///
+/// What grows with the number of accounts lives in memory (balances, supply books, schedules,
+/// the account index); what grows with history (transactions and blocks) lives in its file
+/// once committed ([`Explorer::open`]); [`Projection::prepare_persist`] commits both.
 pub struct Explorer {
     accounts: DashMap<(Arc<str>, Address), AccountView>,
-    txs: DashMap<Hash32, TxView>,
-    chains: RwLock<BTreeMap<String, ChainView>>,
+    chains: RwLock<BTreeMap<String, ChainHead>>,
     supply: DashMap<Arc<str>, SupplyView>,
     /// Balances of assets other than the native one, by (chain, asset, address).
     asset_balances: DashMap<(Arc<str>, String, Address), Amount>,
@@ -141,6 +223,10 @@ pub struct Explorer {
     schedules_of: DashMap<(Arc<str>, Address), Vec<Hash32>>,
     /// Every account (of any asset) in (chain, address) order, for paging.
     account_index: RwLock<BTreeSet<(Arc<str>, Address)>>,
+    recent: RwLock<Arc<Generation>>,
+    frozen: RwLock<Option<Arc<Generation>>>,
+    changed: Mutex<Changed>,
+    file: Option<Arc<Kv>>,
     next_position: RwLock<u64>,
     /// Newly applied blocks, live.
     blocks: broadcast::Sender<Arc<Block>>,
@@ -148,30 +234,13 @@ pub struct Explorer {
 
 impl Default for Explorer {
     fn default() -> Self {
-        Explorer {
-            accounts: DashMap::new(),
-            txs: DashMap::new(),
-            chains: RwLock::default(),
-            supply: DashMap::new(),
-            asset_balances: DashMap::new(),
-            asset_supply: DashMap::new(),
-            schedules: DashMap::new(),
-            schedules_of: DashMap::new(),
-            account_index: RwLock::default(),
-            next_position: RwLock::default(),
-            blocks: broadcast::channel(BLOCK_FEED_CAPACITY).0,
-        }
+        Explorer::with_file(None)
     }
 }
 
 impl Projection for Explorer {
     const NAME: &'static str = "explorer";
-    const CHECKPOINT_EVERY_EVENTS: u64 = 1_000_000;
-    type Copy = ExplorerState;
-
-    fn empty() -> Self {
-        Explorer::default()
-    }
+    const PERSIST_EVERY_EVENTS: u64 = 200_000;
 
     fn next_position(&self) -> u64 {
         Explorer::next_position(self)
@@ -181,18 +250,12 @@ impl Projection for Explorer {
         Explorer::apply(self, event)
     }
 
-    fn copy(&self) -> ExplorerState {
-        self.export()
+    fn prepare_persist(&self) -> Option<(u64, PersistJob)> {
+        Explorer::prepare_persist(self)
     }
 
-    fn encode(copy: &ExplorerState) -> (u64, Vec<u8>) {
-        (copy.next_position, crate::checkpoint::encode(copy))
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
-        crate::checkpoint::decode(bytes)
-            .map(Explorer::import)
-            .map_err(|e| e.to_string())
+    fn persisted(&self) {
+        *self.frozen.write() = None;
     }
 }
 
@@ -209,7 +272,7 @@ pub struct VestingView {
     pub claimed: Amount,
 }
 
-/// Serializable form of the whole explorer (checkpoints, equality in tests).
+/// The whole explorer, sorted (audits, equality in tests).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExplorerState {
     /// Next position to apply.
@@ -414,7 +477,7 @@ impl Explorer {
                         debit.nonce, account.nonce
                     ));
                 }
-                if self.txs.contains_key(&debit.tx_hash) {
+                if self.has_tx(&debit.tx_hash) {
                     return Err(format!("transaction {} debited twice", debit.tx_hash));
                 }
                 books_of!(&None).take_out(debit.native_out())?;
@@ -446,14 +509,14 @@ impl Explorer {
                 });
             }
             WalletEvent::Credited(credit) => {
-                if !self.txs.contains_key(&credit.transfer_id) {
+                if !self.has_tx(&credit.transfer_id) {
                     return Err("credit for an unknown transfer".into());
                 }
                 books_of!(&credit.asset).land(credit.amount)?;
                 cause = Some((credit.transfer_id, credit.amount));
             }
             WalletEvent::PaidOut(payout) => {
-                if !self.txs.contains_key(&payout.cause) {
+                if !self.has_tx(&payout.cause) {
                     return Err("payout for an unknown transaction".into());
                 }
                 books_of!(&payout.asset).take_out(payout.amount)?;
@@ -475,22 +538,30 @@ impl Explorer {
             ));
         }
         account.balance = native.balance;
+        self.note(|changed| {
+            changed.accounts.insert(key.clone());
+            changed.supply.insert(chain.clone());
+        });
         if self.accounts.insert(key, account).is_none() {
             self.account_index.write().insert((chain.clone(), address));
         }
         self.supply.insert(chain.clone(), native.supply);
         if let Some((symbol, books)) = other {
+            self.note(|changed| {
+                changed
+                    .asset_balances
+                    .insert((chain.clone(), symbol.clone(), address));
+                changed.asset_supply.insert((chain.clone(), symbol.clone()));
+            });
             self.asset_balances
                 .insert((chain.clone(), symbol.clone(), address), books.balance);
             self.asset_supply.insert((chain, symbol), books.supply);
         }
         if let Some(tx) = new_tx {
-            self.txs.insert(tx.tx_hash, tx);
+            self.recent.read().txs.insert(tx.tx_hash, tx);
         }
-        if let Some((hash, amount)) = cause
-            && let Some(mut tx) = self.txs.get_mut(&hash)
-        {
-            tx.events.push(view(amount));
+        if let Some((hash, amount)) = cause {
+            self.update_tx(&hash, |tx| tx.events.push(view(amount)));
         }
         Ok(())
     }
@@ -526,14 +597,18 @@ impl Explorer {
         };
         match event {
             VestingEvent::VestingCreated(schedule) => {
-                let mut tx = self
-                    .txs
-                    .get_mut(&id)
-                    .ok_or("vesting schedule for an unknown transaction")?;
+                if !self.has_tx(&id) {
+                    return Err("vesting schedule for an unknown transaction".into());
+                }
                 if self.schedules.contains_key(&id) {
                     return Err(format!("vesting schedule {id} created twice"));
                 }
-                tx.events.push(view(schedule.beneficiary, schedule.total));
+                self.update_tx(&id, |tx| {
+                    tx.events.push(view(schedule.beneficiary, schedule.total))
+                });
+                self.note(|changed| {
+                    changed.schedules.insert(id);
+                });
                 let chain: Arc<str> = Arc::from(chain);
                 self.schedules_of
                     .entry((chain.clone(), schedule.beneficiary))
@@ -555,10 +630,9 @@ impl Explorer {
                 amount,
                 ..
             } => {
-                let mut tx = self
-                    .txs
-                    .get_mut(claim_tx)
-                    .ok_or("claim by an unknown transaction")?;
+                if !self.has_tx(claim_tx) {
+                    return Err("claim by an unknown transaction".into());
+                }
                 let mut schedule = self
                     .schedules
                     .get_mut(&id)
@@ -569,16 +643,21 @@ impl Explorer {
                     .filter(|c| *c <= schedule.schedule.total)
                     .ok_or("claimed more than the schedule holds")?;
                 schedule.claimed = claimed;
-                tx.events.push(view(*beneficiary, *amount));
+                drop(schedule);
+                self.note(|changed| {
+                    changed.schedules.insert(id);
+                });
+                self.update_tx(claim_tx, |tx| tx.events.push(view(*beneficiary, *amount)));
             }
             VestingEvent::ClaimRefused { claim_tx, reason } => {
-                let mut tx = self
-                    .txs
-                    .get_mut(claim_tx)
-                    .ok_or("refusal of an unknown transaction")?;
-                tx.refused = Some(reason.clone());
-                let sender = tx.sender;
-                tx.events.push(view(sender, Amount::ZERO));
+                let found = self.update_tx(claim_tx, |tx| {
+                    tx.refused = Some(reason.clone());
+                    let sender = tx.sender;
+                    tx.events.push(view(sender, Amount::ZERO));
+                });
+                if !found {
+                    return Err("refusal of an unknown transaction".into());
+                }
             }
         }
         Ok(())
@@ -590,22 +669,23 @@ impl Explorer {
         let Some(tx_hash) = event.tx() else {
             return Ok(());
         };
-        let mut tx = self
-            .txs
-            .get_mut(&tx_hash)
-            .ok_or("council action by an unknown transaction")?;
-        if let DaoEvent::CouncilActRefused { reason, .. } = event {
-            tx.refused = Some(reason.clone());
-        }
-        let address = tx.sender;
-        tx.events.push(TxEventView {
-            event_type: recorded.event_type.clone(),
-            stream: recorded.stream.to_string(),
-            position: recorded.position,
-            address,
-            amount: Amount::ZERO,
+        let found = self.update_tx(&tx_hash, |tx| {
+            if let DaoEvent::CouncilActRefused { reason, .. } = event {
+                tx.refused = Some(reason.clone());
+            }
+            let address = tx.sender;
+            tx.events.push(TxEventView {
+                event_type: recorded.event_type.clone(),
+                stream: recorded.stream.to_string(),
+                position: recorded.position,
+                address,
+                amount: Amount::ZERO,
+            });
         });
-        Ok(())
+        match found {
+            true => Ok(()),
+            false => Err("council action by an unknown transaction".into()),
+        }
     }
 
     /// Applies a chain event; every check runs before anything changes.
@@ -616,48 +696,124 @@ impl Explorer {
             let chain = chains
                 .get(&block.chain_id)
                 .ok_or("block for an unknown chain")?;
-            if block.height != chain.blocks.len() as u64 {
+            if block.height != chain.height {
                 return Err(format!(
                     "block {} after {} blocks",
-                    block.height,
-                    chain.blocks.len()
+                    block.height, chain.height
                 ));
             }
         }
-        if let Some(unknown) = block
-            .tx_hashes
-            .iter()
-            .find(|hash| !self.txs.contains_key(*hash))
-        {
+        if let Some(unknown) = block.tx_hashes.iter().find(|hash| !self.has_tx(hash)) {
             return Err(format!("block includes an unknown transaction {unknown}"));
         }
+        let block = Arc::new(block.clone());
+        let chain: Arc<str> = Arc::from(block.chain_id.as_str());
         match event {
-            ChainEvent::ChainCreated { genesis, block } => {
+            ChainEvent::ChainCreated { genesis, .. } => {
+                self.note(|changed| {
+                    changed.chains.insert(genesis.chain_id.clone());
+                });
                 chains.insert(
                     genesis.chain_id.clone(),
-                    ChainView {
+                    ChainHead {
                         genesis: genesis.clone(),
-                        blocks: vec![block.clone()],
+                        height: 1,
+                        last: block.clone(),
                     },
                 );
             }
-            ChainEvent::BlockSealed { block } => {
-                chains
-                    .get_mut(&block.chain_id)
-                    .expect("checked above")
-                    .blocks
-                    .push(block.clone());
+            ChainEvent::BlockSealed { .. } => {
+                let head = chains.get_mut(&block.chain_id).expect("checked above");
+                head.height += 1;
+                head.last = block.clone();
             }
         }
+        let recent = self.recent.read();
         for (index, hash) in block.tx_hashes.iter().enumerate() {
-            if let Some(mut tx) = self.txs.get_mut(hash) {
-                tx.block_height = Some(block.height);
-                tx.block_index = Some(index);
+            recent.tx_blocks.insert(*hash, (block.height, index));
+        }
+        recent
+            .block_heights
+            .insert((chain.clone(), block.hash), block.height);
+        recent.blocks.insert((chain, block.height), block.clone());
+        // Nobody listening is fine.
+        let _ = self.blocks.send(block);
+        Ok(())
+    }
+
+    /// Records a change of in-memory state for the next commit (explorers with a file only).
+    fn note(&self, change: impl FnOnce(&mut Changed)) {
+        if self.file.is_some() {
+            change(&mut self.changed.lock());
+        }
+    }
+
+    /// Whether transaction `hash` is known.
+    fn has_tx(&self, hash: &Hash32) -> bool {
+        self.recent.read().txs.contains_key(hash)
+            || self
+                .frozen
+                .read()
+                .as_ref()
+                .is_some_and(|f| f.txs.contains_key(hash))
+            || self
+                .file
+                .as_ref()
+                .is_some_and(|file| file.get(tables::TXS, &hash.0).is_some())
+    }
+
+    /// Transaction `hash` as last recorded (without its block).
+    fn stored_tx(&self, hash: &Hash32) -> Option<TxView> {
+        if let Some(tx) = self.recent.read().txs.get(hash) {
+            return Some(tx.clone());
+        }
+        if let Some(frozen) = self.frozen.read().as_ref()
+            && let Some(tx) = frozen.txs.get(hash)
+        {
+            return Some(tx.clone());
+        }
+        let bytes = self.file.as_ref()?.get(tables::TXS, &hash.0)?;
+        match decode_tx(&bytes) {
+            Ok(tx) => Some(tx),
+            Err(error) => {
+                tracing::error!(tx = %hash, %error, "explorer file holds an unreadable transaction");
+                None
             }
         }
-        // Nobody listening is fine.
-        let _ = self.blocks.send(Arc::new(block.clone()));
-        Ok(())
+    }
+
+    /// Changes transaction `hash` (in the current generation, where it moves first if it was
+    /// committed already); `false` when it is unknown.
+    fn update_tx(&self, hash: &Hash32, change: impl FnOnce(&mut TxView)) -> bool {
+        let recent = self.recent.read();
+        if let Some(mut tx) = recent.txs.get_mut(hash) {
+            change(&mut tx);
+            return true;
+        }
+        let Some(mut tx) = self.stored_tx(hash) else {
+            return false;
+        };
+        change(&mut tx);
+        recent.txs.insert(*hash, tx);
+        true
+    }
+
+    /// Where transaction `hash` is in its chain: (height, index).
+    fn tx_block(&self, hash: &Hash32) -> Option<(u64, usize)> {
+        if let Some(at) = self.recent.read().tx_blocks.get(hash) {
+            return Some(*at);
+        }
+        if let Some(frozen) = self.frozen.read().as_ref()
+            && let Some(at) = frozen.tx_blocks.get(hash)
+        {
+            return Some(*at);
+        }
+        let bytes = self.file.as_ref()?.get(tables::TX_BLOCKS, &hash.0)?;
+        let (height, index) = bytes.split_at_checked(8)?;
+        Some((
+            u64::from_be_bytes(height.try_into().ok()?),
+            u64::from_be_bytes(index.try_into().ok()?) as usize,
+        ))
     }
 
     /// The blocks applied from now on.
@@ -676,7 +832,12 @@ impl Explorer {
     /// A committed transaction. The signed envelope is not copied here: it stays in the log, in
     /// the debit event at `position`, and is read from there on request.
     pub fn tx(&self, hash: &Hash32) -> Option<TxView> {
-        self.txs.get(hash).map(|t| t.clone())
+        let mut tx = self.stored_tx(hash)?;
+        if let Some((height, index)) = self.tx_block(hash) {
+            tx.block_height = Some(height);
+            tx.block_index = Some(index);
+        }
+        Some(tx)
     }
 
     /// A transaction's inclusion proof, once sealed: (block, proof).
@@ -686,47 +847,77 @@ impl Explorer {
         Some((block, proof))
     }
 
-    /// Block at `height` of `chain`.
-    pub fn block(&self, chain: &str, height: u64) -> Option<Block> {
-        self.chains
-            .read()
-            .get(chain)?
-            .blocks
-            .get(usize::try_from(height).ok()?)
-            .cloned()
+    fn stored_block(&self, chain: &str, height: u64) -> Option<Arc<Block>> {
+        let key = (Arc::from(chain), height);
+        if let Some(block) = self.recent.read().blocks.get(&key) {
+            return Some(block.clone());
+        }
+        if let Some(frozen) = self.frozen.read().as_ref()
+            && let Some(block) = frozen.blocks.get(&key)
+        {
+            return Some(block.clone());
+        }
+        let bytes = self
+            .file
+            .as_ref()?
+            .get(tables::BLOCKS, &block_key(chain, height))?;
+        match decode_block(&bytes) {
+            Ok(block) => Some(Arc::new(block)),
+            Err(error) => {
+                tracing::error!(chain, height, %error, "explorer file holds an unreadable block");
+                None
+            }
+        }
     }
 
-    /// Block with `hash` (searched from the newest).
+    /// Block at `height` of `chain`.
+    pub fn block(&self, chain: &str, height: u64) -> Option<Block> {
+        if height >= self.chains.read().get(chain)?.height {
+            return None;
+        }
+        self.stored_block(chain, height).map(|b| (*b).clone())
+    }
+
+    /// Block with `hash`.
     pub fn block_by_hash(&self, chain: &str, hash: &Hash32) -> Option<Block> {
-        self.chains
-            .read()
-            .get(chain)?
-            .blocks
-            .iter()
-            .rev()
-            .find(|b| b.hash == *hash)
-            .cloned()
+        let key = (Arc::from(chain), *hash);
+        let height = match self.recent.read().block_heights.get(&key) {
+            Some(height) => Some(*height),
+            None => self
+                .frozen
+                .read()
+                .as_ref()
+                .and_then(|f| f.block_heights.get(&key).map(|h| *h)),
+        };
+        let height = match height {
+            Some(height) => height,
+            None => {
+                let bytes = self
+                    .file
+                    .as_ref()?
+                    .get(tables::BLOCK_HEIGHTS, &key_of_hash(chain, hash))?;
+                u64::from_be_bytes(bytes.try_into().ok()?)
+            }
+        };
+        self.block(chain, height)
     }
 
     /// Up to `limit` blocks of `chain` from height `from`.
     pub fn blocks(&self, chain: &str, from: u64, limit: usize) -> Vec<Block> {
-        let chains = self.chains.read();
-        let Some(view) = chains.get(chain) else {
+        let Some(height) = self.chains.read().get(chain).map(|c| c.height) else {
             return Vec::new();
         };
-        view.blocks
-            .iter()
-            .skip(usize::try_from(from).unwrap_or(usize::MAX))
+        (from..height)
             .take(limit)
-            .cloned()
+            .map_while(|h| self.stored_block(chain, h).map(|b| (*b).clone()))
             .collect()
     }
 
     /// Genesis and last block of `chain`.
     pub fn chain(&self, chain: &str) -> Option<(Genesis, Block)> {
         let chains = self.chains.read();
-        let view = chains.get(chain)?;
-        Some((view.genesis.clone(), view.blocks.last()?.clone()))
+        let head = chains.get(chain)?;
+        Some((head.genesis.clone(), (*head.last).clone()))
     }
 
     /// Supply books of `chain`'s native asset.
@@ -788,7 +979,7 @@ impl Explorer {
             .collect()
     }
 
-    /// A sorted copy of the whole state.
+    /// A sorted copy of the whole state (reads every transaction and block: audits and tests).
     pub fn export(&self) -> ExplorerState {
         let mut accounts: BTreeMap<String, BTreeMap<Address, AccountView>> = BTreeMap::new();
         for entry in self.accounts.iter() {
@@ -797,15 +988,41 @@ impl Explorer {
                 .or_default()
                 .insert(entry.key().1, *entry.value());
         }
+        let mut hashes: BTreeSet<Hash32> = BTreeSet::new();
+        if let Some(file) = &self.file {
+            for (key, _) in file.all(tables::TXS).unwrap_or_default() {
+                hashes.insert(Hash32(key.try_into().expect("tx keys are hashes")));
+            }
+        }
+        for generation in [Some(self.recent.read().clone()), self.frozen.read().clone()]
+            .into_iter()
+            .flatten()
+        {
+            hashes.extend(generation.txs.iter().map(|e| *e.key()));
+        }
+        let chains = self
+            .chains
+            .read()
+            .iter()
+            .map(|(id, head)| {
+                let blocks = (0..head.height)
+                    .map(|h| (*self.stored_block(id, h).expect("every block is stored")).clone())
+                    .collect();
+                let view = ChainView {
+                    genesis: head.genesis.clone(),
+                    blocks,
+                };
+                (id.clone(), view)
+            })
+            .collect();
         ExplorerState {
             next_position: self.next_position(),
             accounts,
-            txs: self
-                .txs
+            txs: hashes
                 .iter()
-                .map(|e| (*e.key(), e.value().clone()))
+                .map(|hash| (*hash, self.tx(hash).expect("every listed tx is stored")))
                 .collect(),
-            chains: self.chains.read().clone(),
+            chains,
             supply: self
                 .supply
                 .iter()
@@ -836,51 +1053,202 @@ impl Explorer {
         }
     }
 
-    /// Rebuilds an explorer from an exported state.
-    pub fn import(state: ExplorerState) -> Explorer {
-        let explorer = Explorer::default();
-        for (chain, accounts) in state.accounts {
-            let chain: Arc<str> = Arc::from(chain.as_str());
-            for (address, view) in accounts {
-                explorer.accounts.insert((chain.clone(), address), view);
-                explorer
-                    .account_index
-                    .write()
-                    .insert((chain.clone(), address));
+    fn with_file(file: Option<Arc<Kv>>) -> Explorer {
+        Explorer {
+            accounts: DashMap::new(),
+            chains: RwLock::default(),
+            supply: DashMap::new(),
+            asset_balances: DashMap::new(),
+            asset_supply: DashMap::new(),
+            schedules: DashMap::new(),
+            schedules_of: DashMap::new(),
+            account_index: RwLock::default(),
+            recent: RwLock::default(),
+            frozen: RwLock::default(),
+            changed: Mutex::default(),
+            file,
+            next_position: RwLock::default(),
+            blocks: broadcast::channel(BLOCK_FEED_CAPACITY).0,
+        }
+    }
+
+    /// An explorer kept in its file at `path`, for a log whose next position is `log_head`:
+    /// what grows with the number of accounts is loaded into memory, history stays on disk,
+    /// and the runner resumes after the last commit. A file that cannot be used is rebuilt.
+    pub fn open(path: &Path, log_head: u64) -> Result<Explorer, String> {
+        let (file, position) = Kv::open(path, &tables::ALL, FILE_FORMAT, log_head)?;
+        let explorer = Explorer::with_file(Some(Arc::new(file)));
+        match explorer.load(position) {
+            Ok(()) => Ok(explorer),
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "explorer file not usable; rebuilding it from the log");
+                drop(explorer);
+                std::fs::remove_file(path).map_err(|e| e.to_string())?;
+                let (file, _) = Kv::open(path, &tables::ALL, FILE_FORMAT, log_head)?;
+                Ok(Explorer::with_file(Some(Arc::new(file))))
             }
         }
-        for (hash, tx) in state.txs {
-            explorer.txs.insert(hash, tx);
+    }
+
+    /// Loads the in-memory state the file holds at `position`.
+    fn load(&self, position: u64) -> Result<(), String> {
+        let file = self.file.as_ref().expect("loading needs a file");
+        let bad = |what: &str| format!("bad {what} record");
+        let split = |key: &[u8]| -> Vec<Vec<u8>> {
+            key.splitn(3, |b| *b == 0).map(<[u8]>::to_vec).collect()
+        };
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| bad("key"));
+        let address = |bytes: &[u8]| -> Result<Address, String> {
+            Ok(Address(bytes.try_into().map_err(|_| bad("address"))?))
+        };
+        for (key, value) in file.all(tables::CHAINS)? {
+            let chain = text(&key)?;
+            let genesis: Genesis = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+            let mut prefix = chain.as_bytes().to_vec();
+            prefix.push(0);
+            let (_, last) = file
+                .last(tables::BLOCKS, &prefix)
+                .ok_or_else(|| format!("chain {chain} has no blocks"))?;
+            let last = decode_block(&last).map_err(|e| e.to_string())?;
+            let head = ChainHead {
+                genesis,
+                height: last.height + 1,
+                last: Arc::new(last),
+            };
+            self.chains.write().insert(chain, head);
         }
-        for (chain, supply) in state.supply {
-            explorer.supply.insert(Arc::from(chain.as_str()), supply);
+        let mut index = self.account_index.write();
+        for (key, value) in file.all(tables::ACCOUNTS)? {
+            let parts = split(&key);
+            let [chain, who] = &parts[..] else {
+                return Err(bad("account"));
+            };
+            let key = (Arc::from(text(chain)?.as_str()), address(who)?);
+            let view: AccountView = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+            index.insert(key.clone());
+            self.accounts.insert(key, view);
         }
-        for ((chain, asset), balances) in state.asset_balances {
-            let chain: Arc<str> = Arc::from(chain.as_str());
-            for (address, balance) in balances {
-                explorer
-                    .asset_balances
-                    .insert((chain.clone(), asset.clone(), address), balance);
-            }
+        drop(index);
+        for (key, value) in file.all(tables::ASSET_BALANCES)? {
+            let parts = split(&key);
+            let [chain, symbol, who] = &parts[..] else {
+                return Err(bad("asset balance"));
+            };
+            let balance: Amount = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+            let key = (
+                Arc::from(text(chain)?.as_str()),
+                text(symbol)?,
+                address(who)?,
+            );
+            self.asset_balances.insert(key, balance);
         }
-        for ((chain, asset), supply) in state.asset_supply {
-            explorer
-                .asset_supply
-                .insert((Arc::from(chain.as_str()), asset), supply);
+        for (key, value) in file.all(tables::SUPPLY)? {
+            let parts = split(&key);
+            let [chain, symbol] = &parts[..] else {
+                return Err(bad("supply"));
+            };
+            let books: SupplyView = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+            let chain: Arc<str> = Arc::from(text(chain)?.as_str());
+            match symbol.is_empty() {
+                true => self.supply.insert(chain, books),
+                false => self.asset_supply.insert((chain, text(symbol)?), books),
+            };
         }
-        // Oldest first, as they were created: in the order of their transactions in the log.
-        let mut schedules: Vec<VestingView> = state.schedules.into_values().collect();
-        schedules.sort_by_key(|v| explorer.txs.get(&v.id).map(|tx| tx.position));
-        for view in schedules {
-            explorer
-                .schedules_of
+        let mut schedules: Vec<(u64, VestingView)> = Vec::new();
+        for (_, value) in file.all(tables::SCHEDULES)? {
+            let view: VestingView = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
+            // Oldest first, as they were created: in the order of their transactions.
+            let created = self.stored_tx(&view.id).ok_or(bad("schedule"))?.position;
+            schedules.push((created, view));
+        }
+        schedules.sort_by_key(|(created, _)| *created);
+        for (_, view) in schedules {
+            self.schedules_of
                 .entry((Arc::from(view.chain_id.as_str()), view.schedule.beneficiary))
                 .or_default()
                 .push(view.id);
-            explorer.schedules.insert(view.id, view);
+            self.schedules.insert(view.id, view);
         }
-        *explorer.chains.write() = state.chains;
-        *explorer.next_position.write() = state.next_position;
-        explorer
+        *self.next_position.write() = position;
+        Ok(())
     }
+
+    /// Freezes what changed since the last commit and returns the job that writes it (run off
+    /// the runner's thread; [`Projection::persisted`] drops the frozen generation after it).
+    /// `None` without a file, when nothing was applied since, or while a commit is running.
+    fn prepare_persist(&self) -> Option<(u64, PersistJob)> {
+        let file = self.file.clone()?;
+        if self.frozen.read().is_some() {
+            return None;
+        }
+        let position = self.next_position();
+        let changed = std::mem::take(&mut *self.changed.lock());
+        // The frozen generation is visible before the current one is replaced, so a reader
+        // always finds an entry in one of them (or, once committed, in the file).
+        let frozen = self.recent.read().clone();
+        *self.frozen.write() = Some(frozen.clone());
+        *self.recent.write() = Arc::new(Generation::default());
+        let mut batch = Batch::default();
+        for (chain, address) in &changed.accounts {
+            let key = key(&[chain.as_bytes(), &address.0]);
+            batch.put(tables::ACCOUNTS, key, json(&self.account(chain, address)));
+        }
+        for (chain, symbol, address) in &changed.asset_balances {
+            let key = key(&[chain.as_bytes(), symbol.as_bytes(), &address.0]);
+            let balance = self.asset_balance(chain, symbol, address);
+            batch.put(tables::ASSET_BALANCES, key, json(&balance));
+        }
+        for chain in &changed.supply {
+            let key = key(&[chain.as_bytes(), b""]);
+            batch.put(tables::SUPPLY, key, json(&self.supply(chain)));
+        }
+        for (chain, symbol) in &changed.asset_supply {
+            let key = key(&[chain.as_bytes(), symbol.as_bytes()]);
+            batch.put(tables::SUPPLY, key, json(&self.asset_supply(chain, symbol)));
+        }
+        for id in &changed.schedules {
+            if let Some(view) = self.schedules.get(id) {
+                batch.put(tables::SCHEDULES, id.0.to_vec(), json(&*view));
+            }
+        }
+        for chain in &changed.chains {
+            if let Some(head) = self.chains.read().get(chain) {
+                batch.put(
+                    tables::CHAINS,
+                    chain.as_bytes().to_vec(),
+                    json(&head.genesis),
+                );
+            }
+        }
+        let job = move || {
+            // Encoding the history is the bulk of the work: here, off the runner's thread.
+            for tx in frozen.txs.iter() {
+                batch.put(tables::TXS, tx.key().0.to_vec(), encode_tx(tx.value()));
+            }
+            for at in frozen.tx_blocks.iter() {
+                let (height, index) = *at.value();
+                let value = [height.to_be_bytes(), (index as u64).to_be_bytes()].concat();
+                batch.put(tables::TX_BLOCKS, at.key().0.to_vec(), value);
+            }
+            for block in frozen.blocks.iter() {
+                let (chain, height) = block.key();
+                batch.put(
+                    tables::BLOCKS,
+                    block_key(chain, *height),
+                    encode_block(block.value()),
+                );
+            }
+            for entry in frozen.block_heights.iter() {
+                let (chain, hash) = entry.key();
+                let height = entry.value().to_be_bytes().to_vec();
+                batch.put(tables::BLOCK_HEIGHTS, key_of_hash(chain, hash), height);
+            }
+            file.commit(position, batch)
+        };
+        Some((position, Box::new(job)))
+    }
+}
+
+fn key_of_hash(chain: &str, hash: &Hash32) -> Vec<u8> {
+    key(&[chain.as_bytes(), &hash.0])
 }

@@ -1,21 +1,21 @@
-//! The shape of every read model: applied in log order by one runner, checkpointed, rebuilt
-//! from zero when its checkpoint cannot be used.
+//! The shape of every read model: applied in log order by one runner, committed to disk every
+//! so often so that a restart resumes after the last commit.
 
 use store::RecordedEvent;
 
 use crate::explorer::ProjectionError;
 
+/// A commit prepared on the runner's thread (a consistent cut, between two events) and run on
+/// another one, so that applying events goes on meanwhile.
+pub type PersistJob = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
 /// A read model fed by the log. Reads run concurrently with the one writer (the runner).
 pub trait Projection: Send + Sync + Sized + 'static {
-    /// Name: its checkpoint is the snapshot `projection/<NAME>`; metrics and logs use it.
+    /// Name, for metrics and logs.
     const NAME: &'static str;
-    /// A checkpoint is written after this many applied events (and at shutdown).
-    const CHECKPOINT_EVERY_EVENTS: u64;
-    /// A consistent copy of the state, taken between two events.
-    type Copy: Send + 'static;
-
-    /// The empty read model (before position 0).
-    fn empty() -> Self;
+    /// A commit starts after this many applied events (and at least every second when events
+    /// arrive), so a restart replays at most about that many.
+    const PERSIST_EVERY_EVENTS: u64;
 
     /// Next position it will apply (everything before it is applied).
     fn next_position(&self) -> u64;
@@ -24,18 +24,11 @@ pub trait Projection: Send + Sync + Sized + 'static {
     /// and changes nothing: the runner stops rather than serve a corrupt view.
     fn apply(&self, event: &RecordedEvent) -> Result<(), ProjectionError>;
 
-    /// A copy of the state, taken between two events (cheap next to encoding it).
-    fn copy(&self) -> Self::Copy;
+    /// Freezes what was applied since the last commit and returns (the position it reflects,
+    /// the job that writes it). `None` when there is nothing to commit, the read model lives
+    /// in memory only, or a commit is still running.
+    fn prepare_persist(&self) -> Option<(u64, PersistJob)>;
 
-    /// The checkpoint of a copy: (the position it reflects, bytes). Blocking work: the runner
-    /// calls it off its thread.
-    fn encode(copy: &Self::Copy) -> (u64, Vec<u8>);
-
-    /// The read model a checkpoint holds, `Err` (with why) when it cannot be used.
-    fn decode(bytes: &[u8]) -> Result<Self, String>;
-}
-
-/// The snapshot key of `P`'s checkpoint.
-pub fn checkpoint_key<P: Projection>() -> String {
-    format!("projection/{}", P::NAME)
+    /// The job of the last [`Projection::prepare_persist`] succeeded.
+    fn persisted(&self);
 }

@@ -1,14 +1,15 @@
 //! Feeds a read model from the log and publishes its progress: one generic runner for every
-//! [`Projection`] (checkpoint on load and every so many events, the applied position with its
-//! waiters for read-your-writes, stop on refusal, lag metric).
+//! [`Projection`] (commits every so many events or every second, off its thread; the applied
+//! position with its waiters for read-your-writes; stop on refusal; lag metric).
 
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 use prometheus::{IntGaugeVec, register_int_gauge_vec};
-use store::{EventStore, RecordedEvent, Snapshot, StoreError};
+use store::{EventStore, RecordedEvent, StoreError};
 
-use crate::projection::{Projection, checkpoint_key};
+use crate::projection::Projection;
 use crate::watermark::{ProjectionStopped, Watermark};
 
 static PROJECTION_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
@@ -44,56 +45,18 @@ impl<P> ProjectionHandle<P> {
     }
 }
 
-/// Loads `P` from its checkpoint; empty (rebuilt from zero) when there is none, it cannot be
-/// read, or it is ahead of the log.
-pub async fn load<P: Projection>(store: &dyn EventStore) -> Result<P, StoreError> {
-    let Some(snapshot) = store.load_snapshot(&checkpoint_key::<P>()).await? else {
-        return Ok(P::empty());
-    };
-    match P::decode(&snapshot.data) {
-        Ok(loaded)
-            if loaded.next_position() == snapshot.revision
-                && loaded.next_position() <= store.next_position() =>
-        {
-            Ok(loaded)
-        }
-        Ok(_) => {
-            tracing::warn!(
-                projection = P::NAME,
-                "checkpoint is ahead of the log; rebuilding from zero"
-            );
-            Ok(P::empty())
-        }
-        Err(error) => {
-            tracing::warn!(projection = P::NAME, %error, "checkpoint unreadable; rebuilding from zero");
-            Ok(P::empty())
-        }
-    }
+/// How often a runner commits what it applied when events arrive slower than
+/// [`Projection::PERSIST_EVERY_EVENTS`].
+pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A commit finished (sent by its thread to the runner).
+struct Persisted {
+    position: u64,
+    result: Result<(), String>,
 }
 
-/// Saves a copy of `P` (see [`ExportCopy`]) as its checkpoint. Encoding is blocking work: call
-/// it off the actor threads.
-pub async fn save_checkpoint<P: Projection>(
-    store: &dyn EventStore,
-    copy: &P::Copy,
-) -> Result<(), StoreError> {
-    let (revision, data) = P::encode(copy);
-    store
-        .save_snapshot(&checkpoint_key::<P>(), Snapshot { revision, data })
-        .await
-}
-
-/// Asks the runner for a copy of its read model taken between two events (consistent).
-pub struct ExportCopy<P>(std::marker::PhantomData<fn() -> P>);
-
-impl<P> Default for ExportCopy<P> {
-    fn default() -> Self {
-        ExportCopy(std::marker::PhantomData)
-    }
-}
-
-impl<P: Projection> Message for ExportCopy<P> {
-    type Result = P::Copy;
+impl Message for Persisted {
+    type Result = ();
 }
 
 /// The actor applying log events to a read model.
@@ -101,7 +64,8 @@ pub struct ProjectionRunner<P: Projection> {
     store: Arc<dyn EventStore>,
     read_model: Arc<P>,
     applied: Arc<Watermark>,
-    last_checkpoint: u64,
+    /// Position of the last commit started.
+    last_persist: u64,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -119,7 +83,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 store,
                 read_model,
                 applied,
-                last_checkpoint: start,
+                last_persist: start,
             },
             handle,
         )
@@ -131,6 +95,7 @@ impl<P: Projection> Actor for ProjectionRunner<P> {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.add_stream(self.store.subscribe_all(self.read_model.next_position()));
+        ctx.run_interval(PERSIST_INTERVAL, |act, ctx| act.persist(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -159,26 +124,42 @@ impl<P: Projection> StreamHandler<Result<RecordedEvent, StoreError>> for Project
         PROJECTION_LAG
             .with_label_values(&[P::NAME])
             .set(self.store.next_position().saturating_sub(next) as i64);
-        if next - self.last_checkpoint >= P::CHECKPOINT_EVERY_EVENTS {
-            self.last_checkpoint = next;
-            // The copy is taken here, between two events, so it is consistent; encoding and
-            // writing it is blocking work, kept off the arbiter.
-            let copy = self.read_model.copy();
-            let store = self.store.clone();
-            std::thread::spawn(move || {
-                let save = save_checkpoint::<P>(store.as_ref(), &copy);
-                if let Err(error) = futures::executor::block_on(save) {
-                    tracing::warn!(projection = P::NAME, %error, "checkpoint not saved");
-                }
-            });
+        if next - self.last_persist >= P::PERSIST_EVERY_EVENTS {
+            self.persist(ctx);
         }
     }
 }
 
-impl<P: Projection> Handler<ExportCopy<P>> for ProjectionRunner<P> {
-    type Result = MessageResult<ExportCopy<P>>;
+impl<P: Projection> ProjectionRunner<P> {
+    /// Starts a commit of what was applied, unless one is running or nothing is new.
+    fn persist(&mut self, ctx: &mut Context<Self>) {
+        if self.read_model.next_position() == self.last_persist {
+            return;
+        }
+        let Some((position, job)) = self.read_model.prepare_persist() else {
+            return;
+        };
+        self.last_persist = position;
+        let runner = ctx.address();
+        std::thread::spawn(move || {
+            let result = job();
+            runner.do_send(Persisted { position, result });
+        });
+    }
+}
 
-    fn handle(&mut self, _msg: ExportCopy<P>, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.read_model.copy())
+impl<P: Projection> Handler<Persisted> for ProjectionRunner<P> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Persisted, ctx: &mut Context<Self>) {
+        match msg.result {
+            Ok(()) => self.read_model.persisted(),
+            Err(error) => {
+                // The disk under the read model fails; the log itself is likely next. Readers
+                // keep the applied state, writers get `unavailable` from the stopped watermark.
+                tracing::error!(projection = P::NAME, position = msg.position, %error, "commit failed; stopping");
+                ctx.stop();
+            }
+        }
     }
 }

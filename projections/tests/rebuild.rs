@@ -1,5 +1,6 @@
 //! The explorer is a pure function of the log: rebuilt from zero it equals the explorer resumed
-//! from a checkpoint taken anywhere in the log; and it refuses a log that breaks conservation.
+//! from its file committed anywhere in the log (and read while a commit is under way); a file
+//! it cannot trust is rebuilt; and it refuses a log that breaks conservation.
 
 use std::sync::Arc;
 
@@ -17,7 +18,9 @@ use domain::wallet::{
     wallet_stream,
 };
 use projections::explorer::Explorer;
-use projections::runner::{load, save_checkpoint};
+use projections::kv::Kv;
+use projections::projection::Projection;
+use projections::runner::{PERSIST_INTERVAL, ProjectionRunner};
 use store::{EventId, EventStore, ExpectedRevision, MemoryStore, NewEvent};
 
 const CHAIN: &str = "ait-test";
@@ -201,8 +204,24 @@ async fn apply_range(explorer: &Explorer, store: &dyn EventStore, end: u64) {
     }
 }
 
+/// Commits what `explorer` applied, checking at each stage of the commit (frozen, written,
+/// done) that reads still see everything.
+fn commit(explorer: &Explorer) {
+    let before = explorer.export();
+    let Some((position, job)) = explorer.prepare_persist() else {
+        return;
+    };
+    assert_eq!(position, explorer.next_position());
+    assert!(explorer.prepare_persist().is_none(), "one commit at a time");
+    assert_eq!(explorer.export(), before, "read while frozen");
+    job().expect("committed");
+    assert_eq!(explorer.export(), before, "read once written");
+    explorer.persisted();
+    assert_eq!(explorer.export(), before, "read from the file");
+}
+
 #[tokio::test]
-async fn rebuild_from_zero_equals_resume_from_any_checkpoint() {
+async fn rebuild_from_zero_equals_resume_from_its_file_at_any_commit() {
     let store = build_log().await;
     let end = store.next_position();
     let from_zero = Explorer::default();
@@ -215,25 +234,67 @@ async fn rebuild_from_zero_equals_resume_from_any_checkpoint() {
     );
     assert!(full.supply[CHAIN].conserved());
     for cut in [0, 1, 4, 17, end / 2, end - 1, end] {
-        let first = Explorer::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("explorer.redb");
+        let first = Explorer::open(&path, end).unwrap();
+        // Two commits before the cut: history spread over the file and memory.
+        apply_range(&first, store.as_ref(), cut / 2).await;
+        commit(&first);
         apply_range(&first, store.as_ref(), cut).await;
-        let bytes = projections::checkpoint::encode(&first.export());
-        let resumed = Explorer::import(projections::checkpoint::decode(&bytes).unwrap());
+        commit(&first);
+        drop(first);
+        let resumed = Explorer::open(&path, end).unwrap();
+        assert_eq!(resumed.next_position(), cut);
         apply_range(&resumed, store.as_ref(), end).await;
         assert_eq!(resumed.export(), full, "resumed from position {cut}");
     }
 }
 
 #[tokio::test]
-async fn the_runner_checkpoint_round_trips_through_the_store() {
+async fn a_file_ahead_of_the_log_or_of_another_format_is_rebuilt() {
     let store = build_log().await;
-    let explorer = Explorer::default();
-    apply_range(&explorer, store.as_ref(), store.next_position()).await;
-    save_checkpoint::<Explorer>(store.as_ref(), &explorer.export())
-        .await
-        .unwrap();
-    let loaded: Explorer = load(store.as_ref()).await.unwrap();
-    assert_eq!(loaded.export(), explorer.export());
+    let end = store.next_position();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("explorer.redb");
+    let explorer = Explorer::open(&path, end).unwrap();
+    apply_range(&explorer, store.as_ref(), end).await;
+    commit(&explorer);
+    drop(explorer);
+    // The log was restored from an older copy: the file is ahead of it.
+    let shorter = Explorer::open(&path, end - 1).unwrap();
+    assert_eq!(shorter.next_position(), 0, "rebuilt from zero");
+    assert!(shorter.export().txs.is_empty());
+    drop(shorter);
+    let (other, _) = Kv::open(&path, &[], 99, end).unwrap();
+    drop(other);
+    let rebuilt = Explorer::open(&path, end).unwrap();
+    assert_eq!(
+        rebuilt.next_position(),
+        0,
+        "a file of another format is not read"
+    );
+}
+
+#[actix_rt::test]
+async fn the_runner_commits_to_the_file_and_a_restart_resumes_there() {
+    let store = build_log().await;
+    let end = store.next_position();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("explorer.redb");
+    let dyn_store: Arc<dyn EventStore> = store.clone();
+    let (runner, handle) = ProjectionRunner::new(dyn_store, Explorer::open(&path, end).unwrap());
+    let arbiter = actix::Arbiter::new();
+    actix::Actor::start_in_arbiter(&arbiter.handle(), |_| runner);
+    handle.wait_applied(end).await.unwrap();
+    let expected = handle.read_model.export();
+    // The runner commits within its interval (the log is shorter than a batch of events).
+    actix_rt::time::sleep(PERSIST_INTERVAL * 2).await;
+    arbiter.stop();
+    arbiter.join().unwrap();
+    drop(handle);
+    let resumed = Explorer::open(&path, end).unwrap();
+    assert_eq!(resumed.next_position(), end, "nothing to replay");
+    assert_eq!(resumed.export(), expected);
 }
 
 #[tokio::test]

@@ -1,0 +1,268 @@
+//! The tables a read model keeps on disk: one redb file per projection, byte keys and values,
+//! and the log position everything in it reflects, committed together with each batch.
+//!
+//! A projection applies events in memory and commits what changed every so often
+//! ([`crate::projection::Projection::persist`]); a restart opens the file and replays only the
+//! events after its position, so restart time follows the events since the last commit, not
+//! the length of the history. The file is a cache of the log, never data: one that cannot be
+//! read, was written by another format, or is ahead of the log (a log restored from an older
+//! copy) is deleted with a warning and the projection is rebuilt from zero.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
+};
+
+/// A table: byte keys (ordered bytewise) to byte values.
+pub type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+const POSITION: &str = "next_position";
+const FORMAT: &str = "format";
+
+/// Page cache of a projection's file.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// Why a file was not opened.
+enum Unusable {
+    /// It cannot be trusted: rebuilt from the log.
+    Untrusted(String),
+    /// It could not be opened (in use, the disk fails): the node does not start.
+    Failed(String),
+}
+
+/// One projection's file.
+pub struct Kv {
+    db: Database,
+    path: PathBuf,
+}
+
+/// What changed since the last commit, written in one transaction.
+#[derive(Default)]
+pub struct Batch {
+    puts: Vec<(Table, Vec<u8>, Vec<u8>)>,
+}
+
+impl Batch {
+    /// Sets `key` of `table` to `value`.
+    pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.puts.push((table, key, value));
+    }
+
+    /// Entries in the batch.
+    pub fn len(&self) -> usize {
+        self.puts.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty()
+    }
+}
+
+fn failed(path: &Path) -> impl Fn(String) -> String + '_ {
+    move |reason| format!("read model file {}: {reason}", path.display())
+}
+
+impl Kv {
+    /// Opens (or creates) the file at `path` with `tables`, for a read model of `format` over a
+    /// log whose next position is `log_head`. Returns the file and the position it reflects (0
+    /// for a new or discarded file). Errors only when no usable file can be made at all.
+    pub fn open(
+        path: &Path,
+        tables: &[Table],
+        format: u64,
+        log_head: u64,
+    ) -> Result<(Kv, u64), String> {
+        match Kv::try_open(path, tables, format, log_head) {
+            Ok(opened) => Ok(opened),
+            Err(Unusable::Failed(reason)) => Err(reason),
+            Err(Unusable::Untrusted(reason)) => {
+                tracing::warn!(path = %path.display(), %reason, "read model file not used; rebuilding it from the log");
+                std::fs::remove_file(path)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(e),
+                    })
+                    .map_err(|e| failed(path)(e.to_string()))?;
+                Kv::try_open(path, tables, format, log_head).map_err(|e| match e {
+                    Unusable::Failed(reason) | Unusable::Untrusted(reason) => reason,
+                })
+            }
+        }
+    }
+
+    fn try_open(
+        path: &Path,
+        tables: &[Table],
+        format: u64,
+        log_head: u64,
+    ) -> Result<(Kv, u64), Unusable> {
+        let fail = |e: String| Unusable::Failed(failed(path)(e));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+        }
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                // Damaged or from an older redb: rebuilt. Anything else (another process has
+                // it open, the disk fails) is not a reason to delete it.
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+                    Unusable::Untrusted(reason)
+                }
+                redb::DatabaseError::UpgradeRequired(version) => {
+                    Unusable::Untrusted(format!("written by redb file format {version}"))
+                }
+                other => fail(other.to_string()),
+            })?;
+        let write = db.begin_write().map_err(|e| fail(e.to_string()))?;
+        let position = {
+            let mut meta = write.open_table(META).map_err(|e| fail(e.to_string()))?;
+            for table in tables {
+                write.open_table(*table).map_err(|e| fail(e.to_string()))?;
+            }
+            let read = |key| -> Result<Option<u64>, Unusable> {
+                Ok(meta
+                    .get(key)
+                    .map_err(|e| fail(e.to_string()))?
+                    .map(|v| v.value()))
+            };
+            match (read(FORMAT)?, read(POSITION)?) {
+                (None, _) => {
+                    meta.insert(FORMAT, format)
+                        .map_err(|e| fail(e.to_string()))?;
+                    meta.insert(POSITION, 0).map_err(|e| fail(e.to_string()))?;
+                    0
+                }
+                (Some(found), _) if found != format => {
+                    return Err(Unusable::Untrusted(format!(
+                        "format {found}, this node writes {format}"
+                    )));
+                }
+                (Some(_), position) => position.unwrap_or(0),
+            }
+        };
+        write.commit().map_err(|e| fail(e.to_string()))?;
+        if position > log_head {
+            return Err(Unusable::Untrusted(format!(
+                "it reflects log position {position}, but the log ends at {log_head}"
+            )));
+        }
+        Ok((
+            Kv {
+                db,
+                path: path.to_path_buf(),
+            },
+            position,
+        ))
+    }
+
+    /// Commits `batch` and the new position in one durable transaction.
+    pub fn commit(&self, position: u64, batch: Batch) -> Result<(), String> {
+        let fail = failed(&self.path);
+        let mut write = self.db.begin_write().map_err(|e| fail(e.to_string()))?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(|e| fail(e.to_string()))?;
+        {
+            // Grouped by table, each opened once; within a table, a later put of a key wins.
+            let mut by_table: BTreeMap<String, (Table, Vec<Entry>)> = BTreeMap::new();
+            for (table, key, value) in batch.puts {
+                by_table
+                    .entry(table.name().to_string())
+                    .or_insert_with(|| (table, Vec::new()))
+                    .1
+                    .push((key, value));
+            }
+            for (table, entries) in by_table.into_values() {
+                let mut handle = write.open_table(table).map_err(|e| fail(e.to_string()))?;
+                for (key, value) in &entries {
+                    handle
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(|e| fail(e.to_string()))?;
+                }
+            }
+            let mut meta = write.open_table(META).map_err(|e| fail(e.to_string()))?;
+            meta.insert(POSITION, position)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        write.commit().map_err(|e| fail(e.to_string()))
+    }
+
+    /// The value of `key` in `table`. A read error (the disk failing under a file that opened)
+    /// is logged and read as absent.
+    pub fn get(&self, table: Table, key: &[u8]) -> Option<Vec<u8>> {
+        self.read(|db| {
+            let read = db.begin_read()?;
+            let handle = read.open_table(table)?;
+            Ok(handle.get(key)?.map(|v| v.value().to_vec()))
+        })
+        .flatten()
+    }
+
+    /// Up to `limit` entries of `table` whose key starts with `prefix`, in key order, from
+    /// `start` (inclusive; a key at or after `prefix`).
+    pub fn scan(&self, table: Table, prefix: &[u8], start: &[u8], limit: usize) -> Vec<Entry> {
+        self.read(|db| {
+            let read = db.begin_read()?;
+            let handle = read.open_table(table)?;
+            let mut entries = Vec::new();
+            for entry in handle.range(start..)? {
+                let (key, value) = entry?;
+                if !key.value().starts_with(prefix) || entries.len() >= limit {
+                    break;
+                }
+                entries.push((key.value().to_vec(), value.value().to_vec()));
+            }
+            Ok(entries)
+        })
+        .unwrap_or_default()
+    }
+
+    /// The last entry of `table` whose key starts with `prefix`.
+    pub fn last(&self, table: Table, prefix: &[u8]) -> Option<Entry> {
+        let mut end = prefix.to_vec();
+        // The smallest key after every key with this prefix (prefixes here never end in 0xff).
+        *end.last_mut()? += 1;
+        self.read(|db| {
+            let read = db.begin_read()?;
+            let handle = read.open_table(table)?;
+            let last = handle
+                .range(prefix..end.as_slice())?
+                .next_back()
+                .transpose()?;
+            Ok(last.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+        })
+        .flatten()
+    }
+
+    /// Every entry of `table`, in key order (loading a small table at start-up).
+    pub fn all(&self, table: Table) -> Result<Vec<Entry>, String> {
+        let fail = failed(&self.path);
+        let read = self.db.begin_read().map_err(|e| fail(e.to_string()))?;
+        let handle = read.open_table(table).map_err(|e| fail(e.to_string()))?;
+        let mut entries = Vec::with_capacity(handle.len().unwrap_or(0) as usize);
+        for entry in handle.iter().map_err(|e| fail(e.to_string()))? {
+            let (key, value) = entry.map_err(|e| fail(e.to_string()))?;
+            entries.push((key.value().to_vec(), value.value().to_vec()));
+        }
+        Ok(entries)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Database) -> Result<T, redb::Error>) -> Option<T> {
+        match f(&self.db) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                tracing::error!(path = %self.path.display(), %error, "read model file read failed");
+                None
+            }
+        }
+    }
+}
