@@ -11,8 +11,8 @@
 //! - [`dao`]: the chains' DAOs and the pause board transactions are checked against.
 //! - [`router::Router`]: runs the cross-aggregate protocol's steps (credits, payouts, module
 //!   commands) for the request path; [`protocol::ProtocolManager`]: the process manager that
-//!   runs from its checkpoint whatever step a crash left undone.
-//! - [`timers::TimerScheduler`]: fires the commands that events schedule (durable timers).
+//!   runs from its checkpoint whatever step a crash left undone, and the steps timers owe once
+//!   they are due.
 //! - [`chain::ChainActor`]: seals blocks every `block_time` from the log it observes.
 //! - [`bootstrap`]: genesis and start-up of a chain.
 //!
@@ -31,7 +31,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod registry;
 pub mod router;
-pub mod timers;
 pub mod wallet;
 
 pub use error::CommandError;

@@ -20,9 +20,8 @@ pub const IDLE_CHECK: Duration = Duration::from_secs(10);
 pub const ROUTE_ATTEMPTS_MAX: usize = 4;
 /// The protocol manager runs a step itself once the event that owes it is this old.
 pub const STEP_GRACE: Duration = Duration::from_secs(2);
-/// How often a timer scheduler looks for due timers (a timer fires at most this late).
-pub const TIMER_TICK: Duration = Duration::from_millis(250);
-/// How often the protocol manager looks for overdue steps and saves its checkpoint.
+/// How often the protocol manager looks for overdue steps and due timers (a timer's step runs
+/// at most this late) and saves its checkpoint.
 pub const PROTOCOL_MANAGER_TICK: Duration = Duration::from_millis(500);
 
 const _: () = assert!(BATCH_EVENTS_MAX <= store::limits::APPEND_EVENTS_MAX);

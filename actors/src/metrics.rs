@@ -46,12 +46,11 @@ pub static STEPS_RECOVERED: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Timers not fired yet, per aggregate.
-pub static TIMERS_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!(
+/// Timers not run yet.
+pub static TIMERS_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
         "aitbc_timers_pending",
-        "Durable timers read from the log and not fired yet",
-        &["aggregate"]
+        "Durable timers (set by events) whose step has not run yet"
     )
     .expect("metric registers once")
 });

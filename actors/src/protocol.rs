@@ -8,6 +8,12 @@
 //! appends), or that was open when the node restarted, is run here. Steps are idempotent
 //! (deterministic event ids), so running one twice is harmless. The checkpoint is the position
 //! of the oldest event with an open step, so a restart re-reads exactly what may be open.
+//!
+//! It also keeps the timers events set ([`domain::protocol::timers`]) and runs each one's step
+//! once the clock reaches it (checked every tick), after a restart too: the checkpoint lists
+//! the positions of the events whose timers are pending, which are read again on load, so a
+//! timer days away does not hold the checkpoint back. A timer is dropped once its step ran; a
+//! crash before the checkpoint says so runs it again, which records nothing new.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -17,7 +23,8 @@ use std::time::Instant;
 use actix::prelude::*;
 use dashmap::DashSet;
 use domain::codec::{DomainEvent, decode_wallet_fact};
-use domain::protocol::{Fact, FollowUp, follow_ups, stream_owner};
+use domain::protocol::{Fact, FollowUp, follow_ups, stream_owner, timers};
+use serde::{Deserialize, Serialize};
 use store::{EventStore, RecordedEvent, Snapshot, StoreError};
 
 use crate::limits::{PROTOCOL_MANAGER_TICK, STEP_GRACE};
@@ -73,6 +80,17 @@ pub struct ProtocolManager {
     recovered: Arc<AtomicBool>,
     recovering: bool,
     progress: Arc<Progress>,
+    /// Pending timers by (due time, position of the event that set it).
+    timers: BTreeMap<(u64, u64), FollowUp>,
+    firing: HashSet<(u64, u64)>,
+    timers_changed: bool,
+}
+
+/// What the checkpoint's data holds besides its position.
+#[derive(Default, Serialize, Deserialize)]
+struct CheckpointData {
+    /// Positions of the events whose timers are pending.
+    timers: Vec<u64>,
 }
 
 /// The protocol's view of a stored event, decoded without copying what it does not need.
@@ -86,16 +104,17 @@ fn fact(event: &RecordedEvent) -> Option<Fact> {
             }
         };
     }
-    if !event.stream.starts_with("vesting/") {
+    if !event.stream.starts_with("vesting/") && !event.stream.starts_with("dao/") {
         return None;
     }
     match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
         Ok(DomainEvent::Vesting(vesting)) => Some(Fact::Vesting(vesting)),
+        Ok(DomainEvent::Dao(dao)) => Some(Fact::Dao(dao)),
         other => {
             tracing::error!(
                 position = event.position,
                 ?other,
-                "undecodable vesting event"
+                "undecodable module event"
             );
             None
         }
@@ -108,7 +127,7 @@ impl ProtocolManager {
     pub async fn load(router: Router, recovered: Arc<AtomicBool>) -> Result<Self, StoreError> {
         let store = router.store().clone();
         let head_at_start = store.next_position();
-        let start = match store.load_snapshot(CHECKPOINT_KEY).await? {
+        let (start, data) = match store.load_snapshot(CHECKPOINT_KEY).await? {
             Some(checkpoint) if checkpoint.revision > head_at_start => {
                 // Written for a log longer than this one: resuming there would skip events.
                 tracing::warn!(
@@ -116,11 +135,33 @@ impl ProtocolManager {
                     head = head_at_start,
                     "protocol manager checkpoint is ahead of the log; replaying from zero"
                 );
-                0
+                (0, CheckpointData::default())
             }
-            Some(checkpoint) => checkpoint.revision,
-            None => 0,
+            // Checkpoints written before timers existed hold no data.
+            Some(checkpoint) if checkpoint.data.is_empty() => {
+                (checkpoint.revision, CheckpointData::default())
+            }
+            Some(checkpoint) => match serde_json::from_slice(&checkpoint.data) {
+                Ok(data) => (checkpoint.revision, data),
+                Err(error) => {
+                    tracing::warn!(%error, "protocol manager checkpoint unreadable; replaying from zero");
+                    (0, CheckpointData::default())
+                }
+            },
+            None => (0, CheckpointData::default()),
         };
+        let mut pending = BTreeMap::new();
+        for position in data.timers.into_iter().filter(|p| *p < start) {
+            // The event that set the timer is read again: the timer is durable because it is.
+            let Some(event) = store.read_all(position, 1).await?.pop() else {
+                continue;
+            };
+            if let (Some(fact), Some(owner)) = (fact(&event), stream_owner(&event.stream)) {
+                for timer in timers(&owner, &fact) {
+                    pending.insert((timer.due_ms, position), timer.step);
+                }
+            }
+        }
         Ok(ProtocolManager {
             store,
             router,
@@ -137,6 +178,9 @@ impl ProtocolManager {
                 observed: AtomicU64::new(start),
                 open: DashSet::new(),
             }),
+            timers: pending,
+            firing: HashSet::new(),
+            timers_changed: false,
         })
     }
 
@@ -171,6 +215,11 @@ impl ProtocolManager {
         let Some(owner) = stream_owner(&event.stream) else {
             return;
         };
+        for timer in timers(&owner, &fact) {
+            self.timers
+                .insert((timer.due_ms, event.position), timer.step);
+            self.timers_changed = true;
+        }
         let steps: Vec<(u128, FollowUp)> = follow_ups(&owner, &fact)
             .into_iter()
             .map(|step| (step.event_id(), step))
@@ -246,7 +295,41 @@ impl ProtocolManager {
                 act.running.remove(&position);
             }));
         }
+        self.fire_due_timers(ctx);
         self.save_checkpoint();
+    }
+
+    /// Runs the step of every timer the clock has reached.
+    fn fire_due_timers(&mut self, ctx: &mut Context<Self>) {
+        let now_ms = self.router.wallets().registry().clock().now_ms();
+        let due: Vec<(u64, u64)> = self
+            .timers
+            .range(..(now_ms.saturating_add(1), 0))
+            .map(|(key, _)| *key)
+            .filter(|key| !self.firing.contains(key))
+            .collect();
+        for key in due {
+            let (router, step) = (self.router.clone(), self.timers[&key].clone());
+            self.firing.insert(key);
+            let fire = async move { router.run_to_end(step).await };
+            ctx.spawn(fire.into_actor(self).map(move |result, act, _| {
+                act.firing.remove(&key);
+                match result {
+                    Ok(_) => {}
+                    Err(crate::CommandError::Rejected(error)) => {
+                        // The rules refuse it: running it again would be refused again.
+                        tracing::error!(%error, "timer refused; dropped");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "timer not run; retrying");
+                        return;
+                    }
+                }
+                act.timers.remove(&key);
+                act.timers_changed = true;
+            }));
+        }
+        metrics::TIMERS_PENDING.set(self.timers.len() as i64);
     }
 
     /// Runs the open steps of the event at `position`; `true` when all succeeded.
@@ -278,15 +361,24 @@ impl ProtocolManager {
 
     fn save_checkpoint(&mut self) {
         let checkpoint = self.open.keys().next().copied().unwrap_or(self.observed);
-        if checkpoint == self.saved_checkpoint {
+        if checkpoint == self.saved_checkpoint && !self.timers_changed {
             return;
         }
         self.saved_checkpoint = checkpoint;
+        self.timers_changed = false;
+        let mut positions: Vec<u64> = self.timers.keys().map(|(_, position)| *position).collect();
+        positions.sort_unstable();
+        positions.dedup();
+        let data = match positions.is_empty() {
+            true => Vec::new(),
+            false => serde_json::to_vec(&CheckpointData { timers: positions })
+                .expect("positions serialize"),
+        };
         let save = self.store.save_snapshot(
             CHECKPOINT_KEY,
             Snapshot {
                 revision: checkpoint,
-                data: Vec::new(),
+                data,
             },
         );
         actix::spawn(async move {
@@ -294,6 +386,21 @@ impl ProtocolManager {
                 tracing::warn!(%error, "protocol manager checkpoint not saved");
             }
         });
+    }
+}
+
+/// How many timers the manager holds (tests, health).
+pub struct PendingTimers;
+
+impl Message for PendingTimers {
+    type Result = usize;
+}
+
+impl Handler<PendingTimers> for ProtocolManager {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: PendingTimers, _ctx: &mut Context<Self>) -> usize {
+        self.timers.len()
     }
 }
 

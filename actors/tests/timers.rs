@@ -1,16 +1,21 @@
-//! Durable timers through the real actors and the file log, with a manual clock: a council
-//! pause's timer resumes the module when due and not before, fires after a restart from its
-//! checkpoint (also when the pause came due while the node was down), a renewed pause ignores
-//! the old timer, and a checkpoint ahead of the log is discarded rather than trusted.
+//! Durable timers through the real actors, the protocol manager and the file log, with a
+//! manual clock: a council pause's timer resumes the module when due and not before, runs
+//! after a restart from the manager's checkpoint (also when the pause came due while the node
+//! was down, and when the checkpoint has moved past the event that set it), a renewed pause
+//! ignores the old timer, and a checkpoint ahead of the log is discarded rather than trusted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use actix::{Actor, Addr, Arbiter};
 use actors::clock::{Clock, ManualClock};
 use actors::dao::{PauseBoard, dao_facts, publish_to};
+use actors::protocol::{CHECKPOINT_KEY, PendingTimers, ProtocolManager};
 use actors::registry::Registry;
-use actors::timers::{PendingTimers, TimerScheduler, checkpoint_key};
+use actors::router::Router;
+use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::address::Address;
 use domain::dao::{CouncilAct, Dao, DaoCommand, GovernanceParams};
 use domain::genesis::Genesis;
@@ -23,7 +28,8 @@ const CHAIN: &str = "ait-test";
 const T0: u64 = 1_800_000_000_000;
 const EXPIRY_S: u64 = 60;
 const MEMBERS: [Address; 2] = [Address([1; 20]), Address([2; 20])];
-const TICK: Duration = Duration::from_millis(10);
+/// The manager looks for due timers every 500 ms.
+const TICK: Duration = Duration::from_millis(500);
 
 fn genesis() -> Genesis {
     Genesis {
@@ -47,7 +53,7 @@ struct Node {
     store: Arc<FileStore>,
     dao: Registry<Dao>,
     board: PauseBoard,
-    timers: Addr<TimerScheduler<Dao>>,
+    manager: Addr<ProtocolManager>,
     arbiter: Arbiter,
 }
 
@@ -56,23 +62,39 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Node {
     let dyn_store: Arc<dyn EventStore> = store.clone();
     let arbiter = Arbiter::new();
     let board = PauseBoard::default();
-    let dao = Registry::new(
-        dyn_store,
+    let handles = vec![arbiter.handle()];
+    let wallets = WalletRegistry::new(Registry::new(
+        dyn_store.clone(),
         clock.clone(),
-        vec![arbiter.handle()],
-        dao_facts([&genesis()]),
-    )
-    .publishing(publish_to(board.clone()));
+        handles.clone(),
+        wallet_facts([&genesis()]),
+    ));
+    let vesting = Registry::new(
+        dyn_store.clone(),
+        clock.clone(),
+        handles.clone(),
+        |_: &_| Ok(()),
+    );
+    let dao = Registry::new(dyn_store, clock.clone(), handles, dao_facts([&genesis()]))
+        .publishing(publish_to(board.clone()));
     dao.state(CHAIN.to_string()).await.expect("the DAO loads");
-    let scheduler = TimerScheduler::load(dao.clone(), TICK)
+    let router = Router::new(wallets, vesting, dao.clone(), board.clone());
+    let recovered = Arc::new(AtomicBool::new(false));
+    let manager = ProtocolManager::load(router, recovered.clone())
         .await
         .expect("checkpoint loads");
-    let timers = TimerScheduler::start_in_arbiter(&arbiter.handle(), |_| scheduler);
+    let manager = ProtocolManager::start_in_arbiter(&arbiter.handle(), |_| manager);
+    for _ in 0..300 {
+        if recovered.load(Ordering::Acquire) {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
     Node {
         store,
         dao,
         board,
-        timers,
+        manager,
         arbiter,
     }
 }
@@ -111,7 +133,7 @@ impl Node {
     }
 
     async fn pending_timers(&self) -> usize {
-        self.timers.send(PendingTimers).await.unwrap()
+        self.manager.send(PendingTimers).await.unwrap()
     }
 
     async fn stop(self) {
@@ -121,7 +143,7 @@ impl Node {
     }
 }
 
-/// Waits (real time) until the DAO's recorded pause of jobs is `expected`.
+/// Waits (real time, a few manager ticks) until the DAO's recorded pause of jobs is `expected`.
 async fn settles(node: &Node, expected: Option<u64>) -> bool {
     for _ in 0..300 {
         if node.recorded_pause().await == expected {
@@ -142,7 +164,7 @@ async fn a_pause_resumes_when_its_timer_is_due_and_not_before() {
     assert!(node.paused(&clock), "published before the answer");
     assert!(settles(&node, Some(until)).await);
     clock.advance(EXPIRY_S * 1000 - 1);
-    actix_rt::time::sleep(TICK * 10).await;
+    actix_rt::time::sleep(TICK * 3).await;
     assert_eq!(
         node.recorded_pause().await,
         Some(until),
@@ -162,21 +184,26 @@ async fn a_timer_fires_after_a_restart_even_when_it_came_due_while_down() {
     let clock = ManualClock::at(T0);
     let node = boot(dir.path(), &clock).await;
     node.pause_jobs(1, &clock).await;
-    // Let the scheduler read the pause and checkpoint it.
+    // Let the manager see the pause and checkpoint past it: the timer lives in its data.
     for _ in 0..100 {
         if node.pending_timers().await == 1 {
             break;
         }
-        actix_rt::time::sleep(TICK).await;
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
-    actix_rt::time::sleep(TICK * 5).await;
+    actix_rt::time::sleep(TICK * 2).await;
     let checkpoint = node
         .store
-        .load_snapshot(&checkpoint_key::<Dao>())
+        .load_snapshot(CHECKPOINT_KEY)
         .await
         .unwrap()
-        .expect("the scheduler saved its checkpoint");
-    assert_eq!(checkpoint.revision, node.store.next_position());
+        .expect("the manager saved its checkpoint");
+    assert_eq!(
+        checkpoint.revision,
+        node.store.next_position(),
+        "not held back by the timer"
+    );
+    assert!(!checkpoint.data.is_empty(), "the timer's event is listed");
     node.stop().await;
 
     clock.advance(EXPIRY_S * 1000 + 5_000);
@@ -204,7 +231,7 @@ async fn a_renewed_pause_outlives_its_first_timer() {
         if node.pending_timers().await == 1 {
             break;
         }
-        actix_rt::time::sleep(TICK).await;
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
         node.pending_timers().await,
@@ -224,18 +251,17 @@ async fn a_timer_checkpoint_ahead_of_the_log_is_discarded() {
     let clock = ManualClock::at(T0);
     let node = boot(dir.path(), &clock).await;
     node.pause_jobs(1, &clock).await;
-    actix_rt::time::sleep(TICK * 5).await;
-    // A checkpoint from a longer log (restored from another machine): no timers, far ahead.
-    let empty = br#"{"timers":[]}"#.to_vec();
-    let ahead = Snapshot {
-        revision: node.store.next_position() + 1_000,
-        data: empty,
-    };
-    node.store
-        .save_snapshot(&checkpoint_key::<Dao>(), ahead)
-        .await
-        .unwrap();
+    actix_rt::time::sleep(TICK * 2).await;
+    // Stop first, then plant a checkpoint from a longer log (restored from another machine):
+    // far ahead, no timers.
     node.stop().await;
+    let store = FileStore::open(dir.path()).unwrap();
+    let ahead = Snapshot {
+        revision: store.next_position() + 1_000,
+        data: br#"{"timers":[]}"#.to_vec(),
+    };
+    store.save_snapshot(CHECKPOINT_KEY, ahead).await.unwrap();
+    store.close();
     clock.advance(EXPIRY_S * 1000);
     let node = boot(dir.path(), &clock).await;
     assert!(

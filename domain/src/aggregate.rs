@@ -112,27 +112,3 @@ pub fn replay<A: Aggregate>(events: &[A::Event]) -> A::State {
     }
     state
 }
-
-/// A command an event schedules: once the clock reaches `due_ms`, the host sends `command` to
-/// the instance that recorded the event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Timer<C> {
-    /// When it is due, Unix milliseconds.
-    pub due_ms: u64,
-    /// What is sent then.
-    pub command: C,
-}
-
-/// An aggregate whose events set timers (voting ends, timelocks, pause expiry, leases).
-///
-/// A timer is durable because the event that sets it is: a scheduler finds it in the log, after
-/// a restart too, and fires it once due. Firing is only a reminder: `decide` checks that the
-/// timer still applies (a renewed pause ignores the old expiry) and answers no events when it
-/// does not, and the command's events have deterministic ids, so firing twice records once.
-pub trait Timed: Aggregate<Command: Serialize + DeserializeOwned> {
-    /// The instance whose stream is `stream`; `None` for another aggregate's stream.
-    fn id_of_stream(stream: &str) -> Option<Self::Id>;
-
-    /// The timer `event` sets, if any.
-    fn timer(id: &Self::Id, event: &Self::Event) -> Option<Timer<Self::Command>>;
-}

@@ -6,8 +6,8 @@
 //! the DAO then records the member's approval, and the approval that reaches
 //! `council_threshold` distinct members takes effect at once: `ModulePaused` until the commit
 //! time + `pause_expiry_s` (a pause of a paused module renews it from then), or
-//! `ModuleResumed`. A pause sets a durable timer; when it fires and the pause was not renewed
-//! meanwhile, the module resumes by itself. Approvals wait until their action takes effect;
+//! `ModuleResumed`. A pause sets a durable timer (`domain::protocol::timers`); when it fires
+//! and the pause was not renewed meanwhile, the module resumes by itself. Approvals wait until their action takes effect;
 //! the approvals for an unpause are dropped when the module resumes.
 //!
 //! A paused module's kinds are refused with `paused` before anything is written (reads keep
@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
-use crate::aggregate::{Aggregate, BatchClass, Context, Timed, Timer};
+use crate::aggregate::{Aggregate, BatchClass, Context};
 use crate::codec::DomainEvent;
 use crate::error::TxError;
 use crate::event_id::event_id;
@@ -586,27 +586,6 @@ impl Aggregate for Dao {
     }
 }
 
-impl Timed for Dao {
-    fn id_of_stream(stream: &str) -> Option<String> {
-        stream.strip_prefix("dao/").map(str::to_string)
-    }
-
-    fn timer(_id: &String, event: &DaoEvent) -> Option<Timer<DaoCommand>> {
-        match event {
-            DaoEvent::ModulePaused {
-                module, until_ms, ..
-            } => Some(Timer {
-                due_ms: *until_ms,
-                command: DaoCommand::ExpirePause {
-                    module: *module,
-                    until_ms: *until_ms,
-                },
-            }),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,10 +746,20 @@ mod tests {
             0,
             council(2, MEMBERS[1], pause(Module::Jobs), 0),
         ));
-        let timer = Dao::timer(&"c".into(), events.last().unwrap()).expect("a pause sets a timer");
+        let owner = crate::protocol::stream_owner(&dao_stream("c")).unwrap();
+        let fact = crate::protocol::Fact::Dao(events.last().unwrap().clone());
+        let [timer] = &crate::protocol::timers(&owner, &fact)[..] else {
+            panic!("a pause sets one timer")
+        };
         assert_eq!(timer.due_ms, 60_000);
+        let crate::protocol::FollowUp::Dao {
+            command: expire, ..
+        } = timer.step.clone()
+        else {
+            panic!("the DAO's step")
+        };
         assert!(
-            decide(&events, 59_999, timer.command.clone()).is_empty(),
+            decide(&events, 59_999, expire.clone()).is_empty(),
             "not due yet"
         );
         // Renewed at 30 s: the first timer finds a later end and does nothing.
@@ -785,13 +774,13 @@ mod tests {
             0,
             council(4, MEMBERS[0], pause(Module::Jobs), 30_000),
         ));
-        assert!(decide(&renewed, 60_000, timer.command.clone()).is_empty());
+        assert!(decide(&renewed, 60_000, expire.clone()).is_empty());
         assert!(
             replay::<Dao>(&renewed)
                 .pause_at(Module::Jobs, 60_000)
                 .is_some()
         );
-        let expired = decide(&events, 60_000, timer.command);
+        let expired = decide(&events, 60_000, expire);
         assert!(matches!(
             &expired[..],
             [DaoEvent::ModuleResumed {
@@ -822,8 +811,6 @@ mod tests {
             member: None,
         };
         assert_eq!(Dao::event_id(&id, &resumed), command_event_id(&id, &expire));
-        assert_eq!(Dao::id_of_stream(&Dao::stream(&id)), Some(id));
-        assert_eq!(Dao::id_of_stream("wallet/c/x"), None);
     }
 
     #[test]

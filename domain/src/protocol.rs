@@ -14,6 +14,11 @@
 //!   the claim).
 //! - `PaidOut` (module account): a credit to the payee.
 //! - `Credited`, `VestingCreated`, `ClaimRefused`, `Funded`, the DAO's events: none.
+//!
+//! Some events also set timers ([`timers`]): a step that is owed only once the clock reaches
+//! a time (a pause's expiry). A timer is durable because the event that sets it is; the step
+//! checks, when it runs, that it still applies (a renewed pause outlives its first timer).
+//! - `ModulePaused` (DAO): at its end, `ExpirePause` to the DAO.
 
 use std::sync::Arc;
 
@@ -129,6 +134,37 @@ pub fn stream_owner(stream: &str) -> Option<Owner> {
             id: id.parse().ok()?,
         }),
         _ => None,
+    }
+}
+
+/// A step owed once the clock reaches `due_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timer {
+    /// When, Unix milliseconds.
+    pub due_ms: u64,
+    /// The step.
+    pub step: FollowUp,
+}
+
+/// The timers `fact`, recorded in `owner`'s stream, sets.
+pub fn timers(owner: &Owner, fact: &Fact) -> Vec<Timer> {
+    match (owner, fact) {
+        (
+            Owner::Dao { chain_id },
+            Fact::Dao(DaoEvent::ModulePaused {
+                module, until_ms, ..
+            }),
+        ) => vec![Timer {
+            due_ms: *until_ms,
+            step: FollowUp::Dao {
+                chain_id: chain_id.clone(),
+                command: DaoCommand::ExpirePause {
+                    module: *module,
+                    until_ms: *until_ms,
+                },
+            },
+        }],
+        _ => Vec::new(),
     }
 }
 

@@ -260,30 +260,36 @@ impl App {
             }
             .into());
         }
-        if let Some(known) = self.projections.read_model.tx(&tx.hash) {
-            // Already committed: make sure every step is done too before answering the same.
-            return self
-                .finish(self.recorded_debit(known.position).await?)
-                .await;
-        }
-        self.router.precheck(&tx).await?;
         let hash = tx.hash;
+        // A resubmission of a committed transaction fails the checks of a new one (its nonce is
+        // used, a claim is made, its module may be paused since): only then is it looked up, so
+        // a new transaction never searches the history.
+        if let Err(error) = self.router.precheck(&tx).await {
+            return self.known_or(hash, error.into()).await;
+        }
         match self.router.wallets().submit(tx).await {
             Ok(committed) => self.finish(committed.into()).await,
             Err(actors::CommandError::Rejected(TxError::BadNonce { expected, got }))
                 if got < expected =>
             {
                 // Maybe an old resubmission that the wallet no longer remembers.
-                self.wait_readable(self.store.next_position()).await?;
-                match self.projections.read_model.tx(&hash) {
-                    Some(known) => {
-                        self.finish(self.recorded_debit(known.position).await?)
-                            .await
-                    }
-                    None => Err(TxError::BadNonce { expected, got }.into()),
-                }
+                let error = TxError::BadNonce { expected, got }.into();
+                self.known_or(hash, error).await
             }
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The answer of committed transaction `hash` (after making sure every step is done, and
+    /// once the explorer has caught up with the log), or `error` if it was never committed.
+    async fn known_or(&self, hash: Hash32, error: ApiError) -> Result<TxAccepted, ApiError> {
+        self.wait_readable(self.store.next_position()).await?;
+        match self.projections.read_model.tx(&hash) {
+            Some(known) => {
+                self.finish(self.recorded_debit(known.position).await?)
+                    .await
+            }
+            None => Err(error),
         }
     }
 

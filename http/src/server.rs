@@ -15,11 +15,9 @@ use actors::bootstrap::ensure_chain;
 use actors::chain::{ChainActor, SealingConfig};
 use actors::clock::SystemClock;
 use actors::dao::{PauseBoard, dao_facts, publish_to};
-use actors::limits::TIMER_TICK;
 use actors::protocol::ProtocolManager;
 use actors::registry::Registry;
 use actors::router::Router;
-use actors::timers::TimerScheduler;
 use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::chain::Chain;
 use domain::dao::Dao;
@@ -191,10 +189,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             .await
             .map_err(|e| fail("dao")(e.to_string()))?;
     }
-    let timers = TimerScheduler::load(dao, TIMER_TICK)
-        .await
-        .map_err(|e| fail("timers")(e.to_string()))?;
-    TimerScheduler::start_in_arbiter(&manager_arbiter.handle(), |_| timers);
+
     arbiters.extend([sealer_arbiter, manager_arbiter]);
 
     let ready = Arc::new(AtomicBool::new(false));

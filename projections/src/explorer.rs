@@ -129,16 +129,19 @@ pub struct ProjectionError {
 pub const BLOCK_FEED_CAPACITY: usize = 256;
 
 /// Layout of the explorer's file; another one is rebuilt from the log.
-const FILE_FORMAT: u64 = 1;
+const FILE_FORMAT: u64 = 2;
 
-/// The explorer's tables on disk. Keys: `tx` and `schedule` by hash; `tx_block` by tx hash
-/// (height, index); `block` by chain 0 height (big-endian, so in height order); `block_height`
-/// by chain 0 hash; `chain` by chain (genesis JSON); `account` by chain 0 address; `asset_balance`
-/// by chain 0 symbol 0 address; `supply` by chain 0 symbol ("" for the native asset).
+/// The explorer's tables on disk. History is keyed by log position (big-endian), so commits
+/// append at the end of its trees instead of rewriting pages all over them: `tx` (the
+/// transaction whose debit is there), `tx_hash` (its hash, read back into memory on open),
+/// `tx_block` (its height and index). `block` by chain 0 height; `block_height` by chain 0 hash;
+/// `chain` by chain (genesis JSON); `account` by chain 0 address; `asset_balance` by chain 0
+/// symbol 0 address; `supply` by chain 0 symbol ("" for the native asset); `schedule` by id.
 mod tables {
     use crate::kv::Table;
 
     pub const TXS: Table = Table::new("tx");
+    pub const TX_HASHES: Table = Table::new("tx_hash");
     pub const TX_BLOCKS: Table = Table::new("tx_block");
     pub const BLOCKS: Table = Table::new("block");
     pub const BLOCK_HEIGHTS: Table = Table::new("block_height");
@@ -147,8 +150,9 @@ mod tables {
     pub const ASSET_BALANCES: Table = Table::new("asset_balance");
     pub const SUPPLY: Table = Table::new("supply");
     pub const SCHEDULES: Table = Table::new("schedule");
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         TXS,
+        TX_HASHES,
         TX_BLOCKS,
         BLOCKS,
         BLOCK_HEIGHTS,
@@ -223,6 +227,9 @@ pub struct Explorer {
     schedules_of: DashMap<(Arc<str>, Address), Vec<Hash32>>,
     /// Every account (of any asset) in (chain, address) order, for paging.
     account_index: RwLock<BTreeSet<(Arc<str>, Address)>>,
+    /// The log position of every transaction's debit: its key in the file. About 60 bytes per
+    /// transaction, read back on open from the compact `tx_hash` table.
+    tx_positions: DashMap<Hash32, u64>,
     recent: RwLock<Arc<Generation>>,
     frozen: RwLock<Option<Arc<Generation>>>,
     changed: Mutex<Changed>,
@@ -255,7 +262,9 @@ impl Projection for Explorer {
     }
 
     fn persisted(&self) {
-        *self.frozen.write() = None;
+        let committed = self.frozen.write().take();
+        // Freeing a second of history takes milliseconds: not on the runner's thread.
+        std::thread::spawn(move || drop(committed));
     }
 }
 
@@ -477,9 +486,8 @@ impl Explorer {
                         debit.nonce, account.nonce
                     ));
                 }
-                if self.has_tx(&debit.tx_hash) {
-                    return Err(format!("transaction {} debited twice", debit.tx_hash));
-                }
+                // No second debit of one transaction can pass the nonce check above: its hash
+                // binds the sender and the nonce.
                 books_of!(&None).take_out(debit.native_out())?;
                 if let Some((symbol, amount)) = debit.asset_out() {
                     books_of!(&Some(symbol.to_string())).take_out(amount)?;
@@ -558,6 +566,7 @@ impl Explorer {
             self.asset_supply.insert((chain, symbol), books.supply);
         }
         if let Some(tx) = new_tx {
+            self.tx_positions.insert(tx.tx_hash, tx.position);
             self.recent.read().txs.insert(tx.tx_hash, tx);
         }
         if let Some((hash, amount)) = cause {
@@ -703,7 +712,7 @@ impl Explorer {
                 ));
             }
         }
-        if let Some(unknown) = block.tx_hashes.iter().find(|hash| !self.has_tx(hash)) {
+        if let Some(unknown) = self.first_unknown_tx(&block.tx_hashes) {
             return Err(format!("block includes an unknown transaction {unknown}"));
         }
         let block = Arc::new(block.clone());
@@ -750,16 +759,12 @@ impl Explorer {
 
     /// Whether transaction `hash` is known.
     fn has_tx(&self, hash: &Hash32) -> bool {
-        self.recent.read().txs.contains_key(hash)
-            || self
-                .frozen
-                .read()
-                .as_ref()
-                .is_some_and(|f| f.txs.contains_key(hash))
-            || self
-                .file
-                .as_ref()
-                .is_some_and(|file| file.get(tables::TXS, &hash.0).is_some())
+        self.tx_positions.contains_key(hash)
+    }
+
+    /// The first of `hashes` that is not a known transaction.
+    fn first_unknown_tx(&self, hashes: &[Hash32]) -> Option<Hash32> {
+        hashes.iter().find(|hash| !self.has_tx(hash)).copied()
     }
 
     /// Transaction `hash` as last recorded (without its block).
@@ -772,7 +777,11 @@ impl Explorer {
         {
             return Some(tx.clone());
         }
-        let bytes = self.file.as_ref()?.get(tables::TXS, &hash.0)?;
+        let position = *self.tx_positions.get(hash)?;
+        let bytes = self
+            .file
+            .as_ref()?
+            .get(tables::TXS, &position.to_be_bytes())?;
         match decode_tx(&bytes) {
             Ok(tx) => Some(tx),
             Err(error) => {
@@ -808,7 +817,11 @@ impl Explorer {
         {
             return Some(*at);
         }
-        let bytes = self.file.as_ref()?.get(tables::TX_BLOCKS, &hash.0)?;
+        let position = *self.tx_positions.get(hash)?;
+        let bytes = self
+            .file
+            .as_ref()?
+            .get(tables::TX_BLOCKS, &position.to_be_bytes())?;
         let (height, index) = bytes.split_at_checked(8)?;
         Some((
             u64::from_be_bytes(height.try_into().ok()?),
@@ -988,18 +1001,7 @@ impl Explorer {
                 .or_default()
                 .insert(entry.key().1, *entry.value());
         }
-        let mut hashes: BTreeSet<Hash32> = BTreeSet::new();
-        if let Some(file) = &self.file {
-            for (key, _) in file.all(tables::TXS).unwrap_or_default() {
-                hashes.insert(Hash32(key.try_into().expect("tx keys are hashes")));
-            }
-        }
-        for generation in [Some(self.recent.read().clone()), self.frozen.read().clone()]
-            .into_iter()
-            .flatten()
-        {
-            hashes.extend(generation.txs.iter().map(|e| *e.key()));
-        }
+        let hashes: BTreeSet<Hash32> = self.tx_positions.iter().map(|e| *e.key()).collect();
         let chains = self
             .chains
             .read()
@@ -1063,6 +1065,7 @@ impl Explorer {
             schedules: DashMap::new(),
             schedules_of: DashMap::new(),
             account_index: RwLock::default(),
+            tx_positions: DashMap::new(),
             recent: RwLock::default(),
             frozen: RwLock::default(),
             changed: Mutex::default(),
@@ -1154,6 +1157,12 @@ impl Explorer {
                 false => self.asset_supply.insert((chain, text(symbol)?), books),
             };
         }
+        file.each(tables::TX_HASHES, |key, value| {
+            let position = u64::from_be_bytes(key.try_into().map_err(|_| bad("tx key"))?);
+            let hash = Hash32(value.try_into().map_err(|_| bad("tx hash"))?);
+            self.tx_positions.insert(hash, position);
+            Ok(())
+        })?;
         let mut schedules: Vec<(u64, VestingView)> = Vec::new();
         for (_, value) in file.all(tables::SCHEDULES)? {
             let view: VestingView = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
@@ -1220,15 +1229,26 @@ impl Explorer {
                 );
             }
         }
+        let tx_blocks: Vec<(u64, (u64, usize))> = frozen
+            .tx_blocks
+            .iter()
+            .map(|at| {
+                (
+                    self.tx_positions.get(at.key()).map_or(0, |p| *p),
+                    *at.value(),
+                )
+            })
+            .collect();
         let job = move || {
             // Encoding the history is the bulk of the work: here, off the runner's thread.
             for tx in frozen.txs.iter() {
-                batch.put(tables::TXS, tx.key().0.to_vec(), encode_tx(tx.value()));
+                let key = tx.position.to_be_bytes().to_vec();
+                batch.put(tables::TX_HASHES, key.clone(), tx.key().0.to_vec());
+                batch.put(tables::TXS, key, encode_tx(tx.value()));
             }
-            for at in frozen.tx_blocks.iter() {
-                let (height, index) = *at.value();
+            for (position, (height, index)) in tx_blocks {
                 let value = [height.to_be_bytes(), (index as u64).to_be_bytes()].concat();
-                batch.put(tables::TX_BLOCKS, at.key().0.to_vec(), value);
+                batch.put(tables::TX_BLOCKS, position.to_be_bytes().to_vec(), value);
             }
             for block in frozen.blocks.iter() {
                 let (chain, height) = block.key();

@@ -10,11 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableHandle,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 /// A table: byte keys (ordered bytewise) to byte values.
 pub type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -37,10 +35,14 @@ enum Unusable {
     Failed(String),
 }
 
+/// One commit in this many is synced to disk (the fsync competes with the log's own).
+pub const SYNC_EVERY_COMMITS: u64 = 10;
+
 /// One projection's file.
 pub struct Kv {
     db: Database,
     path: PathBuf,
+    commits: AtomicU64,
 }
 
 /// What changed since the last commit, written in one transaction.
@@ -159,17 +161,26 @@ impl Kv {
             Kv {
                 db,
                 path: path.to_path_buf(),
+                commits: AtomicU64::new(0),
             },
             position,
         ))
     }
 
-    /// Commits `batch` and the new position in one durable transaction.
+    /// Commits `batch` and the new position in one transaction. Every
+    /// [`SYNC_EVERY_COMMITS`]th is synced to disk; the others reach the page cache only, so a
+    /// crash of the machine (not of the process) falls back to the last synced commit, which
+    /// is still consistent: the log replays the rest.
     pub fn commit(&self, position: u64, batch: Batch) -> Result<(), String> {
         let fail = failed(&self.path);
         let mut write = self.db.begin_write().map_err(|e| fail(e.to_string()))?;
+        let count = self.commits.fetch_add(1, Ordering::Relaxed);
+        let durability = match count % SYNC_EVERY_COMMITS {
+            0 => Durability::Immediate,
+            _ => Durability::None,
+        };
         write
-            .set_durability(Durability::Immediate)
+            .set_durability(durability)
             .map_err(|e| fail(e.to_string()))?;
         {
             // Grouped by table, each opened once; within a table, a later put of a key wins.
@@ -207,25 +218,6 @@ impl Kv {
         .flatten()
     }
 
-    /// Up to `limit` entries of `table` whose key starts with `prefix`, in key order, from
-    /// `start` (inclusive; a key at or after `prefix`).
-    pub fn scan(&self, table: Table, prefix: &[u8], start: &[u8], limit: usize) -> Vec<Entry> {
-        self.read(|db| {
-            let read = db.begin_read()?;
-            let handle = read.open_table(table)?;
-            let mut entries = Vec::new();
-            for entry in handle.range(start..)? {
-                let (key, value) = entry?;
-                if !key.value().starts_with(prefix) || entries.len() >= limit {
-                    break;
-                }
-                entries.push((key.value().to_vec(), value.value().to_vec()));
-            }
-            Ok(entries)
-        })
-        .unwrap_or_default()
-    }
-
     /// The last entry of `table` whose key starts with `prefix`.
     pub fn last(&self, table: Table, prefix: &[u8]) -> Option<Entry> {
         let mut end = prefix.to_vec();
@@ -245,15 +237,29 @@ impl Kv {
 
     /// Every entry of `table`, in key order (loading a small table at start-up).
     pub fn all(&self, table: Table) -> Result<Vec<Entry>, String> {
+        let mut entries = Vec::new();
+        self.each(table, |key, value| {
+            entries.push((key.to_vec(), value.to_vec()));
+            Ok(())
+        })?;
+        Ok(entries)
+    }
+
+    /// Calls `f` with every entry of `table`, in key order, without copying them (loading a
+    /// large table at start-up); stops at the first error.
+    pub fn each(
+        &self,
+        table: Table,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
         let fail = failed(&self.path);
         let read = self.db.begin_read().map_err(|e| fail(e.to_string()))?;
         let handle = read.open_table(table).map_err(|e| fail(e.to_string()))?;
-        let mut entries = Vec::with_capacity(handle.len().unwrap_or(0) as usize);
         for entry in handle.iter().map_err(|e| fail(e.to_string()))? {
             let (key, value) = entry.map_err(|e| fail(e.to_string()))?;
-            entries.push((key.value().to_vec(), value.value().to_vec()));
+            f(key.value(), value.value())?;
         }
-        Ok(entries)
+        Ok(())
     }
 
     fn read<T>(&self, f: impl FnOnce(&Database) -> Result<T, redb::Error>) -> Option<T> {

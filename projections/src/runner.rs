@@ -141,10 +141,16 @@ impl<P: Projection> ProjectionRunner<P> {
         };
         self.last_persist = position;
         let runner = ctx.address();
-        std::thread::spawn(move || {
-            let result = job();
-            runner.do_send(Persisted { position, result });
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-commit", P::NAME))
+            .spawn(move || {
+                let result = job();
+                runner.do_send(Persisted { position, result });
+            });
+        if let Err(error) = spawned {
+            tracing::error!(projection = P::NAME, %error, "no thread for a commit; stopping");
+            ctx.stop();
+        }
     }
 }
 
