@@ -402,7 +402,7 @@ impl<A: Hosted> AggregateActor<A> {
         let since = self
             .snapshot_revision
             .map_or(revision + 1, |s| revision - s);
-        if since < SNAPSHOT_EVERY_EVENTS {
+        if since < A::SNAPSHOT_EVERY_EVENTS {
             return;
         }
         self.snapshot_revision = Some(revision);

@@ -10,8 +10,6 @@ pub const BATCH_EVENTS_MAX: usize = 1024;
 pub const BATCH_BYTES_MAX: usize = 8 << 20;
 /// Events read per page while rehydrating.
 pub const REHYDRATE_PAGE_MAX: usize = 1024;
-/// A snapshot is written after this many new events in a stream.
-pub const SNAPSHOT_EVERY_EVENTS: u64 = 256;
 /// An actor idle this long passivates.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often idle actors check whether to passivate.

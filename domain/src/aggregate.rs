@@ -61,6 +61,10 @@ pub trait Aggregate: Sized + Unpin + 'static {
     /// caller looks the first answer up). Large events (blocks) keep fewer.
     const REMEMBERED: usize = 1024;
 
+    /// A snapshot of an instance's state is saved after this many new events, so activation
+    /// replays at most that many. Aggregates with large events (blocks) save more often.
+    const SNAPSHOT_EVERY_EVENTS: u64 = 256;
+
     /// The stream holding an instance's events.
     fn stream(id: &Self::Id) -> String;
 

@@ -128,6 +128,8 @@ impl Aggregate for Chain {
     /// A block holds up to 10,000 leaves (~1.7 MB of JSON): only the latest heights are ever
     /// sealed again.
     const REMEMBERED: usize = 4;
+    // A block event is up to megabytes of JSON; the state is a few numbers.
+    const SNAPSHOT_EVERY_EVENTS: u64 = 4;
 
     fn stream(id: &String) -> String {
         chain_stream(id)

@@ -113,9 +113,15 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     let router = Router::new(registry.clone(), vesting, dao.clone(), pauses);
 
     let explorer_file = data_dir.join("projections").join("explorer.redb");
+    let started = std::time::Instant::now();
     let explorer =
         Explorer::open(&explorer_file, store.next_position()).map_err(|e| fail("explorer")(e))?;
-    tracing::info!(position = explorer.next_position(), "explorer open");
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        position = explorer.next_position(),
+        elapsed_ms,
+        "explorer open"
+    );
     let (runner, projections) = ProjectionRunner::new(store.clone(), explorer);
     let projection_arbiter = Arbiter::new();
     let projection = ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
@@ -151,9 +157,12 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             }),
             None => None,
         };
+        let started = std::time::Instant::now();
         let state = ensure_chain(&chain_registry, &registry, &chain.genesis, &signers)
             .await
             .map_err(|e| StartError(e.to_string()))?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(chain = %chain_id, height = state.height, elapsed_ms, "chain loaded");
         if signers.len() >= chain.genesis.validator_threshold {
             let sealing = SealingConfig {
                 block_time: Duration::from_millis(chain.block_time_ms),
@@ -178,9 +187,12 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     }
 
     let recovered = Arc::new(AtomicBool::new(false));
+    let started = std::time::Instant::now();
     let manager = ProtocolManager::load(router.clone(), recovered.clone())
         .await
         .map_err(|e| fail("protocol manager")(e.to_string()))?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(elapsed_ms, "protocol manager loaded");
     let progress = manager.progress();
     let manager = ProtocolManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
     for chain in &config.chains {

@@ -1,6 +1,6 @@
 //! The explorer projection: accounts, transactions and blocks of every chain.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -129,12 +129,16 @@ pub struct ProjectionError {
 pub const BLOCK_FEED_CAPACITY: usize = 256;
 
 /// Layout of the explorer's file; another one is rebuilt from the log.
-const FILE_FORMAT: u64 = 2;
+const FILE_FORMAT: u64 = 3;
+
+/// Bytes of one (position, hash) pair in a `tx_hash` chunk.
+const TX_HASH_ENTRY: usize = 8 + 32;
 
 /// The explorer's tables on disk. History is keyed by log position (big-endian), so commits
 /// append at the end of its trees instead of rewriting pages all over them: `tx` (the
-/// transaction whose debit is there), `tx_hash` (its hash, read back into memory on open),
-/// `tx_block` (its height and index). `block` by chain 0 height; `block_height` by chain 0 hash;
+/// transaction whose debit is there), `tx_block` (its height and index), and `tx_hash` (one
+/// entry per commit, keyed by its position: the (position, hash) pairs of the transactions it
+/// wrote, read back into memory on open). `block` by chain 0 height; `block_height` by chain 0 hash;
 /// `chain` by chain (genesis JSON); `account` by chain 0 address; `asset_balance` by chain 0
 /// symbol 0 address; `supply` by chain 0 symbol ("" for the native asset); `schedule` by id.
 mod tables {
@@ -229,7 +233,7 @@ pub struct Explorer {
     account_index: RwLock<BTreeSet<(Arc<str>, Address)>>,
     /// The log position of every transaction's debit: its key in the file. About 60 bytes per
     /// transaction, read back on open from the compact `tx_hash` table.
-    tx_positions: DashMap<Hash32, u64>,
+    tx_positions: RwLock<HashMap<Hash32, u64>>,
     recent: RwLock<Arc<Generation>>,
     frozen: RwLock<Option<Arc<Generation>>>,
     changed: Mutex<Changed>,
@@ -566,7 +570,7 @@ impl Explorer {
             self.asset_supply.insert((chain, symbol), books.supply);
         }
         if let Some(tx) = new_tx {
-            self.tx_positions.insert(tx.tx_hash, tx.position);
+            self.tx_positions.write().insert(tx.tx_hash, tx.position);
             self.recent.read().txs.insert(tx.tx_hash, tx);
         }
         if let Some((hash, amount)) = cause {
@@ -759,7 +763,7 @@ impl Explorer {
 
     /// Whether transaction `hash` is known.
     fn has_tx(&self, hash: &Hash32) -> bool {
-        self.tx_positions.contains_key(hash)
+        self.tx_positions.read().contains_key(hash)
     }
 
     /// The first of `hashes` that is not a known transaction.
@@ -777,7 +781,7 @@ impl Explorer {
         {
             return Some(tx.clone());
         }
-        let position = *self.tx_positions.get(hash)?;
+        let position = *self.tx_positions.read().get(hash)?;
         let bytes = self
             .file
             .as_ref()?
@@ -817,7 +821,7 @@ impl Explorer {
         {
             return Some(*at);
         }
-        let position = *self.tx_positions.get(hash)?;
+        let position = *self.tx_positions.read().get(hash)?;
         let bytes = self
             .file
             .as_ref()?
@@ -1001,7 +1005,7 @@ impl Explorer {
                 .or_default()
                 .insert(entry.key().1, *entry.value());
         }
-        let hashes: BTreeSet<Hash32> = self.tx_positions.iter().map(|e| *e.key()).collect();
+        let hashes: BTreeSet<Hash32> = self.tx_positions.read().keys().copied().collect();
         let chains = self
             .chains
             .read()
@@ -1065,7 +1069,7 @@ impl Explorer {
             schedules: DashMap::new(),
             schedules_of: DashMap::new(),
             account_index: RwLock::default(),
-            tx_positions: DashMap::new(),
+            tx_positions: RwLock::default(),
             recent: RwLock::default(),
             frozen: RwLock::default(),
             changed: Mutex::default(),
@@ -1097,8 +1101,9 @@ impl Explorer {
     fn load(&self, position: u64) -> Result<(), String> {
         let file = self.file.as_ref().expect("loading needs a file");
         let bad = |what: &str| format!("bad {what} record");
-        let split = |key: &[u8]| -> Vec<Vec<u8>> {
-            key.splitn(3, |b| *b == 0).map(<[u8]>::to_vec).collect()
+        // Chains and symbols hold no 0 byte; an address (always last) may.
+        let split = |key: &[u8], parts: usize| -> Vec<Vec<u8>> {
+            key.splitn(parts, |b| *b == 0).map(<[u8]>::to_vec).collect()
         };
         let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| bad("key"));
         let address = |bytes: &[u8]| -> Result<Address, String> {
@@ -1122,7 +1127,7 @@ impl Explorer {
         }
         let mut index = self.account_index.write();
         for (key, value) in file.all(tables::ACCOUNTS)? {
-            let parts = split(&key);
+            let parts = split(&key, 2);
             let [chain, who] = &parts[..] else {
                 return Err(bad("account"));
             };
@@ -1133,7 +1138,7 @@ impl Explorer {
         }
         drop(index);
         for (key, value) in file.all(tables::ASSET_BALANCES)? {
-            let parts = split(&key);
+            let parts = split(&key, 3);
             let [chain, symbol, who] = &parts[..] else {
                 return Err(bad("asset balance"));
             };
@@ -1146,7 +1151,7 @@ impl Explorer {
             self.asset_balances.insert(key, balance);
         }
         for (key, value) in file.all(tables::SUPPLY)? {
-            let parts = split(&key);
+            let parts = split(&key, 2);
             let [chain, symbol] = &parts[..] else {
                 return Err(bad("supply"));
             };
@@ -1157,12 +1162,25 @@ impl Explorer {
                 false => self.asset_supply.insert((chain, text(symbol)?), books),
             };
         }
-        file.each(tables::TX_HASHES, |key, value| {
-            let position = u64::from_be_bytes(key.try_into().map_err(|_| bad("tx key"))?);
-            let hash = Hash32(value.try_into().map_err(|_| bad("tx hash"))?);
-            self.tx_positions.insert(hash, position);
+        let mut entries = 0;
+        file.each(tables::TX_HASHES, |_, chunk| {
+            entries += chunk.len() / TX_HASH_ENTRY;
             Ok(())
         })?;
+        let mut positions = self.tx_positions.write();
+        positions.reserve(entries);
+        file.each(tables::TX_HASHES, |_, chunk| {
+            if chunk.len() % TX_HASH_ENTRY != 0 {
+                return Err(bad("tx hash chunk"));
+            }
+            for entry in chunk.chunks_exact(TX_HASH_ENTRY) {
+                let (position, hash) = entry.split_at(8);
+                let position = u64::from_be_bytes(position.try_into().expect("8 bytes"));
+                positions.insert(Hash32(hash.try_into().expect("32 bytes")), position);
+            }
+            Ok(())
+        })?;
+        drop(positions);
         let mut schedules: Vec<(u64, VestingView)> = Vec::new();
         for (_, value) in file.all(tables::SCHEDULES)? {
             let view: VestingView = serde_json::from_slice(&value).map_err(|e| e.to_string())?;
@@ -1229,22 +1247,26 @@ impl Explorer {
                 );
             }
         }
+        let positions = self.tx_positions.read();
         let tx_blocks: Vec<(u64, (u64, usize))> = frozen
             .tx_blocks
             .iter()
-            .map(|at| {
-                (
-                    self.tx_positions.get(at.key()).map_or(0, |p| *p),
-                    *at.value(),
-                )
-            })
+            .filter_map(|at| Some((*positions.get(at.key())?, *at.value())))
             .collect();
+        drop(positions);
         let job = move || {
             // Encoding the history is the bulk of the work: here, off the runner's thread.
+            let mut hashes = Vec::with_capacity(frozen.txs.len() * TX_HASH_ENTRY);
             for tx in frozen.txs.iter() {
+                hashes.extend_from_slice(&tx.position.to_be_bytes());
+                hashes.extend_from_slice(&tx.key().0);
                 let key = tx.position.to_be_bytes().to_vec();
-                batch.put(tables::TX_HASHES, key.clone(), tx.key().0.to_vec());
                 batch.put(tables::TXS, key, encode_tx(tx.value()));
+            }
+            if !hashes.is_empty() {
+                // One entry per commit: reading them back on open is one pass over a few
+                // large values, not millions of small ones.
+                batch.put(tables::TX_HASHES, position.to_be_bytes().to_vec(), hashes);
             }
             for (position, (height, index)) in tx_blocks {
                 let value = [height.to_be_bytes(), (index as u64).to_be_bytes()].concat();

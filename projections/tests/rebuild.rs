@@ -24,6 +24,8 @@ use projections::runner::{PERSIST_INTERVAL, ProjectionRunner};
 use store::{EventId, EventStore, ExpectedRevision, MemoryStore, NewEvent};
 
 const CHAIN: &str = "ait-test";
+const WITH_ZEROS: domain::Address =
+    domain::Address([0, 7, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0]);
 
 fn new_event(address: &domain::Address, event: &WalletEvent) -> NewEvent {
     NewEvent {
@@ -50,10 +52,27 @@ async fn build_log() -> Arc<MemoryStore> {
                 address: k.address(),
                 amount: Amount(1000),
             })
+            .chain([Allocation {
+                address: WITH_ZEROS,
+                amount: Amount(5),
+            }])
             .collect(),
         assets: vec![],
         governance: None,
     };
+    // An address with 0 bytes: the explorer's file keys must not split it.
+    let funded = WalletEvent::Funded {
+        amount: Amount(5),
+        source: wallet::FundSource::Genesis,
+    };
+    store
+        .append(
+            &wallet_stream(CHAIN, &WITH_ZEROS),
+            ExpectedRevision::Any,
+            vec![new_event(&WITH_ZEROS, &funded)],
+        )
+        .await
+        .unwrap();
     let mut states: [WalletState; 3] = Default::default();
     for (i, key) in keys.iter().enumerate() {
         let event = WalletEvent::Funded {
@@ -76,8 +95,8 @@ async fn build_log() -> Arc<MemoryStore> {
         prev_hash: genesis.hash(),
         timestamp: 1,
         leaves: vec![],
-        from_position: 3,
-        to_position: 3,
+        from_position: 4,
+        to_position: 4,
     }
     .seal(std::slice::from_ref(&validator));
     let facts = WalletFacts::of(&genesis);
