@@ -136,6 +136,17 @@ impl Node {
         self.manager.send(PendingTimers).await.unwrap()
     }
 
+    /// Waits (real time) until the manager holds `n` timers.
+    async fn until_pending(&self, n: usize) -> bool {
+        for _ in 0..100 {
+            if self.pending_timers().await == n {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     async fn stop(self) {
         self.arbiter.stop();
         self.store.close();
@@ -185,12 +196,7 @@ async fn a_timer_fires_after_a_restart_even_when_it_came_due_while_down() {
     let node = boot(dir.path(), &clock).await;
     node.pause_jobs(1, &clock).await;
     // Let the manager see the pause and checkpoint past it: the timer lives in its data.
-    for _ in 0..100 {
-        if node.pending_timers().await == 1 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(node.until_pending(1).await, "one timer pending");
     actix_rt::time::sleep(TICK * 2).await;
     let checkpoint = node
         .store
@@ -227,15 +233,8 @@ async fn a_renewed_pause_outlives_its_first_timer() {
     let renewed_until = T0 + 30_000 + EXPIRY_S * 1000;
     clock.advance(EXPIRY_S * 1000 - 30_000);
     // The first timer is due now: it fires and finds a later end.
-    for _ in 0..100 {
-        if node.pending_timers().await == 1 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        node.pending_timers().await,
-        1,
+    assert!(
+        node.until_pending(1).await,
         "the first timer fired, the second waits"
     );
     assert_eq!(node.recorded_pause().await, Some(renewed_until));

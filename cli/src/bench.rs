@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
+use domain::address::Address;
 use domain::keys::SigningKey;
 use domain::money::Amount;
 use domain::tx::{TxPayload, sign_payload};
@@ -24,6 +25,10 @@ pub enum BenchCommand {
         /// Transfers in total.
         #[arg(long, default_value_t = 50_000)]
         transfers: usize,
+        /// Send every transfer to a new account (measures memory per account), instead of to
+        /// the next sender.
+        #[arg(long)]
+        new_accounts: bool,
     },
 }
 
@@ -32,7 +37,8 @@ pub fn run(ctx: &Context, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Transfers {
             connections,
             transfers,
-        } => transfers_bench(ctx, connections, transfers),
+            new_accounts,
+        } => transfers_bench(ctx, connections, transfers, new_accounts),
     }
 }
 
@@ -43,7 +49,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn transfers_bench(ctx: &Context, connections: usize, transfers: usize) -> anyhow::Result<()> {
+fn transfers_bench(
+    ctx: &Context,
+    connections: usize,
+    transfers: usize,
+    new_accounts: bool,
+) -> anyhow::Result<()> {
     if connections == 0 || connections > 4096 || transfers < connections {
         bail!("need 1..=4096 connections and at least one transfer per connection");
     }
@@ -95,9 +106,14 @@ fn transfers_bench(ctx: &Context, connections: usize, transfers: usize) -> anyho
         .iter()
         .enumerate()
         .map(|(i, key)| {
-            let to = keys[(i + 1) % connections].address();
+            let next = keys[(i + 1) % connections].address();
             (0..per_sender as u64)
                 .map(|nonce| {
+                    // A fresh account: an address no key holds, unique per (sender, nonce).
+                    let to = match new_accounts {
+                        true => Address::module(&format!("bench/{i}/{nonce}")),
+                        false => next,
+                    };
                     let payload =
                         TxPayload::transfer(&chain_id, key.address(), nonce, fee, to, Amount(1));
                     serde_json::to_string(&sign_payload(key, &payload)).expect("serializes")
