@@ -32,6 +32,7 @@ pub mod limits;
 pub mod merkle;
 pub mod money;
 pub mod protocol;
+pub mod twas;
 pub mod tx;
 pub mod vesting;
 pub mod wallet;
