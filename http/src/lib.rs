@@ -11,6 +11,7 @@ pub mod config;
 pub mod custody;
 pub mod error;
 pub mod limits;
+pub mod power;
 pub mod routes;
 pub mod rpc;
 pub mod server;

@@ -50,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/transactions/{hash}", web::get().to(get_transaction))
             .route("/accounts", web::get().to(list_accounts))
             .route("/accounts/{address}", web::get().to(get_account))
+            .route("/accounts/{address}/power", web::get().to(get_power))
             .route("/modules", web::get().to(list_modules))
             .route("/council", web::get().to(get_council))
             .route("/chains", web::get().to(list_chains))
@@ -372,6 +373,38 @@ async fn get_council(app: Data, query: web::Query<ChainQuery>) -> Result<HttpRes
             "reason": pause.reason,
             "tx_hash": pause.tx,
         })).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PowerQuery {
+    chain: Option<String>,
+    window_s: Option<u64>,
+}
+
+/// The voting power an account would have at a snapshot taken now (an extension of API.md:
+/// the same fields as `GET /v1/proposals/{id}/power/{address}`, with the current supply).
+async fn get_power(
+    app: Data,
+    path: web::Path<String>,
+    query: web::Query<PowerQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let address = parse_address(&path)?;
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let (power, now_ms, window_s) =
+        crate::power::power_now(&app, &chain_id, &address, query.window_s).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "address": address,
+        "chain_id": chain_id,
+        "snapshot_ms": now_ms,
+        "window_s": window_s,
+        "twas": power.twas,
+        "reputation": power.reputation,
+        "multiplier_bps": power.multiplier_bps,
+        "uncapped": power.uncapped,
+        "cap": power.cap,
+        "power": power.power,
     })))
 }
 
