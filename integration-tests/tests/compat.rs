@@ -61,6 +61,9 @@ fn check_fixture_state(node: &TestNode, paid: u128) {
     }
     let fee_tx = node.tx(TXS[3].0);
     assert_eq!(fee_tx["status"], "committed");
+    // Release 0.1 did not record commit times: the log's time of the debit stands in.
+    let committed_at_ms = fee_tx["committed_at_ms"].as_u64().unwrap_or(0);
+    assert!(committed_at_ms > 1_700_000_000_000, "{fee_tx}");
     node.verify_chain(DEVNET);
     let supply = &node.chain()["supply"];
     assert_eq!(supply["conserved"], true, "{supply}");

@@ -8,14 +8,14 @@ use dashmap::DashMap;
 use domain::address::Address;
 use domain::block::Block;
 use domain::chain::ChainEvent;
-use domain::codec::DomainEvent;
+use domain::codec::{DecodeError, DomainEvent, WalletFact, decode_wallet_fact};
 use domain::dao::DaoEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::merkle::MerkleProof;
 use domain::money::Amount;
 use domain::vesting::{Refusal, Schedule, VestingEvent};
-use domain::wallet::WalletEvent;
+use domain::wallet::{Credit, DebitSummary, Payout, WalletEvent};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use store::RecordedEvent;
@@ -306,6 +306,42 @@ pub struct ExplorerState {
     pub schedules: BTreeMap<Hash32, VestingView>,
 }
 
+/// A wallet event as the explorer needs it: a debit without its signed envelope.
+enum WalletChange {
+    Funded(Amount),
+    Debited(DebitSummary),
+    Credited(Credit),
+    PaidOut(Payout),
+}
+
+impl From<WalletEvent> for WalletChange {
+    fn from(event: WalletEvent) -> Self {
+        match event {
+            WalletEvent::Funded { amount, .. } => WalletChange::Funded(amount),
+            WalletEvent::Debited(debit) => WalletChange::Debited(debit.summary()),
+            WalletEvent::Credited(credit) => WalletChange::Credited(credit),
+            WalletEvent::PaidOut(payout) => WalletChange::PaidOut(payout),
+        }
+    }
+}
+
+/// A debit, credit or payout read without copying the debit's envelope; `None` for other
+/// event types.
+fn wallet_change(event: &RecordedEvent) -> Option<Result<WalletChange, DecodeError>> {
+    let fact = decode_wallet_fact(&event.event_type, &event.data)?;
+    Some(fact.map(|fact| match fact {
+        WalletFact::Debited(mut debit) => {
+            if event.event_type == "Debited.v1" {
+                // Release 0.1 did not record the commit time: the log's is used (as upcast).
+                debit.committed_at_ms = event.recorded_at_ms;
+            }
+            WalletChange::Debited(debit)
+        }
+        WalletFact::Credited(credit) => WalletChange::Credited(credit),
+        WalletFact::PaidOut(payout) => WalletChange::PaidOut(payout),
+    }))
+}
+
 fn parse_wallet_stream(stream: &str) -> Option<(&str, Address)> {
     let rest = stream.strip_prefix("wallet/")?;
     let (chain, address) = rest.split_once('/')?;
@@ -409,6 +445,19 @@ impl Explorer {
         if event.position != expected {
             return Err(fail(format!("expected position {expected}")));
         }
+        let wallet_stream_of = || {
+            parse_wallet_stream(&event.stream)
+                .ok_or_else(|| fail(format!("wallet event in stream {}", event.stream)))
+        };
+        // Debits, credits and payouts (nearly every event) are read without the envelope.
+        if let Some(change) = wallet_change(event) {
+            let change = change.map_err(|e| fail(e.to_string()))?;
+            let (chain, address) = wallet_stream_of()?;
+            self.apply_wallet(chain, address, &change, event)
+                .map_err(fail)?;
+            *self.next_position.write() = event.position + 1;
+            return Ok(());
+        }
         let decoded =
             match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
                 Ok(decoded) => Some(decoded),
@@ -418,9 +467,9 @@ impl Explorer {
             };
         match decoded {
             Some(DomainEvent::Wallet(wallet_event)) => {
-                let (chain, address) = parse_wallet_stream(&event.stream)
-                    .ok_or_else(|| fail(format!("wallet event in stream {}", event.stream)))?;
-                self.apply_wallet(chain, address, &wallet_event, event)
+                let (chain, address) = wallet_stream_of()?;
+                let change = WalletChange::from(wallet_event);
+                self.apply_wallet(chain, address, &change, event)
                     .map_err(fail)?;
             }
             Some(DomainEvent::Chain(chain_event)) => {
@@ -445,7 +494,7 @@ impl Explorer {
         &self,
         chain: &str,
         address: Address,
-        event: &WalletEvent,
+        event: &WalletChange,
         recorded: &RecordedEvent,
     ) -> Result<(), String> {
         let chain: Arc<str> = self
@@ -478,12 +527,12 @@ impl Explorer {
         let mut new_tx = None;
         let mut cause = None;
         match event {
-            WalletEvent::Funded { amount, .. } => {
+            WalletChange::Funded(amount) => {
                 let books = books_of!(&None);
                 books.mint(*amount)?;
                 books.put_in(*amount)?;
             }
-            WalletEvent::Debited(debit) => {
+            WalletChange::Debited(debit) => {
                 if debit.nonce != account.nonce {
                     return Err(format!(
                         "debit with nonce {} but account nonce {}",
@@ -520,14 +569,14 @@ impl Explorer {
                     block_index: None,
                 });
             }
-            WalletEvent::Credited(credit) => {
+            WalletChange::Credited(credit) => {
                 if !self.has_tx(&credit.transfer_id) {
                     return Err("credit for an unknown transfer".into());
                 }
                 books_of!(&credit.asset).land(credit.amount)?;
                 cause = Some((credit.transfer_id, credit.amount));
             }
-            WalletEvent::PaidOut(payout) => {
+            WalletChange::PaidOut(payout) => {
                 if !self.has_tx(&payout.cause) {
                     return Err("payout for an unknown transaction".into());
                 }
