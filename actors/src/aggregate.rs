@@ -121,6 +121,8 @@ struct StoredSnapshot<S> {
 struct Batch<A: Aggregate> {
     staged: A::State,
     events: Vec<A::Event>,
+    /// The events' ids, computed once.
+    ids: Vec<u128>,
     encoded: Vec<NewEvent>,
     waiters: Vec<Waiter<A>>,
     index_by_id: HashMap<u128, usize>,
@@ -171,8 +173,7 @@ impl<A: Hosted> AggregateActor<A> {
         }
     }
 
-    fn remember(&mut self, event: &A::Event, position: u64) {
-        let id = A::event_id(&self.id, event);
+    fn remember(&mut self, id: u128, event: &A::Event, position: u64) {
         if self.recent.insert(id, (event.clone(), position)).is_none() {
             self.recent_order.push_back(id);
         }
@@ -197,6 +198,7 @@ impl<A: Hosted> AggregateActor<A> {
             let mut batch = Batch {
                 staged: self.state.clone(),
                 events: Vec::new(),
+                ids: Vec::new(),
                 encoded: Vec::new(),
                 waiters: Vec::new(),
                 index_by_id: HashMap::new(),
@@ -255,15 +257,15 @@ impl<A: Hosted> AggregateActor<A> {
                 for event in events {
                     A::evolve(&mut batch.staged, &event);
                     let id = A::event_id(&self.id, &event);
-                    let stored = A::to_stored(&event);
-                    let data = stored.encode();
+                    let (event_type, data) = A::encode(&event);
                     batch.bytes += data.len();
                     batch.index_by_id.insert(id, batch.events.len());
                     batch.encoded.push(NewEvent {
                         id: EventId(id),
-                        event_type: stored.event_type().to_string(),
+                        event_type: event_type.to_string(),
                         data,
                     });
+                    batch.ids.push(id);
                     batch.events.push(event);
                 }
                 batch.waiters.push(Waiter {
@@ -288,6 +290,7 @@ impl<A: Hosted> AggregateActor<A> {
         self.in_flight = true;
         let Batch {
             events,
+            ids,
             encoded,
             waiters,
             ..
@@ -295,7 +298,7 @@ impl<A: Hosted> AggregateActor<A> {
         let append = self.store.append(&self.stream, expected, encoded);
         ctx.spawn(append.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
-            act.complete(result, class, events, waiters, ctx);
+            act.complete(result, class, (events, ids), waiters, ctx);
             act.flush(ctx);
         }));
     }
@@ -304,7 +307,7 @@ impl<A: Hosted> AggregateActor<A> {
         &mut self,
         result: Result<AppendOutcome, StoreError>,
         class: BatchClass,
-        events: Vec<A::Event>,
+        (events, ids): (Vec<A::Event>, Vec<u128>),
         waiters: Vec<Waiter<A>>,
         ctx: &mut Context<Self>,
     ) {
@@ -339,7 +342,7 @@ impl<A: Hosted> AggregateActor<A> {
             }
             // Idempotent facts need no memory: the log itself answers a repeated one.
             if class == BatchClass::Decision {
-                self.remember(event, outcome.positions[i]);
+                self.remember(ids[i], event, outcome.positions[i]);
             }
         }
         if outcome.written.iter().any(|w| *w) {
@@ -496,7 +499,7 @@ impl<A: Hosted> AggregateActor<A> {
                 act.revision = revision;
                 act.snapshot_revision = snapshot_revision;
                 for (event, position) in &events {
-                    act.remember(event, *position);
+                    act.remember(A::event_id(&act.id, event), event, *position);
                 }
                 act.loaded = true;
                 act.registry.publish(&act.id, &act.state);

@@ -88,8 +88,9 @@ pub trait Aggregate: Sized + Unpin + 'static {
     /// Commands of different classes never share one append.
     fn batch_class(command: &Self::Command) -> BatchClass;
 
-    /// The stored form of an event.
-    fn to_stored(event: &Self::Event) -> DomainEvent;
+    /// The stored form of an event: its versioned type name and its bytes (what
+    /// `DomainEvent::encode` writes for it), made without copying the event.
+    fn encode(event: &Self::Event) -> (&'static str, Vec<u8>);
 
     /// An event of this aggregate from its stored form; `None` for another aggregate's event.
     fn from_stored(event: DomainEvent) -> Option<Self::Event>;

@@ -159,8 +159,9 @@ impl Aggregate for Chain {
         BatchClass::Decision
     }
 
-    fn to_stored(event: &ChainEvent) -> DomainEvent {
-        DomainEvent::Chain(event.clone())
+    fn encode(event: &ChainEvent) -> (&'static str, Vec<u8>) {
+        let data = serde_json::to_vec(event).expect("events serialize");
+        (event.event_type(), data)
     }
 
     fn from_stored(event: DomainEvent) -> Option<ChainEvent> {

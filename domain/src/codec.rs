@@ -171,6 +171,41 @@ mod tests {
     }
 
     #[test]
+    fn each_aggregate_encodes_its_events_as_the_stored_form() {
+        use crate::aggregate::Aggregate;
+        let funded = WalletEvent::Funded {
+            amount: Amount(5),
+            source: FundSource::Genesis,
+        };
+        let stored = DomainEvent::Wallet(funded.clone());
+        assert_eq!(
+            crate::wallet::Wallet::encode(&funded),
+            (stored.event_type(), stored.encode())
+        );
+        let claimed = crate::vesting::VestingEvent::VestingClaimed {
+            claim_tx: crate::hash::Hash32::digest(b"c"),
+            beneficiary: crate::address::Address([1; 20]),
+            asset: None,
+            amount: Amount(3),
+        };
+        let stored = DomainEvent::Vesting(claimed.clone());
+        assert_eq!(
+            crate::vesting::Vesting::encode(&claimed),
+            (stored.event_type(), stored.encode())
+        );
+        let resumed = DaoEvent::ModuleResumed {
+            module: crate::kinds::Module::Jobs,
+            cause: crate::dao::Resumed::Expired { until_ms: 9 },
+            member: None,
+        };
+        let stored = DomainEvent::Dao(resumed.clone());
+        assert_eq!(
+            crate::dao::Dao::encode(&resumed),
+            (stored.event_type(), stored.encode())
+        );
+    }
+
+    #[test]
     fn a_v1_debit_is_upcast_with_the_time_the_log_recorded_it() {
         // Exactly as release 0.1 stored it (no committed_at_ms).
         let v1 = concat!(

@@ -574,8 +574,9 @@ impl Aggregate for Dao {
         BatchClass::Decision
     }
 
-    fn to_stored(event: &DaoEvent) -> DomainEvent {
-        DomainEvent::Dao(event.clone())
+    fn encode(event: &DaoEvent) -> (&'static str, Vec<u8>) {
+        let data = serde_json::to_vec(event).expect("events serialize");
+        (event.event_type(), data)
     }
 
     fn from_stored(event: DomainEvent) -> Option<DaoEvent> {

@@ -322,8 +322,9 @@ impl Aggregate for Vesting {
         BatchClass::Decision
     }
 
-    fn to_stored(event: &VestingEvent) -> DomainEvent {
-        DomainEvent::Vesting(event.clone())
+    fn encode(event: &VestingEvent) -> (&'static str, Vec<u8>) {
+        let data = serde_json::to_vec(event).expect("events serialize");
+        (event.event_type(), data)
     }
 
     fn from_stored(event: DomainEvent) -> Option<VestingEvent> {

@@ -510,8 +510,9 @@ impl Aggregate for Wallet {
         }
     }
 
-    fn to_stored(event: &WalletEvent) -> DomainEvent {
-        DomainEvent::Wallet(event.clone())
+    fn encode(event: &WalletEvent) -> (&'static str, Vec<u8>) {
+        let data = serde_json::to_vec(event).expect("events serialize");
+        (event.event_type(), data)
     }
 
     fn from_stored(event: DomainEvent) -> Option<WalletEvent> {
