@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
@@ -35,14 +36,16 @@ enum Unusable {
     Failed(String),
 }
 
-/// One commit in this many is synced to disk (the fsync competes with the log's own).
-pub const SYNC_EVERY_COMMITS: u64 = 10;
+/// A commit is synced to disk when the last synced one is this old (the fsync competes with
+/// the log's own); the ones between are not kept by a crash.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// One projection's file.
 pub struct Kv {
     db: Database,
     path: PathBuf,
-    commits: AtomicU64,
+    /// When the last synced commit was made (`None`: none yet since opening).
+    last_sync: Mutex<Option<Instant>>,
 }
 
 /// What changed since the last commit, written in one transaction.
@@ -161,23 +164,28 @@ impl Kv {
             Kv {
                 db,
                 path: path.to_path_buf(),
-                commits: AtomicU64::new(0),
+                last_sync: Mutex::new(None),
             },
             position,
         ))
     }
 
-    /// Commits `batch` and the new position in one transaction. Every
-    /// [`SYNC_EVERY_COMMITS`]th is synced to disk; the others reach the page cache only, so a
-    /// crash of the machine (not of the process) falls back to the last synced commit, which
-    /// is still consistent: the log replays the rest.
+    /// Commits `batch` and the new position in one transaction, synced to disk when the last
+    /// synced commit is [`SYNC_INTERVAL`] old. A crash (of the process or the machine) falls
+    /// back to the last synced commit, which is consistent: the log replays the rest, so a
+    /// crash costs at most that much of the read model's work.
     pub fn commit(&self, position: u64, batch: Batch) -> Result<(), String> {
         let fail = failed(&self.path);
         let mut write = self.db.begin_write().map_err(|e| fail(e.to_string()))?;
-        let count = self.commits.fetch_add(1, Ordering::Relaxed);
-        let durability = match count % SYNC_EVERY_COMMITS {
-            0 => Durability::Immediate,
-            _ => Durability::None,
+        let mut last_sync = self.last_sync.lock().unwrap_or_else(|e| e.into_inner());
+        let sync = last_sync.is_none_or(|at| at.elapsed() >= SYNC_INTERVAL);
+        if sync {
+            *last_sync = Some(Instant::now());
+        }
+        drop(last_sync);
+        let durability = match sync {
+            true => Durability::Immediate,
+            false => Durability::None,
         };
         write
             .set_durability(durability)
