@@ -17,6 +17,7 @@ use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId};
 use domain::wallet::{WalletCommand, WalletEvent, WalletId};
 use store::EventStore;
 
+use crate::aggregate::Applied;
 use crate::dao::PauseBoard;
 use crate::error::CommandError;
 use crate::registry::Registry;
@@ -63,6 +64,19 @@ pub struct Router {
     vesting: Registry<Vesting>,
     dao: Registry<Dao>,
     pauses: PauseBoard,
+}
+
+/// What a step's command recorded in `owner`'s stream, as stored events.
+fn recorded<E>(owner: Owner, applied: Applied<E>, stored: fn(E) -> DomainEvent) -> Vec<Recorded> {
+    applied
+        .events
+        .into_iter()
+        .map(|(event, position)| Recorded {
+            owner: owner.clone(),
+            event: stored(event),
+            position,
+        })
+        .collect()
 }
 
 /// The protocol's view of a stored event.
@@ -195,30 +209,14 @@ impl Router {
                     id,
                 };
                 let applied = self.vesting.execute(vesting_id, command).await?;
-                Ok(applied
-                    .events
-                    .into_iter()
-                    .map(|(event, position)| Recorded {
-                        owner: owner.clone(),
-                        event: DomainEvent::Vesting(event),
-                        position,
-                    })
-                    .collect())
+                Ok(recorded(owner, applied, DomainEvent::Vesting))
             }
             FollowUp::Dao { chain_id, command } => {
                 let owner = Owner::Dao {
                     chain_id: chain_id.clone(),
                 };
                 let applied = self.dao.execute(chain_id.to_string(), command).await?;
-                Ok(applied
-                    .events
-                    .into_iter()
-                    .map(|(event, position)| Recorded {
-                        owner: owner.clone(),
-                        event: DomainEvent::Dao(event),
-                        position,
-                    })
-                    .collect())
+                Ok(recorded(owner, applied, DomainEvent::Dao))
             }
         }
     }
@@ -235,15 +233,7 @@ impl Router {
         };
         let id = WalletId { chain_id, address };
         let applied = self.wallets.registry().execute(id, command).await?;
-        Ok(applied
-            .events
-            .into_iter()
-            .map(|(event, position)| Recorded {
-                owner: owner.clone(),
-                event: DomainEvent::Wallet(event),
-                position,
-            })
-            .collect())
+        Ok(recorded(owner, applied, DomainEvent::Wallet))
     }
 
     /// Runs every step `first` owes, and the steps those owe, until none is left. Steps of one
