@@ -31,7 +31,7 @@ impl PauseBoard {
         self.pauses
             .get(chain_id)?
             .get(&module)
-            .filter(|p| p.until_ms > now_ms)
+            .filter(|p| p.in_force_at(now_ms))
             .cloned()
     }
 

@@ -223,6 +223,14 @@ pub struct Pause {
     pub tx: Hash32,
 }
 
+impl Pause {
+    /// Whether it is in force at `now_ms` (one past its end whose timer has not fired yet is
+    /// over).
+    pub fn in_force_at(&self, now_ms: u64) -> bool {
+        self.until_ms > now_ms
+    }
+}
+
 /// State of a chain's DAO.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaoState {
@@ -238,7 +246,7 @@ impl DaoState {
     /// The pause of `module` in force at `now_ms` (an expired one whose timer has not fired yet
     /// is over).
     pub fn pause_at(&self, module: Module, now_ms: u64) -> Option<&Pause> {
-        self.pauses.get(&module).filter(|p| p.until_ms > now_ms)
+        self.pauses.get(&module).filter(|p| p.in_force_at(now_ms))
     }
 
     /// Why `member` may not take `act` now, checked against `params`.
