@@ -455,34 +455,30 @@ impl Explorer {
             let (chain, address) = wallet_stream_of()?;
             self.apply_wallet(chain, address, &change, event)
                 .map_err(fail)?;
-            *self.next_position.write() = event.position + 1;
-            return Ok(());
-        }
-        let decoded =
+        } else {
             match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
-                Ok(decoded) => Some(decoded),
+                Ok(DomainEvent::Wallet(wallet_event)) => {
+                    let (chain, address) = wallet_stream_of()?;
+                    let change = WalletChange::from(wallet_event);
+                    self.apply_wallet(chain, address, &change, event)
+                        .map_err(fail)?;
+                }
+                Ok(DomainEvent::Chain(chain_event)) => {
+                    self.apply_chain(&chain_event).map_err(fail)?
+                }
+                Ok(DomainEvent::Vesting(vesting_event)) => {
+                    let (chain, id) = parse_vesting_stream(&event.stream)
+                        .ok_or_else(|| fail(format!("vesting event in stream {}", event.stream)))?;
+                    self.apply_vesting(chain, id, &vesting_event, event)
+                        .map_err(fail)?;
+                }
+                Ok(DomainEvent::Dao(dao_event)) => {
+                    self.apply_dao(&dao_event, event).map_err(fail)?
+                }
                 // Events of other modules are not the explorer's business.
-                Err(domain::codec::DecodeError::UnknownType(_)) => None,
+                Err(DecodeError::UnknownType(_)) => {}
                 Err(e) => return Err(fail(e.to_string())),
-            };
-        match decoded {
-            Some(DomainEvent::Wallet(wallet_event)) => {
-                let (chain, address) = wallet_stream_of()?;
-                let change = WalletChange::from(wallet_event);
-                self.apply_wallet(chain, address, &change, event)
-                    .map_err(fail)?;
             }
-            Some(DomainEvent::Chain(chain_event)) => {
-                self.apply_chain(&chain_event).map_err(fail)?
-            }
-            Some(DomainEvent::Vesting(vesting_event)) => {
-                let (chain, id) = parse_vesting_stream(&event.stream)
-                    .ok_or_else(|| fail(format!("vesting event in stream {}", event.stream)))?;
-                self.apply_vesting(chain, id, &vesting_event, event)
-                    .map_err(fail)?;
-            }
-            Some(DomainEvent::Dao(dao_event)) => self.apply_dao(&dao_event, event).map_err(fail)?,
-            None => {}
         }
         *self.next_position.write() = event.position + 1;
         Ok(())
@@ -820,15 +816,17 @@ impl Explorer {
         hashes.iter().find(|hash| !self.has_tx(hash)).copied()
     }
 
+    /// What `find` finds in the history not committed to the file yet: the current generation
+    /// first, then the frozen one (one lock at a time).
+    fn uncommitted<T>(&self, find: impl Fn(&Generation) -> Option<T>) -> Option<T> {
+        let found = find(&self.recent.read());
+        found.or_else(|| self.frozen.read().as_deref().and_then(&find))
+    }
+
     /// Transaction `hash` as last recorded (without its block).
     fn stored_tx(&self, hash: &Hash32) -> Option<TxView> {
-        if let Some(tx) = self.recent.read().txs.get(hash) {
-            return Some(tx.clone());
-        }
-        if let Some(frozen) = self.frozen.read().as_ref()
-            && let Some(tx) = frozen.txs.get(hash)
-        {
-            return Some(tx.clone());
+        if let Some(tx) = self.uncommitted(|g| g.txs.get(hash).map(|tx| tx.clone())) {
+            return Some(tx);
         }
         let position = *self.tx_positions.read().get(hash)?;
         let bytes = self
@@ -862,13 +860,8 @@ impl Explorer {
 
     /// Where transaction `hash` is in its chain: (height, index).
     fn tx_block(&self, hash: &Hash32) -> Option<(u64, usize)> {
-        if let Some(at) = self.recent.read().tx_blocks.get(hash) {
-            return Some(*at);
-        }
-        if let Some(frozen) = self.frozen.read().as_ref()
-            && let Some(at) = frozen.tx_blocks.get(hash)
-        {
-            return Some(*at);
+        if let Some(at) = self.uncommitted(|g| g.tx_blocks.get(hash).map(|at| *at)) {
+            return Some(at);
         }
         let position = *self.tx_positions.read().get(hash)?;
         let bytes = self
@@ -915,13 +908,8 @@ impl Explorer {
 
     fn stored_block(&self, chain: &str, height: u64) -> Option<Arc<Block>> {
         let key = (Arc::from(chain), height);
-        if let Some(block) = self.recent.read().blocks.get(&key) {
-            return Some(block.clone());
-        }
-        if let Some(frozen) = self.frozen.read().as_ref()
-            && let Some(block) = frozen.blocks.get(&key)
-        {
-            return Some(block.clone());
+        if let Some(block) = self.uncommitted(|g| g.blocks.get(&key).map(|b| b.clone())) {
+            return Some(block);
         }
         let bytes = self
             .file
@@ -947,15 +935,7 @@ impl Explorer {
     /// Block with `hash`.
     pub fn block_by_hash(&self, chain: &str, hash: &Hash32) -> Option<Block> {
         let key = (Arc::from(chain), *hash);
-        let height = match self.recent.read().block_heights.get(&key) {
-            Some(height) => Some(*height),
-            None => self
-                .frozen
-                .read()
-                .as_ref()
-                .and_then(|f| f.block_heights.get(&key).map(|h| *h)),
-        };
-        let height = match height {
+        let height = match self.uncommitted(|g| g.block_heights.get(&key).map(|h| *h)) {
             Some(height) => height,
             None => {
                 let bytes = self
@@ -1139,8 +1119,7 @@ impl Explorer {
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason, "explorer file not usable; rebuilding it from the log");
                 drop(explorer);
-                std::fs::remove_file(path).map_err(|e| e.to_string())?;
-                let (file, _) = Kv::open(path, &tables::ALL, FILE_FORMAT, log_head)?;
+                let file = Kv::recreate(path, &tables::ALL, FILE_FORMAT)?;
                 Ok(Explorer::with_file(Some(Arc::new(file))))
             }
         }

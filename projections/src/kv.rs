@@ -90,17 +90,24 @@ impl Kv {
             Err(Unusable::Failed(reason)) => Err(reason),
             Err(Unusable::Untrusted(reason)) => {
                 tracing::warn!(path = %path.display(), %reason, "read model file not used; rebuilding it from the log");
-                std::fs::remove_file(path)
-                    .or_else(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => Ok(()),
-                        _ => Err(e),
-                    })
-                    .map_err(|e| failed(path)(e.to_string()))?;
-                Kv::try_open(path, tables, format, log_head).map_err(|e| match e {
-                    Unusable::Failed(reason) | Unusable::Untrusted(reason) => reason,
-                })
+                Ok((Kv::recreate(path, tables, format)?, 0))
             }
         }
+    }
+
+    /// Deletes the file at `path` (if any) and makes an empty one at position 0: for a file
+    /// whose contents cannot be used. Close any handle on the old file first.
+    pub fn recreate(path: &Path, tables: &[Table], format: u64) -> Result<Kv, String> {
+        std::fs::remove_file(path)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| failed(path)(e.to_string()))?;
+        let (kv, _) = Kv::try_open(path, tables, format, 0).map_err(|e| match e {
+            Unusable::Failed(reason) | Unusable::Untrusted(reason) => reason,
+        })?;
+        Ok(kv)
     }
 
     fn try_open(
