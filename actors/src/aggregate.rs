@@ -97,7 +97,7 @@ impl<A> Clone for GetState<A> {
 }
 
 impl<A: Aggregate> Message for GetState<A> {
-    type Result = Result<A::State, CommandError>;
+    type Result = Result<(A::State, Option<Revision>), CommandError>;
 }
 
 struct Pending<A: Aggregate> {
@@ -556,11 +556,12 @@ impl<A: Hosted> Handler<Execute<A>> for AggregateActor<A> {
 }
 
 impl<A: Hosted> Handler<GetState<A>> for AggregateActor<A> {
-    type Result = Result<A::State, CommandError>;
+    type Result = Result<(A::State, Option<Revision>), CommandError>;
 
     fn handle(&mut self, _msg: GetState<A>, _ctx: &mut Context<Self>) -> Self::Result {
-        // Runs only once loaded: loading holds the mailbox (`ctx.wait`).
+        // Runs only once loaded: loading holds the mailbox (`ctx.wait`). The state is the
+        // durable one (a batch in flight is not in it), so it matches the revision.
         self.last_activity = Instant::now();
-        Ok(self.state.clone())
+        Ok((self.state.clone(), self.revision))
     }
 }

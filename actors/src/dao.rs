@@ -1,11 +1,12 @@
 //! The chains' DAOs on the generic host, and the pause board every transaction is checked
 //! against before anything is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use domain::dao::{Dao, GovernanceParams, Pause};
+use domain::address::Address;
+use domain::dao::{Dao, DaoState, GovernanceParams, Pause};
 use domain::error::TxError;
 use domain::genesis::Genesis;
 use domain::kinds::{KindSpec, Module};
@@ -17,22 +18,48 @@ use crate::error::CommandError;
 /// without a message to the DAO actor, which would serialize every transaction of a chain.
 #[derive(Clone, Debug, Default)]
 pub struct PauseBoard {
-    pauses: Arc<DashMap<String, BTreeMap<Module, Pause>>>,
+    chains: Arc<DashMap<String, Restrictions>>,
+}
+
+/// A chain's paused modules and frozen accounts.
+#[derive(Clone, Debug, Default)]
+struct Restrictions {
+    pauses: BTreeMap<Module, Pause>,
+    frozen: BTreeSet<Address>,
 }
 
 impl PauseBoard {
-    /// Records `chain_id`'s pauses (called by its DAO actor).
-    pub fn publish(&self, chain_id: &str, pauses: &BTreeMap<Module, Pause>) {
-        self.pauses.insert(chain_id.to_string(), pauses.clone());
+    /// Records `chain_id`'s pauses and frozen accounts (called by its DAO actor).
+    pub fn publish(&self, chain_id: &str, state: &DaoState) {
+        let restrictions = Restrictions {
+            pauses: state.pauses.clone(),
+            frozen: state.frozen.clone(),
+        };
+        self.chains.insert(chain_id.to_string(), restrictions);
     }
 
     /// The pause of `module` on `chain_id` in force at `now_ms`.
     pub fn pause(&self, chain_id: &str, module: Module, now_ms: u64) -> Option<Pause> {
-        self.pauses
+        self.chains
             .get(chain_id)?
+            .pauses
             .get(&module)
             .filter(|p| p.in_force_at(now_ms))
             .cloned()
+    }
+
+    /// `frozen` when an emergency proposal froze `address` on `chain_id`.
+    pub fn check_frozen(&self, chain_id: &str, address: &Address) -> Result<(), TxError> {
+        match self
+            .chains
+            .get(chain_id)
+            .is_some_and(|c| c.frozen.contains(address))
+        {
+            true => Err(TxError::Frozen(format!(
+                "{address} is frozen on {chain_id}"
+            ))),
+            false => Ok(()),
+        }
     }
 
     /// `paused` when `kind`'s module is paused on `chain_id` at `now_ms`.
@@ -72,5 +99,5 @@ pub fn dao_facts<'g>(
 pub fn publish_to(
     board: PauseBoard,
 ) -> impl Fn(&String, &<Dao as domain::aggregate::Aggregate>::State) + Send + Sync {
-    move |chain_id, state| board.publish(chain_id, &state.pauses)
+    move |chain_id, state| board.publish(chain_id, state)
 }

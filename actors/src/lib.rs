@@ -9,6 +9,7 @@
 //!   on an actor that has just passivated. [`wallet::WalletRegistry`] is the wallets' typed face.
 //! - [`clock`]: the injected clock every decision and timestamp reads.
 //! - [`dao`]: the chains' DAOs and the pause board transactions are checked against.
+//! - [`power`]: voting power read back from the wallet streams.
 //! - [`router::Router`]: runs the cross-aggregate protocol's steps (credits, payouts, module
 //!   commands) for the request path; [`protocol::ProtocolManager`]: the process manager that
 //!   runs from its checkpoint whatever step a crash left undone, and the steps timers owe once
@@ -28,6 +29,7 @@ pub mod dao;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod power;
 pub mod protocol;
 pub mod registry;
 pub mod router;

@@ -104,12 +104,14 @@ fn fact(event: &RecordedEvent) -> Option<Fact> {
             }
         };
     }
-    if !event.stream.starts_with("vesting/") && !event.stream.starts_with("dao/") {
+    let module_stream = ["vesting/", "dao/", "proposal/"];
+    if !module_stream.iter().any(|p| event.stream.starts_with(p)) {
         return None;
     }
     match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
         Ok(DomainEvent::Vesting(vesting)) => Some(Fact::Vesting(vesting)),
         Ok(DomainEvent::Dao(dao)) => Some(Fact::Dao(dao)),
+        Ok(DomainEvent::Proposal(proposal)) => Some(Fact::Proposal(proposal)),
         other => {
             tracing::error!(
                 position = event.position,

@@ -219,11 +219,19 @@ impl<A: Hosted> Registry<A> {
     /// Current state of an instance, straight from its actor (the empty state, without
     /// activating anything, for an instance whose stream does not exist).
     pub async fn state(&self, id: A::Id) -> Result<A::State, CommandError> {
+        Ok(self.versioned_state(id).await?.0)
+    }
+
+    /// [`Registry::state`] with the stream revision of its last event (`None`: no events).
+    pub async fn versioned_state(
+        &self,
+        id: A::Id,
+    ) -> Result<(A::State, Option<store::Revision>), CommandError> {
         let facts = (self.inner.facts)(&id)?;
         if !self.inner.actors.contains_key(&id)
             && self.inner.store.stream_revision(&A::stream(&id)).is_none()
         {
-            return Ok(A::State::default());
+            return Ok((A::State::default(), None));
         }
         self.call(&id, &facts, GetState::<A>::new()).await
     }

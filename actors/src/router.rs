@@ -6,15 +6,27 @@
 //! refused) and every read after it sees the effect. The process manager calls
 //! [`Router::execute`] for a single step a crash left undone.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use domain::TxError;
+use domain::actions::Action;
+use domain::address::Address;
 use domain::codec::DomainEvent;
-use domain::dao::{Dao, DaoEvent};
+use domain::dao::{Dao, DaoEvent, GovernanceParams};
+use domain::hash::Hash32;
 use domain::kinds::{self, TxAction};
+use domain::money::Amount;
+use domain::proposal::{
+    self, GovAct, Measured, ProposalAggregate, ProposalCommand, ProposalEvent, ProposalId,
+    ProposalState, ProposalStep, Sent,
+};
 use domain::protocol::{Fact, FollowUp, Owner, follow_ups};
 use domain::tx::VerifiedTx;
 use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId};
 use domain::wallet::{WalletCommand, WalletEvent, WalletId};
+
+use crate::power;
 use store::EventStore;
 
 use crate::aggregate::Applied;
@@ -63,6 +75,7 @@ pub struct Router {
     wallets: WalletRegistry,
     vesting: Registry<Vesting>,
     dao: Registry<Dao>,
+    proposals: Registry<ProposalAggregate>,
     pauses: PauseBoard,
 }
 
@@ -94,6 +107,7 @@ pub fn fact_of(event: &DomainEvent) -> Option<Fact> {
         }
         DomainEvent::Vesting(event) => Some(Fact::Vesting(event.clone())),
         DomainEvent::Dao(event) => Some(Fact::Dao(event.clone())),
+        DomainEvent::Proposal(event) => Some(Fact::Proposal(event.clone())),
         DomainEvent::Wallet(WalletEvent::Funded { .. }) | DomainEvent::Chain(_) => None,
     }
 }
@@ -105,14 +119,163 @@ impl Router {
         wallets: WalletRegistry,
         vesting: Registry<Vesting>,
         dao: Registry<Dao>,
+        proposals: Registry<ProposalAggregate>,
         pauses: PauseBoard,
     ) -> Self {
         Router {
             wallets,
             vesting,
             dao,
+            proposals,
             pauses,
         }
+    }
+
+    /// The proposals.
+    pub fn proposals(&self) -> &Registry<ProposalAggregate> {
+        &self.proposals
+    }
+
+    /// The governance parameters in force on `chain_id`: its genesis ones with every change
+    /// an executed proposal made.
+    pub async fn governance_params(
+        &self,
+        chain_id: &str,
+    ) -> Result<GovernanceParams, CommandError> {
+        let genesis = self.dao.facts(&chain_id.to_string())?;
+        let state = self.dao.state(chain_id.to_string()).await?;
+        Ok(state.params(&genesis))
+    }
+
+    /// The native supply of `chain_id`.
+    pub fn native_supply(&self, chain_id: &str) -> Result<Amount, CommandError> {
+        let id = WalletId {
+            chain_id: Arc::from(chain_id),
+            address: Address::treasury(chain_id),
+        };
+        Ok(self.wallets.registry().facts(&id)?.native_supply)
+    }
+
+    /// What a governance act needs measured from outside its proposal, at `at_ms`: the
+    /// parameters in force and the supply always, the sender's power at the snapshot for a
+    /// proposal or a vote, the treasury's balances for an execution.
+    async fn measure(
+        &self,
+        chain_id: &str,
+        state: &ProposalState,
+        sender: Address,
+        act: &GovAct,
+        at_ms: u64,
+    ) -> Result<Measured, CommandError> {
+        let params = self.governance_params(chain_id).await?;
+        let supply = self.native_supply(chain_id)?;
+        let mut measured = Measured {
+            params,
+            supply,
+            power: None,
+            treasury: BTreeMap::new(),
+        };
+        match act {
+            GovAct::Propose(_) => {
+                let window_ms = measured.params.twas_window_s.saturating_mul(1000);
+                let cap = measured.params.power_cap_bps;
+                let power = power::power_at(
+                    &self.wallets,
+                    chain_id,
+                    sender,
+                    (at_ms, window_ms),
+                    supply,
+                    cap,
+                );
+                measured.power = Some(power.await?);
+            }
+            GovAct::Vote(_) => {
+                if let Some(proposal) = &state.proposal {
+                    let snapshot = (
+                        proposal.created_at_ms,
+                        proposal.params.twas_window_s.saturating_mul(1000),
+                    );
+                    let cap = proposal.params.power_cap_bps;
+                    let power = power::power_at(
+                        &self.wallets,
+                        chain_id,
+                        sender,
+                        snapshot,
+                        proposal.supply,
+                        cap,
+                    );
+                    measured.power = Some(power.await?);
+                }
+            }
+            GovAct::Execute => {
+                let treasury = self
+                    .wallets
+                    .state(chain_id, Address::treasury(chain_id))
+                    .await?;
+                measured.treasury.insert(None, treasury.balance);
+                for (symbol, balance) in &treasury.assets {
+                    measured.treasury.insert(Some(symbol.clone()), *balance);
+                }
+            }
+            _ => {}
+        }
+        Ok(measured)
+    }
+
+    /// The checks of a governance transaction before it commits: its proposal's own rules,
+    /// decided now against the proposal's current state. Returns the bond it locks.
+    async fn precheck_governance(
+        &self,
+        tx: &VerifiedTx,
+        proposal: Option<Hash32>,
+        act: &GovAct,
+    ) -> Result<Amount, CommandError> {
+        let chain_id = &tx.payload.chain_id;
+        let id = ProposalId {
+            chain_id: chain_id.clone(),
+            id: proposal.unwrap_or(tx.hash),
+        };
+        let state = match proposal {
+            None => ProposalState::default(),
+            Some(_) => self.proposals.state(id.clone()).await?,
+        };
+        let now_ms = self.proposals.clock().now_ms();
+        let sender = tx.payload.sender;
+        let measured = self.measure(chain_id, &state, sender, act, now_ms).await?;
+        let bond = match act {
+            GovAct::Propose(body) => {
+                self.check_assets(chain_id, &body.actions)?;
+                measured.params.proposal_bond
+            }
+            GovAct::Challenge { .. } => measured.params.challenge_bond,
+            _ => Amount::ZERO,
+        };
+        let sent = Sent {
+            tx: tx.hash,
+            sender,
+            bond,
+            at_ms: now_ms,
+        };
+        proposal::decide_act(&state, id.id, sent, act.clone(), &measured)?;
+        Ok(bond)
+    }
+
+    /// `bad_action` for a payout in an asset the chain does not declare.
+    fn check_assets(&self, chain_id: &str, actions: &[Action]) -> Result<(), CommandError> {
+        let id = WalletId {
+            chain_id: Arc::from(chain_id),
+            address: Address::treasury(chain_id),
+        };
+        let facts = self.wallets.registry().facts(&id)?;
+        for (asset, _) in actions.iter().filter_map(Action::treasury_outflow) {
+            if let Some(symbol) = asset.filter(|s| !facts.assets.contains_key(s)) {
+                return Err(TxError::BadAction(format!(
+                    "asset {symbol} is not declared on chain {chain_id}"
+                ))
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// The chains' DAOs.
@@ -151,9 +314,16 @@ impl Router {
     /// The checks a transaction's module makes before anything is written, so that one that
     /// would be refused is answered with its error and changes nothing (its nonce included).
     /// A race can still make it fail after it commits: then it is recorded as refused.
-    pub async fn precheck(&self, tx: &VerifiedTx) -> Result<(), CommandError> {
+    /// Returns what the sender must lock besides the body's amounts (a bond), for
+    /// [`VerifiedTx::deposit`].
+    pub async fn precheck(&self, tx: &VerifiedTx) -> Result<Amount, CommandError> {
         self.check_paused(&tx.payload.chain_id, &tx.payload.kind)?;
+        self.pauses
+            .check_frozen(&tx.payload.chain_id, &tx.payload.sender)?;
         match &tx.action {
+            TxAction::Governance { proposal, act } => {
+                return self.precheck_governance(tx, *proposal, act).await;
+            }
             TxAction::ClaimVested(body) => {
                 let id = VestingId {
                     chain_id: tx.payload.chain_id.clone(),
@@ -162,18 +332,17 @@ impl Router {
                 let state = self.vesting.state(id).await?;
                 let now_ms = self.vesting.clock().now_ms();
                 state.claimable(&tx.payload.sender, now_ms)?;
-                Ok(())
             }
             TxAction::Council(act) => {
                 let chain_id = tx.payload.chain_id.clone();
                 let params = self.dao.facts(&chain_id)?;
                 let now_ms = self.dao.clock().now_ms();
                 let state = self.dao.state(chain_id).await?;
-                state.check(&params, &tx.payload.sender, act, now_ms)?;
-                Ok(())
+                state.check(&state.params(&params), &tx.payload.sender, act, now_ms)?;
             }
-            TxAction::Transfer(_) | TxAction::Mint(_) | TxAction::CreateVesting(_) => Ok(()),
+            TxAction::Transfer(_) | TxAction::Mint(_) | TxAction::CreateVesting(_) => {}
         }
+        Ok(Amount::ZERO)
     }
 
     /// Runs one step; returns what it recorded (or found recorded).
@@ -217,6 +386,29 @@ impl Router {
                 };
                 let applied = self.dao.execute(chain_id.to_string(), command).await?;
                 Ok(recorded(owner, applied, DomainEvent::Dao))
+            }
+            FollowUp::Proposal { chain_id, id, step } => {
+                let proposal_id = ProposalId {
+                    chain_id: chain_id.to_string(),
+                    id,
+                };
+                let measured = match &step {
+                    ProposalStep::Act {
+                        sender,
+                        act,
+                        committed_at_ms,
+                        ..
+                    } => {
+                        let state = self.proposals.state(proposal_id.clone()).await?;
+                        self.measure(&chain_id, &state, *sender, act, *committed_at_ms)
+                            .await?
+                    }
+                    _ => Measured::default(),
+                };
+                let command = ProposalCommand { step, measured };
+                let applied = self.proposals.execute(proposal_id, command).await?;
+                let owner = Owner::Proposal { chain_id, id };
+                Ok(recorded(owner, applied, DomainEvent::Proposal))
             }
         }
     }
@@ -264,7 +456,8 @@ impl Router {
                 completion.last_position = completion.last_position.max(recorded.position);
                 match &recorded.event {
                     DomainEvent::Vesting(VestingEvent::ClaimRefused { reason, .. })
-                    | DomainEvent::Dao(DaoEvent::CouncilActRefused { reason, .. }) => {
+                    | DomainEvent::Dao(DaoEvent::CouncilActRefused { reason, .. })
+                    | DomainEvent::Proposal(ProposalEvent::Refused { reason, .. }) => {
                         completion.refused = Some(reason.clone());
                     }
                     _ => {}

@@ -156,6 +156,12 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
         handles.clone(),
         |_: &_| Ok(()),
     );
+    let proposals = Registry::new(
+        dyn_store.clone(),
+        clock.clone(),
+        handles.clone(),
+        |_: &_| Ok(()),
+    );
     let pauses = actors::dao::PauseBoard::default();
     let dao = Registry::new(
         dyn_store.clone(),
@@ -168,7 +174,7 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
     ensure_chain(&chains, &wallets, &genesis(), &[validator])
         .await
         .expect("chain boots");
-    let router = Router::new(wallets, vesting, dao, pauses);
+    let router = Router::new(wallets, vesting, dao, proposals, pauses);
     let recovered = Arc::new(AtomicBool::new(false));
     let manager = ProtocolManager::load(router.clone(), recovered.clone())
         .await

@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod council;
+mod gov;
 mod gpu;
 mod keystore;
 mod node;
@@ -53,6 +54,9 @@ enum Command {
     /// The council: approve pausing or resuming a module, show pauses and approvals.
     #[command(subcommand)]
     Council(council::CouncilCommand),
+    /// OpenClawDAO governance: propose, vote, challenge, approve, queue, execute, and reads.
+    #[command(subcommand)]
+    Gov(gov::GovCommand),
     /// Show an account's balance and nonce (address or local wallet name).
     Balance {
         /// Address or wallet name.
@@ -116,6 +120,7 @@ fn main() {
                 Command::Send(args) => wallet::send(&ctx, args),
                 Command::Vesting(command) => vesting::run(&ctx, command),
                 Command::Council(command) => council::run(&ctx, command),
+                Command::Gov(command) => gov::run(&ctx, command),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),
                 Command::Block { id } => wallet::block(&ctx, id.as_deref()),

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::chain::ChainEvent;
 use crate::dao::DaoEvent;
+use crate::proposal::ProposalEvent;
 use crate::vesting::VestingEvent;
 use crate::wallet::{Credit, DebitSummary, Payout, WalletEvent};
 
@@ -19,6 +20,8 @@ pub enum DomainEvent {
     Vesting(VestingEvent),
     /// An event of a chain's DAO stream.
     Dao(DaoEvent),
+    /// An event of a proposal's stream.
+    Proposal(ProposalEvent),
 }
 
 /// Why stored bytes are not a known event.
@@ -45,6 +48,7 @@ impl DomainEvent {
             DomainEvent::Chain(e) => e.event_type(),
             DomainEvent::Vesting(e) => e.event_type(),
             DomainEvent::Dao(e) => e.event_type(),
+            DomainEvent::Proposal(e) => e.event_type(),
         }
     }
 
@@ -55,6 +59,7 @@ impl DomainEvent {
             DomainEvent::Chain(e) => serde_json::to_vec(e),
             DomainEvent::Vesting(e) => serde_json::to_vec(e),
             DomainEvent::Dao(e) => serde_json::to_vec(e),
+            DomainEvent::Proposal(e) => serde_json::to_vec(e),
         }
         .expect("domain events serialize")
     }
@@ -98,8 +103,13 @@ impl DomainEvent {
             "CouncilApproved.v1"
             | "ModulePaused.v1"
             | "ModuleResumed.v1"
-            | "CouncilActRefused.v1" => serde_json::from_slice(data)
+            | "CouncilActRefused.v1"
+            | "ProposalTracked.v1"
+            | "Enacted.v1" => serde_json::from_slice(data)
                 .map(DomainEvent::Dao)
+                .map_err(bad),
+            proposal if ProposalEvent::TYPES.contains(&proposal) => serde_json::from_slice(data)
+                .map(DomainEvent::Proposal)
                 .map_err(bad),
             other => Err(DecodeError::UnknownType(other.to_string())),
         }

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::actions::{Action, AgentLimits};
 use crate::address::Address;
 use crate::aggregate::{Aggregate, BatchClass, Context};
 use crate::codec::DomainEvent;
@@ -143,11 +144,88 @@ impl GovernanceParams {
         Ok(())
     }
 
+    /// These parameters with `name` set to `value` (the wire form: a number for durations and
+    /// basis points, a string of base units for amounts), checked as a whole. Only the names of
+    /// [`SETTABLE`] can be set this way; the council changes through `set_council`.
+    pub fn with(&self, name: &str, value: &serde_json::Value) -> Result<GovernanceParams, String> {
+        if !SETTABLE.iter().any(|p| p.name == name) {
+            return Err(format!("{name:?} is not a settable governance parameter"));
+        }
+        if value.is_object() || value.is_array() {
+            return Err(format!("{name} takes a number or a string"));
+        }
+        let mut fields = serde_json::to_value(self).expect("parameters serialize");
+        fields[name] = value.clone();
+        let changed: GovernanceParams =
+            serde_json::from_value(fields).map_err(|e| format!("{name}: {e}"))?;
+        changed.validate()?;
+        Ok(changed)
+    }
+
     /// Whether `address` sits on the council.
     pub fn is_council(&self, address: &Address) -> bool {
         self.council.contains(address)
     }
 }
+
+/// How a parameter's value is written and bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    /// Seconds, a number.
+    DurationS,
+    /// Basis points, a number.
+    Bps,
+    /// Base units of the native asset, a string.
+    Amount,
+}
+
+/// A parameter `set_parameter` may change, with its allowed range (`GET /v1/governance/params`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Settable {
+    /// Name.
+    pub name: &'static str,
+    /// Its unit.
+    pub kind: ParamKind,
+    /// Smallest value.
+    pub min: u128,
+    /// Largest value.
+    pub max: u128,
+}
+
+const fn settable(name: &'static str, kind: ParamKind, min: u128, max: u128) -> Settable {
+    Settable {
+        name,
+        kind,
+        min,
+        max,
+    }
+}
+
+const DURATION_MAX: u128 = DURATION_S_MAX as u128;
+
+/// Every parameter `set_parameter` may change; [`GovernanceParams::validate`] enforces the
+/// same ranges.
+pub const SETTABLE: &[Settable] = &[
+    settable("voting_delay_s", ParamKind::DurationS, 0, DURATION_MAX),
+    settable("voting_period_s", ParamKind::DurationS, 1, DURATION_MAX),
+    settable(
+        "emergency_voting_period_s",
+        ParamKind::DurationS,
+        1,
+        DURATION_MAX,
+    ),
+    settable("quorum_bps", ParamKind::Bps, 1, 10_000),
+    settable("proposal_threshold", ParamKind::Amount, 0, u128::MAX),
+    settable("proposal_bond", ParamKind::Amount, 0, u128::MAX),
+    settable("challenge_bond", ParamKind::Amount, 0, u128::MAX),
+    settable("timelock_s", ParamKind::DurationS, 0, DURATION_MAX),
+    settable("grace_period_s", ParamKind::DurationS, 1, DURATION_MAX),
+    settable("power_cap_bps", ParamKind::Bps, 1, 10_000),
+    settable("twas_window_s", ParamKind::DurationS, 1, DURATION_MAX),
+    settable("challenge_timeout_s", ParamKind::DurationS, 1, DURATION_MAX),
+    settable("pause_expiry_s", ParamKind::DurationS, 1, DURATION_MAX),
+];
 
 /// Stream of a chain's DAO.
 pub fn dao_stream(chain_id: &str) -> String {
@@ -232,8 +310,23 @@ impl Pause {
 }
 
 /// State of a chain's DAO.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaoState {
+    /// Parameters changed by executed proposals (name → wire value), over the genesis ones.
+    #[serde(default)]
+    pub changes: BTreeMap<String, serde_json::Value>,
+    /// Accounts whose transactions are refused (`frozen`).
+    #[serde(default)]
+    pub frozen: BTreeSet<Address>,
+    /// Agents' trading permissions and limits.
+    #[serde(default)]
+    pub agent_limits: BTreeMap<Address, AgentLimits>,
+    /// Protocol version (1 until an upgrade).
+    #[serde(default = "first_version")]
+    pub protocol_version: u32,
+    /// Every proposal created on the chain, oldest first.
+    #[serde(default)]
+    pub proposals: Vec<Hash32>,
     /// Modules paused, until when.
     pub pauses: BTreeMap<Module, Pause>,
     /// Council members who approved pausing a module, with the reason each gave.
@@ -242,7 +335,96 @@ pub struct DaoState {
     pub unpause_approvals: BTreeMap<Module, BTreeSet<Address>>,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
+impl Default for DaoState {
+    fn default() -> Self {
+        DaoState {
+            changes: BTreeMap::new(),
+            frozen: BTreeSet::new(),
+            agent_limits: BTreeMap::new(),
+            protocol_version: first_version(),
+            proposals: Vec::new(),
+            pauses: BTreeMap::new(),
+            pause_approvals: BTreeMap::new(),
+            unpause_approvals: BTreeMap::new(),
+        }
+    }
+}
+
 impl DaoState {
+    /// The parameters in force: the genesis ones with every executed change.
+    pub fn params(&self, genesis: &GovernanceParams) -> GovernanceParams {
+        if self.changes.is_empty() {
+            return genesis.clone();
+        }
+        let mut fields = serde_json::to_value(genesis).expect("parameters serialize");
+        for (name, value) in &self.changes {
+            fields[name.as_str()] = value.clone();
+        }
+        serde_json::from_value(fields).expect("changes were checked when enacted")
+    }
+
+    /// Applies an enacted action (checked when decided).
+    fn enact(&mut self, proposal: &Hash32, action: &Action, until_ms: Option<u64>) {
+        match action {
+            Action::SetParameter { name, value } => {
+                self.changes.insert(name.clone(), value.clone());
+            }
+            Action::SetCouncil { members, threshold } => {
+                let members = serde_json::to_value(members).expect("addresses serialize");
+                self.changes.insert("council".into(), members);
+                self.changes
+                    .insert("council_threshold".into(), (*threshold).into());
+            }
+            Action::SetProtocolVersion { version } => self.protocol_version = *version,
+            Action::Pause { module } => {
+                self.pause_approvals.remove(module);
+                let until_ms = until_ms.expect("a pause has an end");
+                let reason = format!("emergency proposal {proposal}");
+                let tx = *proposal;
+                self.pauses.insert(
+                    *module,
+                    Pause {
+                        until_ms,
+                        reason,
+                        tx,
+                    },
+                );
+            }
+            Action::Unpause { module } => {
+                self.pauses.remove(module);
+                self.unpause_approvals.remove(module);
+            }
+            Action::Freeze { address } => {
+                self.frozen.insert(*address);
+            }
+            Action::Unfreeze { address } => {
+                self.frozen.remove(address);
+            }
+            Action::SetAgentLimits {
+                agent,
+                trading_enabled,
+                max_position,
+                max_order,
+                daily_loss,
+            } => {
+                let limits = AgentLimits {
+                    trading_enabled: *trading_enabled,
+                    max_position: *max_position,
+                    max_order: *max_order,
+                    daily_loss: *daily_loss,
+                };
+                self.agent_limits.insert(*agent, limits);
+            }
+            Action::Pay { .. } | Action::Grant { .. } => {
+                unreachable!("payouts are the treasury's, not the DAO's")
+            }
+        }
+    }
+
     /// The pause of `module` in force at `now_ms` (an expired one whose timer has not fired yet
     /// is over).
     pub fn pause_at(&self, module: Module, now_ms: u64) -> Option<&Pause> {
@@ -320,6 +502,22 @@ pub enum DaoCommand {
         /// The end of the pause that set the timer.
         until_ms: u64,
     },
+    /// Enact one action of an executed proposal.
+    Enact {
+        /// The proposal.
+        proposal: Hash32,
+        /// The action's index in it.
+        index: u32,
+        /// The action.
+        action: Action,
+        /// The execution's commit time.
+        at_ms: u64,
+    },
+    /// List a created proposal.
+    Track {
+        /// The proposal.
+        proposal: Hash32,
+    },
 }
 
 /// Why a module resumed.
@@ -373,6 +571,29 @@ pub enum DaoEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         member: Option<Address>,
     },
+    /// An action of an executed proposal took effect (or, `refused`, could not: a change that
+    /// another proposal's made invalid in between).
+    Enacted {
+        /// The proposal.
+        proposal: Hash32,
+        /// The action's index in it.
+        index: u32,
+        /// The action.
+        action: Action,
+        /// When.
+        at_ms: u64,
+        /// A pause's end.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+        /// Why it did not take effect.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<Refusal>,
+    },
+    /// A proposal was created.
+    ProposalTracked {
+        /// The proposal.
+        proposal: Hash32,
+    },
     /// A committed council transaction that no longer applied (it lost a race).
     CouncilActRefused {
         /// The transaction.
@@ -390,6 +611,8 @@ impl DaoEvent {
             DaoEvent::ModulePaused { .. } => "ModulePaused.v1",
             DaoEvent::ModuleResumed { .. } => "ModuleResumed.v1",
             DaoEvent::CouncilActRefused { .. } => "CouncilActRefused.v1",
+            DaoEvent::Enacted { .. } => "Enacted.v1",
+            DaoEvent::ProposalTracked { .. } => "ProposalTracked.v1",
         }
     }
 
@@ -403,7 +626,9 @@ impl DaoEvent {
                 cause: Resumed::Unpaused { tx },
                 ..
             } => Some(*tx),
-            DaoEvent::ModuleResumed { .. } => None,
+            DaoEvent::ModuleResumed { .. }
+            | DaoEvent::Enacted { .. }
+            | DaoEvent::ProposalTracked { .. } => None,
         }
     }
 }
@@ -421,6 +646,16 @@ fn expiry_event_id(chain_id: &str, module: Module, until_ms: u64) -> u128 {
     event_id("dao-pause-expired", subject.as_bytes())
 }
 
+fn enact_event_id(proposal: &Hash32, index: u32) -> u128 {
+    let mut subject = proposal.0.to_vec();
+    subject.extend_from_slice(&index.to_be_bytes());
+    event_id("dao-enact", &subject)
+}
+
+fn track_event_id(proposal: &Hash32) -> u128 {
+    event_id("dao-track", &proposal.0)
+}
+
 /// Id of the event `command` records on `chain_id`'s DAO.
 pub fn command_event_id(chain_id: &str, command: &DaoCommand) -> u128 {
     match command {
@@ -428,6 +663,42 @@ pub fn command_event_id(chain_id: &str, command: &DaoCommand) -> u128 {
         DaoCommand::ExpirePause { module, until_ms } => {
             expiry_event_id(chain_id, *module, *until_ms)
         }
+        DaoCommand::Enact {
+            proposal, index, ..
+        } => enact_event_id(proposal, *index),
+        DaoCommand::Track { proposal } => track_event_id(proposal),
+    }
+}
+
+/// What enacting `action` at `at_ms` records, given the state and the parameters in force.
+fn enact(
+    state: &DaoState,
+    params: &GovernanceParams,
+    (proposal, index, at_ms): (Hash32, u32, u64),
+    action: Action,
+) -> DaoEvent {
+    let mut until_ms = None;
+    let refused = match &action {
+        Action::SetParameter { name, value } => params.with(name, value).err(),
+        Action::SetProtocolVersion { version } => (*version <= state.protocol_version)
+            .then(|| format!("version {version} is not above {}", state.protocol_version)),
+        Action::SetCouncil { .. } => action.validate(params).err().map(|e| e.to_string()),
+        Action::Pause { .. } => {
+            until_ms = Some(at_ms.saturating_add(params.pause_expiry_s.saturating_mul(1000)));
+            None
+        }
+        _ => None,
+    };
+    DaoEvent::Enacted {
+        proposal,
+        index,
+        action,
+        at_ms,
+        until_ms,
+        refused: refused.map(|message| Refusal {
+            code: "bad_action".into(),
+            message,
+        }),
     }
 }
 
@@ -450,20 +721,33 @@ impl Aggregate for Dao {
         ctx: &Context<'_, Dao>,
         command: DaoCommand,
     ) -> Result<Vec<DaoEvent>, TxError> {
+        let params = state.params(ctx.facts);
         match command {
+            DaoCommand::Enact {
+                proposal,
+                index,
+                action,
+                at_ms,
+            } => Ok(vec![enact(
+                state,
+                &params,
+                (proposal, index, at_ms),
+                action,
+            )]),
+            DaoCommand::Track { proposal } => Ok(vec![DaoEvent::ProposalTracked { proposal }]),
             DaoCommand::Council {
                 tx,
                 member,
                 act,
                 committed_at_ms,
             } => {
-                if let Err(error) = state.check(ctx.facts, &member, &act, committed_at_ms) {
+                if let Err(error) = state.check(&params, &member, &act, committed_at_ms) {
                     return Ok(vec![DaoEvent::CouncilActRefused {
                         tx,
                         reason: error.into(),
                     }]);
                 }
-                let threshold = ctx.facts.council_threshold;
+                let threshold = params.council_threshold;
                 Ok(vec![match act {
                     CouncilAct::Pause { module, reason } => {
                         let approvals = state.pause_approvals.get(&module).map_or(0, |a| a.len());
@@ -473,7 +757,7 @@ impl Aggregate for Dao {
                                 member,
                                 module,
                                 until_ms: committed_at_ms
-                                    .saturating_add(ctx.facts.pause_expiry_s.saturating_mul(1000)),
+                                    .saturating_add(params.pause_expiry_s.saturating_mul(1000)),
                                 reason,
                             }
                         } else {
@@ -560,6 +844,16 @@ impl Aggregate for Dao {
                 state.unpause_approvals.remove(module);
             }
             DaoEvent::CouncilActRefused { .. } => {}
+            DaoEvent::ProposalTracked { proposal } => state.proposals.push(*proposal),
+            DaoEvent::Enacted {
+                refused: Some(_), ..
+            } => {}
+            DaoEvent::Enacted {
+                proposal,
+                action,
+                until_ms,
+                ..
+            } => state.enact(proposal, action, *until_ms),
         }
     }
 
@@ -570,6 +864,10 @@ impl Aggregate for Dao {
                 cause: Resumed::Expired { until_ms },
                 ..
             } => expiry_event_id(id, *module, *until_ms),
+            DaoEvent::Enacted {
+                proposal, index, ..
+            } => enact_event_id(proposal, *index),
+            DaoEvent::ProposalTracked { proposal } => track_event_id(proposal),
             other => council_event_id(&other.tx().expect("every other DAO event has a cause")),
         }
     }
@@ -820,6 +1118,92 @@ mod tests {
             member: None,
         };
         assert_eq!(Dao::event_id(&id, &resumed), command_event_id(&id, &expire));
+    }
+
+    fn enact(events: &[DaoEvent], index: u32, action: Action, at_ms: u64) -> DaoEvent {
+        let command = DaoCommand::Enact {
+            proposal: Hash32::digest(b"proposal"),
+            index,
+            action,
+            at_ms,
+        };
+        let mut decided = decide(events, at_ms, command);
+        assert_eq!(decided.len(), 1);
+        decided.remove(0)
+    }
+
+    #[test]
+    fn executed_actions_change_parameters_council_version_pauses_and_freezes() {
+        let mut events = Vec::new();
+        let set = Action::SetParameter {
+            name: "voting_period_s".into(),
+            value: 99.into(),
+        };
+        events.push(enact(&events, 0, set, 1_000));
+        let council = Action::SetCouncil {
+            members: vec![MEMBERS[2]],
+            threshold: 1,
+        };
+        events.push(enact(&events, 1, council, 1_000));
+        events.push(enact(
+            &events,
+            2,
+            Action::SetProtocolVersion { version: 2 },
+            1_000,
+        ));
+        let frozen = Address([7; 20]);
+        events.push(enact(&events, 3, Action::Freeze { address: frozen }, 1_000));
+        let pause_staking = Action::Pause {
+            module: Module::Staking,
+        };
+        events.push(enact(&events, 4, pause_staking, 1_000));
+        let state = replay::<Dao>(&events);
+        let now = state.params(&params());
+        assert_eq!(now.voting_period_s, 99);
+        assert_eq!(
+            (now.council.clone(), now.council_threshold),
+            (vec![MEMBERS[2]], 1)
+        );
+        assert_eq!(now.pause_expiry_s, 60, "the rest stays as the genesis says");
+        assert_eq!(state.protocol_version, 2);
+        assert!(state.frozen.contains(&frozen));
+        assert_eq!(
+            state.pause_at(Module::Staking, 60_999).map(|p| p.until_ms),
+            Some(61_000)
+        );
+        let owner = crate::protocol::stream_owner(&dao_stream("c")).unwrap();
+        let fact = crate::protocol::Fact::Dao(events[4].clone());
+        assert_eq!(
+            crate::protocol::timers(&owner, &fact)[0].due_ms,
+            61_000,
+            "a pause by proposal expires like the council's"
+        );
+        // The new council alone acts now; the old members no longer can.
+        assert_eq!(
+            state
+                .check(&now, &MEMBERS[0], &pause(Module::Jobs), 0)
+                .unwrap_err()
+                .code(),
+            "not_council"
+        );
+        // A version that does not go up, or a parameter out of range, changes nothing.
+        let stale = enact(&events, 5, Action::SetProtocolVersion { version: 2 }, 2_000);
+        let bad = Action::SetParameter {
+            name: "quorum_bps".into(),
+            value: 0.into(),
+        };
+        let out_of_range = enact(&events, 6, bad, 2_000);
+        for refused in [stale, out_of_range] {
+            assert!(
+                matches!(&refused, DaoEvent::Enacted { refused: Some(r), .. } if r.code == "bad_action")
+            );
+            let mut after = events.clone();
+            after.push(refused);
+            assert_eq!(replay::<Dao>(&after), state);
+        }
+        let unfreeze = Action::Unfreeze { address: frozen };
+        events.push(enact(&events, 7, unfreeze, 3_000));
+        assert!(replay::<Dao>(&events).frozen.is_empty());
     }
 
     #[test]

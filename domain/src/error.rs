@@ -79,6 +79,22 @@ pub enum TxError {
     /// The sender already voted or approved this.
     #[error("already voted: {0}")]
     AlreadyVoted(String),
+    /// An action outside its documented range, or of another proposal type.
+    #[error("bad action: {0}")]
+    BadAction(String),
+    /// The proposer's voting power at the snapshot is below the proposal threshold.
+    #[error("below the proposal threshold: {0}")]
+    BelowThreshold(String),
+    /// The voter had no voting power at the proposal's snapshot.
+    #[error("no voting power: {0}")]
+    NoVotingPower(String),
+    /// A bound on the work one request may cause (a GPU or risk limit, a history too long to
+    /// read back).
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// The sender's account is frozen by an emergency proposal.
+    #[error("frozen: {0}")]
+    Frozen(String),
 }
 
 impl TxError {
@@ -101,6 +117,11 @@ impl TxError {
             TxError::NotCouncil(_) => "not_council",
             TxError::NotActive(_) => "not_active",
             TxError::AlreadyVoted(_) => "already_voted",
+            TxError::BadAction(_) => "bad_action",
+            TxError::BelowThreshold(_) => "below_threshold",
+            TxError::NoVotingPower(_) => "no_voting_power",
+            TxError::Frozen(_) => "frozen",
+            TxError::LimitExceeded(_) => "limit_exceeded",
         }
     }
 }

@@ -8,11 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::actions::ProposeBody;
 use crate::address::Address;
 use crate::dao::{CouncilAct, CouncilPauseBody, CouncilUnpauseBody};
 use crate::error::TxError;
 use crate::hash::Hash32;
 use crate::money::Amount;
+use crate::proposal::{ChallengeBody, GovAct, ProposalRef, ResolveBody, VoteBody};
 use crate::vesting;
 
 /// A module of the platform; a paused module refuses its kinds with `paused`.
@@ -74,6 +76,8 @@ pub enum DecidedBy {
     Vesting,
     /// The chain's DAO.
     Dao,
+    /// The proposal named by the body (or created by the transaction).
+    Proposal,
 }
 
 /// One row of the table.
@@ -96,6 +100,24 @@ impl KindSpec {
     pub fn paused_by(&self) -> Option<Module> {
         (self.sender != SenderRule::Council).then_some(self.module)
     }
+}
+
+/// A row of a kind a proposal decides: `$parse` gives the proposal the body names (none for
+/// `propose`, whose proposal is the transaction itself) and the act.
+macro_rules! governance {
+    ($name:literal, $parse:expr) => {
+        KindSpec {
+            name: $name,
+            module: Module::Governance,
+            sender: SenderRule::AnyAccount,
+            decided_by: DecidedBy::Proposal,
+            parse: |body| {
+                let parse: fn(&str) -> Result<(Option<Hash32>, GovAct), TxError> = $parse;
+                let (proposal, act) = parse(body)?;
+                Ok(TxAction::Governance { proposal, act })
+            },
+        }
+    };
 }
 
 /// Every kind this node executes.
@@ -166,6 +188,46 @@ pub const KINDS: &[KindSpec] = &[
             }))
         },
     },
+    governance!("propose", |body| {
+        let body: ProposeBody = strict(body)?;
+        body.validate_shape()?;
+        Ok((None, GovAct::Propose(body)))
+    }),
+    governance!("vote", |body| {
+        let body: VoteBody = strict(body)?;
+        Ok((Some(body.proposal_id), GovAct::Vote(body.support)))
+    }),
+    governance!("cancel_proposal", |body| {
+        let body: ProposalRef = strict(body)?;
+        Ok((Some(body.proposal_id), GovAct::Cancel))
+    }),
+    governance!("council_approve", |body| {
+        let body: ProposalRef = strict(body)?;
+        Ok((Some(body.proposal_id), GovAct::Approve))
+    }),
+    governance!("challenge", |body| {
+        let body: ChallengeBody = strict(body)?;
+        body.validate()?;
+        let act = GovAct::Challenge {
+            reason: body.reason,
+        };
+        Ok((Some(body.proposal_id), act))
+    }),
+    governance!("resolve_challenge", |body| {
+        let body: ResolveBody = strict(body)?;
+        let act = GovAct::Resolve {
+            uphold: body.uphold,
+        };
+        Ok((Some(body.proposal_id), act))
+    }),
+    governance!("queue", |body| {
+        let body: ProposalRef = strict(body)?;
+        Ok((Some(body.proposal_id), GovAct::Queue))
+    }),
+    governance!("execute", |body| {
+        let body: ProposalRef = strict(body)?;
+        Ok((Some(body.proposal_id), GovAct::Execute))
+    }),
 ];
 
 /// The row of `kind`.
@@ -233,6 +295,13 @@ pub enum TxAction {
     ClaimVested(ClaimVestedBody),
     /// A council member's approval of a pause or an unpause.
     Council(CouncilAct),
+    /// A governance act on a proposal.
+    Governance {
+        /// The proposal the body names (`None`: the transaction creates it).
+        proposal: Option<Hash32>,
+        /// The act.
+        act: GovAct,
+    },
 }
 
 #[cfg(test)]

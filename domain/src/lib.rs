@@ -14,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod address;
 pub mod aggregate;
 pub mod asset;
@@ -31,6 +32,7 @@ pub mod kinds;
 pub mod limits;
 pub mod merkle;
 pub mod money;
+pub mod proposal;
 pub mod protocol;
 pub mod twas;
 pub mod tx;

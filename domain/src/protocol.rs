@@ -22,10 +22,14 @@
 
 use std::sync::Arc;
 
+use crate::actions::Action;
 use crate::address::Address;
 use crate::codec::WalletFact;
 use crate::dao::{self, DaoCommand, DaoEvent};
 use crate::hash::Hash32;
+use crate::kinds::Module;
+use crate::money::Amount;
+use crate::proposal::{self, BondRef, GovAct, ProposalEvent, ProposalStep};
 use crate::vesting::{self, VestingCommand, VestingEvent};
 use crate::wallet::{self, Credit, Effect, Payout};
 
@@ -66,6 +70,15 @@ pub enum FollowUp {
         /// The command.
         command: DaoCommand,
     },
+    /// A step of a proposal (the host measures what it needs before deciding it).
+    Proposal {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The proposal.
+        id: Hash32,
+        /// The step.
+        step: ProposalStep,
+    },
 }
 
 impl FollowUp {
@@ -76,6 +89,7 @@ impl FollowUp {
             FollowUp::PayOut { payout, .. } => wallet::payout_event_id(&payout.cause),
             FollowUp::Vesting { id, command, .. } => vesting::command_event_id(id, command),
             FollowUp::Dao { chain_id, command } => dao::command_event_id(chain_id, command),
+            FollowUp::Proposal { id, step, .. } => proposal::step_event_id(id, step),
         }
     }
 }
@@ -87,8 +101,10 @@ pub enum Fact {
     Wallet(WalletFact),
     /// A vesting schedule's event.
     Vesting(VestingEvent),
-    /// A DAO's event (they owe no steps yet).
+    /// A DAO's event.
     Dao(DaoEvent),
+    /// A proposal's event.
+    Proposal(ProposalEvent),
 }
 
 /// Where an event was recorded: a wallet (chain, address) or a vesting schedule (chain, id).
@@ -113,6 +129,13 @@ pub enum Owner {
         /// Chain.
         chain_id: Arc<str>,
     },
+    /// `proposal/<chain>/<id>`.
+    Proposal {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The proposal.
+        id: Hash32,
+    },
 }
 
 /// The owner of a stream; `None` for streams whose events owe no steps (chains).
@@ -133,6 +156,10 @@ pub fn stream_owner(stream: &str) -> Option<Owner> {
             chain_id: Arc::from(chain),
             id: id.parse().ok()?,
         }),
+        "proposal" => Some(Owner::Proposal {
+            chain_id: Arc::from(chain),
+            id: id.parse().ok()?,
+        }),
         _ => None,
     }
 }
@@ -148,24 +175,265 @@ pub struct Timer {
 
 /// The timers `fact`, recorded in `owner`'s stream, sets.
 pub fn timers(owner: &Owner, fact: &Fact) -> Vec<Timer> {
+    let pause_expiry = |chain_id: &Arc<str>, module: Module, until_ms: u64| Timer {
+        due_ms: until_ms,
+        step: FollowUp::Dao {
+            chain_id: chain_id.clone(),
+            command: DaoCommand::ExpirePause { module, until_ms },
+        },
+    };
     match (owner, fact) {
         (
             Owner::Dao { chain_id },
             Fact::Dao(DaoEvent::ModulePaused {
                 module, until_ms, ..
             }),
-        ) => vec![Timer {
-            due_ms: *until_ms,
-            step: FollowUp::Dao {
-                chain_id: chain_id.clone(),
-                command: DaoCommand::ExpirePause {
-                    module: *module,
-                    until_ms: *until_ms,
+        ) => vec![pause_expiry(chain_id, *module, *until_ms)],
+        (
+            Owner::Dao { chain_id },
+            Fact::Dao(DaoEvent::Enacted {
+                action: Action::Pause { module },
+                until_ms: Some(until_ms),
+                refused: None,
+                ..
+            }),
+        ) => vec![pause_expiry(chain_id, *module, *until_ms)],
+        (Owner::Proposal { chain_id, id }, Fact::Proposal(event)) => {
+            let timer = |due_ms: u64, step: ProposalStep| Timer {
+                due_ms,
+                step: FollowUp::Proposal {
+                    chain_id: chain_id.clone(),
+                    id: *id,
+                    step,
                 },
-            },
-        }],
+            };
+            match event {
+                ProposalEvent::Created(proposal) => {
+                    let ends_ms = proposal.voting_ends_ms;
+                    vec![timer(ends_ms, ProposalStep::EndVoting { ends_ms })]
+                }
+                ProposalEvent::ChallengeDismissed { voting_ends_ms, .. } => {
+                    let ends_ms = *voting_ends_ms;
+                    vec![timer(ends_ms, ProposalStep::EndVoting { ends_ms })]
+                }
+                ProposalEvent::Challenged { challenge } => vec![timer(
+                    challenge.expires_ms,
+                    ProposalStep::ExpireChallenge {
+                        challenge_tx: challenge.tx,
+                    },
+                )],
+                ProposalEvent::VotingEnded {
+                    succeeded: true,
+                    deadline_ms,
+                    ..
+                }
+                | ProposalEvent::Queued { deadline_ms, .. } => {
+                    let deadline_ms = *deadline_ms;
+                    vec![timer(deadline_ms, ProposalStep::Expire { deadline_ms })]
+                }
+                _ => Vec::new(),
+            }
+        }
         _ => Vec::new(),
     }
+}
+
+/// A payout from a module account, keyed by `cause` (unique per payout).
+fn pay(chain_id: &Arc<str>, from: Address, cause: Hash32, to: Address, amount: Amount) -> FollowUp {
+    FollowUp::PayOut {
+        chain_id: chain_id.clone(),
+        from,
+        payout: Payout {
+            cause,
+            to,
+            amount,
+            asset: None,
+        },
+    }
+}
+
+/// The cause of a payout that is not a transaction's own: `tag` and what it concerns.
+fn cause(tag: &str, subject: &Hash32, index: Option<u32>) -> Hash32 {
+    let mut bytes = tag.as_bytes().to_vec();
+    bytes.extend_from_slice(&subject.0);
+    if let Some(index) = index {
+        bytes.extend_from_slice(&index.to_be_bytes());
+    }
+    Hash32::digest(&bytes)
+}
+
+/// What a proposal's event owes: bonds move from the bond account, an executed proposal's
+/// actions run, and a created proposal is listed by the DAO.
+fn proposal_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &ProposalEvent) -> Vec<FollowUp> {
+    let bonds = proposal::bond_account(chain_id);
+    let treasury = Address::treasury(chain_id);
+    let give_back = |bond: &BondRef, tag: &str| {
+        (bond.amount > Amount::ZERO).then(|| {
+            pay(
+                chain_id,
+                bonds,
+                cause(tag, &bond.tx, None),
+                bond.owner,
+                bond.amount,
+            )
+        })
+    };
+    let steps: Vec<Option<FollowUp>> = match event {
+        ProposalEvent::Created(_) => vec![Some(FollowUp::Dao {
+            chain_id: chain_id.clone(),
+            command: DaoCommand::Track { proposal: id },
+        })],
+        ProposalEvent::Refused {
+            tx, sender, refund, ..
+        } => vec![(*refund > Amount::ZERO).then(|| pay(chain_id, bonds, *tx, *sender, *refund))],
+        ProposalEvent::ChallengeUpheld {
+            challenge,
+            proposer_bond,
+            ..
+        } => {
+            let to_challenger = Amount(proposer_bond.amount.0 / 2);
+            let to_treasury = Amount(proposer_bond.amount.0 - to_challenger.0);
+            vec![
+                give_back(challenge, "challenge-bond-returned"),
+                (to_challenger > Amount::ZERO).then(|| {
+                    let cause = cause("bond-to-challenger", &id, None);
+                    pay(chain_id, bonds, cause, challenge.owner, to_challenger)
+                }),
+                (to_treasury > Amount::ZERO).then(|| {
+                    let cause = cause("bond-to-treasury", &id, None);
+                    pay(chain_id, bonds, cause, treasury, to_treasury)
+                }),
+            ]
+        }
+        ProposalEvent::ChallengeDismissed { challenge, .. } => {
+            vec![(challenge.amount > Amount::ZERO).then(|| {
+                let cause = cause("challenge-bond-forfeited", &challenge.tx, None);
+                pay(chain_id, bonds, cause, treasury, challenge.amount)
+            })]
+        }
+        ProposalEvent::ChallengeExpired {
+            challenge,
+            proposer_bond,
+        } => vec![
+            give_back(challenge, "challenge-bond-returned"),
+            give_back(proposer_bond, "proposal-bond-returned"),
+        ],
+        ProposalEvent::Canceled {
+            proposer_bond,
+            challenge,
+            ..
+        } => vec![
+            give_back(proposer_bond, "proposal-bond-returned"),
+            challenge.and_then(|c| give_back(&c, "challenge-bond-returned")),
+        ],
+        ProposalEvent::VotingEnded {
+            succeeded: false,
+            proposer_bond,
+            ..
+        }
+        | ProposalEvent::Expired { proposer_bond, .. } => {
+            vec![give_back(proposer_bond, "proposal-bond-returned")]
+        }
+        ProposalEvent::Executed {
+            at_ms,
+            actions,
+            proposer_bond,
+            ..
+        } => {
+            let mut steps = vec![give_back(proposer_bond, "proposal-bond-returned")];
+            for (index, action) in actions.iter().enumerate() {
+                let index = index as u32;
+                steps.extend(
+                    enact(chain_id, id, index, action, *at_ms)
+                        .into_iter()
+                        .map(Some),
+                );
+            }
+            steps
+        }
+        _ => Vec::new(),
+    };
+    steps.into_iter().flatten().collect()
+}
+
+/// The steps that carry out action `index` of executed proposal `id`: a payout from the
+/// treasury (into a new vesting schedule when it vests), or the DAO's enactment.
+fn enact(
+    chain_id: &Arc<str>,
+    id: Hash32,
+    index: u32,
+    action: &Action,
+    at_ms: u64,
+) -> Vec<FollowUp> {
+    let treasury = Address::treasury(chain_id);
+    let cause = cause("proposal-action", &id, Some(index));
+    let (to, amount, asset, vesting) = match action {
+        Action::Pay {
+            to,
+            amount,
+            asset,
+            vesting,
+        } => (
+            *to,
+            *amount,
+            crate::asset::normalize(asset.as_deref()),
+            *vesting,
+        ),
+        Action::Grant {
+            to,
+            amount,
+            vesting,
+        } => (*to, *amount, None, Some(*vesting)),
+        _ => {
+            return vec![FollowUp::Dao {
+                chain_id: chain_id.clone(),
+                command: DaoCommand::Enact {
+                    proposal: id,
+                    index,
+                    action: action.clone(),
+                    at_ms,
+                },
+            }];
+        }
+    };
+    let Some(terms) = vesting else {
+        let payout = Payout {
+            cause,
+            to,
+            amount,
+            asset,
+        };
+        return vec![FollowUp::PayOut {
+            chain_id: chain_id.clone(),
+            from: treasury,
+            payout,
+        }];
+    };
+    let schedule = vesting::Schedule {
+        beneficiary: to,
+        asset: asset.clone(),
+        total: amount,
+        start_ms: at_ms,
+        cliff_ms: at_ms.saturating_add(terms.cliff_s.saturating_mul(1000)),
+        end_ms: at_ms.saturating_add(terms.duration_s.saturating_mul(1000)),
+    };
+    vec![
+        FollowUp::PayOut {
+            chain_id: chain_id.clone(),
+            from: treasury,
+            payout: Payout {
+                cause,
+                to: vesting::vesting_account(chain_id),
+                amount,
+                asset,
+            },
+        },
+        FollowUp::Vesting {
+            chain_id: chain_id.clone(),
+            id: cause,
+            command: VestingCommand::Create(schedule),
+        },
+    ]
 }
 
 /// The steps owed by `fact`, recorded in `owner`'s stream.
@@ -214,9 +482,26 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
                         committed_at_ms: debit.committed_at_ms,
                     },
                 }),
+                Some(Effect::Governance { proposal, act }) => {
+                    let locks = matches!(act, GovAct::Propose(_) | GovAct::Challenge { .. });
+                    steps.push(FollowUp::Proposal {
+                        chain_id: chain_id.clone(),
+                        id: *proposal,
+                        step: ProposalStep::Act {
+                            tx: debit.tx_hash,
+                            sender: *sender,
+                            act: act.clone(),
+                            bond: if locks { debit.amount } else { Amount::ZERO },
+                            committed_at_ms: debit.committed_at_ms,
+                        },
+                    })
+                }
                 None => {}
             }
             steps
+        }
+        (Owner::Proposal { chain_id, id }, Fact::Proposal(event)) => {
+            proposal_follow_ups(chain_id, *id, event)
         }
         (
             Owner::Wallet {

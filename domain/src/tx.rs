@@ -112,6 +112,9 @@ pub struct VerifiedTx {
     pub envelope: SignedEnvelope,
     /// The signer's key, parsed.
     pub public_key: PublicKey,
+    /// What the sender locks besides the body's amounts, set by the node from its module's
+    /// parameters before the wallet decides (a proposal or challenge bond); zero otherwise.
+    pub deposit: Amount,
 }
 
 impl VerifiedTx {
@@ -221,6 +224,7 @@ impl SignedEnvelope {
             action,
             envelope: self.clone(),
             public_key: key,
+            deposit: Amount::ZERO,
         })
     }
 }

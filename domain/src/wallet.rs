@@ -24,6 +24,7 @@ use crate::hash::Hash32;
 use crate::keys::SigningKey;
 use crate::kinds::{self, TxAction};
 use crate::money::Amount;
+use crate::proposal::{self, GovAct};
 use crate::tx::{SignedEnvelope, TxPayload, VerifiedTx, sign_payload};
 use crate::vesting::{self, CreateVestingBody};
 
@@ -142,6 +143,13 @@ pub enum Effect {
     },
     /// A council member's action, settled by the chain's DAO.
     Council(crate::dao::CouncilAct),
+    /// A governance act, decided by the proposal (for `propose`, the transaction's own).
+    Governance {
+        /// The proposal.
+        proposal: Hash32,
+        /// The act.
+        act: crate::proposal::GovAct,
+    },
 }
 
 fn transfer_kind() -> String {
@@ -439,6 +447,8 @@ pub struct WalletFacts {
     pub min_fee: Amount,
     /// Declared assets besides the native one: symbol → its minter, if any.
     pub assets: Arc<BTreeMap<String, Option<Address>>>,
+    /// The native supply (the genesis allocations; the native asset is never minted).
+    pub native_supply: Amount,
 }
 
 impl WalletFacts {
@@ -446,6 +456,7 @@ impl WalletFacts {
     pub fn of(genesis: &crate::genesis::Genesis) -> WalletFacts {
         WalletFacts {
             min_fee: genesis.min_fee,
+            native_supply: genesis.total_supply().unwrap_or(Amount(u128::MAX)),
             assets: Arc::new(
                 genesis
                     .assets
@@ -590,6 +601,27 @@ fn outflow(tx: &VerifiedTx, ctx: &Context<'_, Wallet>) -> Result<Outflow, TxErro
             minted: false,
             effect: Some(Box::new(Effect::Council(act.clone()))),
         },
+        TxAction::Governance { proposal, act } => {
+            // Proposing and challenging lock a bond (the node sets it from the parameters in
+            // force); every other act moves nothing.
+            let locks = matches!(act, GovAct::Propose(_) | GovAct::Challenge { .. });
+            Outflow {
+                to: match locks {
+                    true => proposal::bond_account(&ctx.id.chain_id),
+                    false => tx.payload.sender,
+                },
+                amount: match locks {
+                    true => tx.deposit,
+                    false => Amount::ZERO,
+                },
+                asset: None,
+                minted: false,
+                effect: Some(Box::new(Effect::Governance {
+                    proposal: proposal.unwrap_or(tx.hash),
+                    act: act.clone(),
+                })),
+            }
+        }
     })
 }
 
@@ -789,6 +821,7 @@ mod tests {
                 "USDX".to_string(),
                 Some(alice().address()),
             )])),
+            native_supply: Amount(1_000_000),
         }
     }
 

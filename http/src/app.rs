@@ -250,7 +250,7 @@ impl App {
     /// Resubmitting the same envelope returns the same answer and changes nothing.
     pub async fn submit(&self, envelope: SignedEnvelope) -> Result<TxAccepted, ApiError> {
         self.ensure_ready()?;
-        let tx = envelope.verify_with(|bytes| self.parse_key(bytes))?;
+        let mut tx = envelope.verify_with(|bytes| self.parse_key(bytes))?;
         self.remember_key(&tx);
         if !self.chains.contains_key(&tx.payload.chain_id) {
             let hosted: Vec<&str> = self.chains.keys().map(String::as_str).collect();
@@ -264,8 +264,9 @@ impl App {
         // A resubmission of a committed transaction fails the checks of a new one (its nonce is
         // used, a claim is made, its module may be paused since): only then is it looked up, so
         // a new transaction never searches the history.
-        if let Err(error) = self.router.precheck(&tx).await {
-            return self.known_or(hash, error.into()).await;
+        match self.router.precheck(&tx).await {
+            Ok(deposit) => tx.deposit = deposit,
+            Err(error) => return self.known_or(hash, error.into()).await,
         }
         match self.router.wallets().submit(tx).await {
             Ok(committed) => self.finish(committed.into()).await,

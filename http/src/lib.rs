@@ -10,6 +10,7 @@ pub mod app;
 pub mod config;
 pub mod custody;
 pub mod error;
+pub mod governance;
 pub mod limits;
 pub mod power;
 pub mod routes;

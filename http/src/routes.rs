@@ -52,7 +52,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/accounts/{address}", web::get().to(get_account))
             .route("/accounts/{address}/power", web::get().to(get_power))
             .route("/modules", web::get().to(list_modules))
-            .route("/council", web::get().to(get_council))
             .route("/chains", web::get().to(list_chains))
             .route("/chains/{id}", web::get().to(get_chain))
             .route("/blocks", web::get().to(list_blocks))
@@ -64,7 +63,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/wallet/create", web::post().to(wallet_create))
             .route("/wallet/import", web::post().to(wallet_import))
             .route("/wallet/balance", web::get().to(wallet_balance))
-            .route("/wallet/send", web::post().to(wallet_send)),
+            .route("/wallet/send", web::post().to(wallet_send))
+            .configure(crate::governance::routes),
     )
     .default_service(web::to(no_such_endpoint));
 }
@@ -259,10 +259,11 @@ fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 /// The module accounts of `chain_id`: (label, address).
-fn module_accounts(chain_id: &str) -> [(&'static str, Address); 2] {
+fn module_accounts(chain_id: &str) -> [(&'static str, Address); 3] {
     [
         ("treasury", Address::treasury(chain_id)),
         ("vesting", domain::vesting::vesting_account(chain_id)),
+        ("bonds", domain::proposal::bond_account(chain_id)),
     ]
 }
 
@@ -337,42 +338,6 @@ async fn list_modules(app: Data, query: web::Query<ChainQuery>) -> Result<HttpRe
         "chain_id": chain_id,
         "modules": modules,
         "accounts": accounts,
-    })))
-}
-
-/// The chain's council: members, threshold, how long a pause lasts, the approvals still short
-/// of the threshold, and the pauses the DAO has recorded (one past its end stays until its
-/// timer records the expiry, a moment later; `GET /v1/modules` tells what is in force).
-async fn get_council(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
-    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
-    let params = app.chains[&chain_id].genesis.governance();
-    let state = app.router.dao().state(chain_id.clone()).await?;
-    let mut pending: Vec<Value> = state
-        .pause_approvals
-        .iter()
-        .map(|(module, approvals)| {
-            json!({
-                "action": "pause",
-                "module": module.name(),
-                "approvals": approvals.keys().collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    pending.extend(state.unpause_approvals.iter().map(|(module, approvals)| {
-        json!({"action": "unpause", "module": module.name(), "approvals": approvals})
-    }));
-    Ok(HttpResponse::Ok().json(json!({
-        "chain_id": chain_id,
-        "members": params.council,
-        "threshold": params.council_threshold,
-        "pause_expiry_s": params.pause_expiry_s,
-        "pending": pending,
-        "pauses": state.pauses.iter().map(|(module, pause)| json!({
-            "module": module.name(),
-            "until_ms": pause.until_ms,
-            "reason": pause.reason,
-            "tx_hash": pause.tx,
-        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -21,6 +21,7 @@ use actors::router::Router;
 use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::chain::Chain;
 use domain::dao::Dao;
+use domain::proposal::{ProposalAggregate, ProposalId};
 use domain::vesting::{Vesting, VestingId};
 use projections::explorer::Explorer;
 use projections::runner::ProjectionRunner;
@@ -96,11 +97,16 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             move |id: &String| hosted(id)
         },
     );
-    let vesting: Registry<Vesting> = Registry::new(
+    let vesting: Registry<Vesting> =
+        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+            let hosted = hosted.clone();
+            move |id: &VestingId| hosted(&id.chain_id)
+        });
+    let proposals: Registry<ProposalAggregate> = Registry::new(
         store.clone(),
         clock.clone(),
         handles,
-        move |id: &VestingId| hosted(&id.chain_id),
+        move |id: &ProposalId| hosted(&id.chain_id),
     );
     let pauses = PauseBoard::default();
     let dao: Registry<Dao> = Registry::new(
@@ -110,7 +116,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         dao_facts(config.chains.iter().map(|c| &c.genesis)),
     )
     .publishing(publish_to(pauses.clone()));
-    let router = Router::new(registry.clone(), vesting, dao.clone(), pauses);
+    let router = Router::new(registry.clone(), vesting, dao.clone(), proposals, pauses);
 
     let explorer_file = data_dir.join("projections").join("explorer.redb");
     let started = std::time::Instant::now();

@@ -533,7 +533,8 @@ fn help_lists_the_commands() {
     let out = cli.run(&["--help"]);
     let stdout = out.ok();
     for command in [
-        "node", "wallet", "send", "vesting", "balance", "tx", "block", "faucet", "bench", "gpu",
+        "node", "wallet", "send", "vesting", "council", "gov", "balance", "tx", "block", "faucet",
+        "bench", "gpu",
     ] {
         assert!(
             stdout

@@ -121,6 +121,12 @@ fn health_metrics_and_openapi() {
         ("/v1/wallet/send", "post"),
         ("/rpc", "post"),
         ("/health", "get"),
+        ("/v1/governance/params", "get"),
+        ("/v1/treasury", "get"),
+        ("/v1/proposals", "get"),
+        ("/v1/proposals/{id}", "get"),
+        ("/v1/proposals/{id}/votes", "get"),
+        ("/v1/proposals/{id}/power/{address}", "get"),
     ];
     for (path, method) in expected {
         let item = paths

@@ -14,8 +14,9 @@ use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::merkle::MerkleProof;
 use domain::money::Amount;
+use domain::proposal::ProposalEvent;
 use domain::vesting::{Refusal, Schedule, VestingEvent};
-use domain::wallet::{Credit, DebitSummary, Payout, WalletEvent};
+use domain::wallet::{Credit, CreditKind, DebitSummary, Payout, WalletEvent};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use store::RecordedEvent;
@@ -473,7 +474,20 @@ impl Explorer {
                         .map_err(fail)?;
                 }
                 Ok(DomainEvent::Dao(dao_event)) => {
-                    self.apply_dao(&dao_event, event).map_err(fail)?
+                    let refused = match &dao_event {
+                        DaoEvent::CouncilActRefused { reason, .. } => Some(reason),
+                        _ => None,
+                    };
+                    self.apply_module_event(dao_event.tx(), refused, event)
+                        .map_err(fail)?
+                }
+                Ok(DomainEvent::Proposal(proposal_event)) => {
+                    let refused = match &proposal_event {
+                        ProposalEvent::Refused { reason, .. } => Some(reason),
+                        _ => None,
+                    };
+                    self.apply_module_event(proposal_event.tx(), refused, event)
+                        .map_err(fail)?
                 }
                 // Events of other modules are not the explorer's business.
                 Err(DecodeError::UnknownType(_)) => {}
@@ -566,16 +580,14 @@ impl Explorer {
                 });
             }
             WalletChange::Credited(credit) => {
-                if !self.has_tx(&credit.transfer_id) {
+                // A payout's cause is a transaction or a module's own key (a returned bond).
+                if credit.kind != CreditKind::Payout && !self.has_tx(&credit.transfer_id) {
                     return Err("credit for an unknown transfer".into());
                 }
                 books_of!(&credit.asset).land(credit.amount)?;
                 cause = Some((credit.transfer_id, credit.amount));
             }
             WalletChange::PaidOut(payout) => {
-                if !self.has_tx(&payout.cause) {
-                    return Err("payout for an unknown transaction".into());
-                }
                 books_of!(&payout.asset).take_out(payout.amount)?;
                 cause = Some((payout.cause, payout.amount));
             }
@@ -655,9 +667,7 @@ impl Explorer {
         };
         match event {
             VestingEvent::VestingCreated(schedule) => {
-                if !self.has_tx(&id) {
-                    return Err("vesting schedule for an unknown transaction".into());
-                }
+                // Made by a `create_vesting` (id = its hash) or by an executed proposal.
                 if self.schedules.contains_key(&id) {
                     return Err(format!("vesting schedule {id} created twice"));
                 }
@@ -723,12 +733,17 @@ impl Explorer {
 
     /// Applies a DAO event: the council transaction that caused it shows it, and a refusal
     /// marks that transaction. (The modules' pause state is served from the DAO itself.)
-    fn apply_dao(&self, event: &DaoEvent, recorded: &RecordedEvent) -> Result<(), String> {
-        let Some(tx_hash) = event.tx() else {
+    fn apply_module_event(
+        &self,
+        tx_hash: Option<Hash32>,
+        refused: Option<&Refusal>,
+        recorded: &RecordedEvent,
+    ) -> Result<(), String> {
+        let Some(tx_hash) = tx_hash else {
             return Ok(());
         };
         let found = self.update_tx(&tx_hash, |tx| {
-            if let DaoEvent::CouncilActRefused { reason, .. } = event {
+            if let Some(reason) = refused {
                 tx.refused = Some(reason.clone());
             }
             let address = tx.sender;
@@ -742,7 +757,7 @@ impl Explorer {
         });
         match found {
             true => Ok(()),
-            false => Err("council action by an unknown transaction".into()),
+            false => Err(format!("{} by an unknown transaction", recorded.event_type)),
         }
     }
 

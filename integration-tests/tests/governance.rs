@@ -1,0 +1,478 @@
+//! OpenClawDAO through the real binary (PRODUCT.md §3, API.md "Governance"), with short
+//! durations: a treasury proposal from creation to a real payout with the bond coming back, a
+//! flash-loan attacker who cannot outvote honest holders, a whale clamped to the cap, an
+//! emergency that freezes an account after council approval, a parameter change that applies
+//! to later proposals only, and a challenge upheld by the council.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use domain::address::Address;
+use domain::keys::SigningKey;
+use integration_tests::*;
+use serde_json::{Value, json};
+
+const WINDOW_S: u64 = 3;
+const BOND: u128 = 100 * AIT;
+const CHALLENGE_BOND: u128 = 50 * AIT;
+const HOLDING: u128 = 45_000_000 * AIT;
+
+/// A devnet with 1-second voting delay and timelock, 3-second voting and TWAS window, and a
+/// 2-of-3 council.
+fn governance_devnet(dir: &std::path::Path) -> (TestNode, ChainSetup, Vec<SigningKey>) {
+    let (config, mut chains) = write_config(dir, &[(DEVNET, 0)], 200);
+    let members: Vec<SigningKey> = (0..3).map(|_| new_key()).collect();
+    let council: Vec<String> = members
+        .iter()
+        .map(|k| format!("\"{}\"", k.address()))
+        .collect();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[chains.genesis.governance]\nvoting_delay_s = 1\nvoting_period_s = 3\n\
+         emergency_voting_period_s = 2\ntimelock_s = 1\ngrace_period_s = 60\n\
+         twas_window_s = {WINDOW_S}\nchallenge_timeout_s = 30\nquorum_bps = 400\n\
+         proposal_threshold = \"{}\"\nproposal_bond = \"{BOND}\"\nchallenge_bond = \"{CHALLENGE_BOND}\"\n\
+         council = [{}]\ncouncil_threshold = 2\n",
+        1_000 * AIT,
+        council.join(", ")
+    ));
+    std::fs::write(&config, text).unwrap();
+    let node = TestNode::start_with_config(dir, &config);
+    (node, chains.remove(0), members)
+}
+
+fn send(node: &TestNode, key: &SigningKey, kind: &str, body: Value) -> (u16, Value) {
+    let nonce = node.account(&key.address()).1;
+    node.submit(&signed(DEVNET, key, nonce, kind, body))
+}
+
+fn applied(node: &TestNode, key: &SigningKey, kind: &str, body: Value) -> String {
+    let (status, answer) = send(node, key, kind, body);
+    assert_eq!(status, 200, "{kind}: {answer}");
+    assert_eq!(answer["outcome"], "applied", "{kind}: {answer}");
+    answer["tx_hash"].as_str().unwrap().to_string()
+}
+
+fn refused_with(node: &TestNode, key: &SigningKey, kind: &str, body: Value) -> (u16, String) {
+    let nonce = node.account(&key.address()).1;
+    let (status, answer) = send(node, key, kind, body);
+    assert_ne!(status, 200, "{kind} should be refused: {answer}");
+    assert_eq!(
+        node.account(&key.address()).1,
+        nonce,
+        "a refusal changes nothing"
+    );
+    (status, error_code(&answer).to_string())
+}
+
+fn propose(node: &TestNode, key: &SigningKey, proposal_type: &str, actions: Value) -> String {
+    let body = json!({
+        "proposal_type": proposal_type,
+        "title": format!("a {proposal_type} proposal"),
+        "description": "as voted",
+        "actions": actions,
+    });
+    applied(node, key, "propose", body)
+}
+
+fn proposal(node: &TestNode, id: &str) -> Value {
+    let (status, body) = node.get(&format!("/v1/proposals/{id}"));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn wait_state(node: &TestNode, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let current = proposal(node, id);
+        if current["state"] == state {
+            return current;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {current}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn vote(node: &TestNode, key: &SigningKey, id: &str, support: &str) -> String {
+    applied(
+        node,
+        key,
+        "vote",
+        json!({"proposal_id": id, "support": support}),
+    )
+}
+
+fn of(id: &str) -> Value {
+    json!({ "proposal_id": id })
+}
+
+/// Transfers from the faucet's genesis account (it holds nearly the whole supply).
+fn give(node: &TestNode, chain: &ChainSetup, to: &Address, amount: u128) -> Value {
+    let nonce = node.account(&chain.faucet.address()).1;
+    let (status, body) = node.transfer(&chain.faucet, nonce, to, amount, 0);
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The sum of every account's native balance (wallets and module accounts).
+fn total_native(node: &TestNode) -> u128 {
+    let (status, page) = node.get("/v1/accounts?limit=1000");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page["next_cursor"].is_null(),
+        "one page holds every account"
+    );
+    page["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| amount(&a["balance"]))
+        .sum()
+}
+
+fn treasury(node: &TestNode) -> Value {
+    let (status, body) = node.get("/v1/treasury");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn a_treasury_proposal_is_voted_queued_and_executed_for_real() {
+    let dir = tempdir();
+    let (node, chain, _council) = governance_devnet(dir.path());
+    let (h1, h2, bob, nobody) = (new_key(), new_key(), new_key(), new_key());
+    give(&node, &chain, &h1.address(), HOLDING);
+    give(&node, &chain, &h2.address(), HOLDING);
+    give(&node, &chain, &Address::treasury(DEVNET), 10_000 * AIT);
+    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+
+    let pay = json!([{"action": "pay", "to": bob.address(), "amount": (1_000 * AIT).to_string()}]);
+    let (status, code) = refused_with(
+        &node,
+        &nobody,
+        "propose",
+        json!({
+            "proposal_type": "treasury", "title": "t", "description": "", "actions": pay,
+        }),
+    );
+    assert_eq!((status, code.as_str()), (422, "below_threshold"));
+    let (status, code) = refused_with(
+        &node,
+        &h1,
+        "propose",
+        json!({
+            "proposal_type": "parameter_change", "title": "t", "description": "", "actions": pay,
+        }),
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "bad_action"),
+        "a type takes only its own actions"
+    );
+
+    let id = propose(&node, &h1, "treasury", pay.clone());
+    assert_eq!(
+        node.account(&h1.address()).0,
+        HOLDING - BOND,
+        "the bond is locked"
+    );
+    assert_eq!(amount(&treasury(&node)["bonds"]["balance"]), BOND);
+    let created = proposal(&node, &id);
+    assert_eq!(created["state"], "pending", "{created}");
+    assert_eq!(created["proposal_type"], "treasury");
+    assert_eq!(created["actions"], pay);
+    assert_eq!(
+        amount(&created["quorum"]),
+        FAUCET_SUPPLY / 25,
+        "4 % of the supply"
+    );
+    assert_eq!(created["snapshot_ms"], created["created_at_ms"]);
+    let (status, code) = refused_with(
+        &node,
+        &h2,
+        "vote",
+        json!({"proposal_id": id, "support": "for"}),
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "not_active"),
+        "no votes while pending"
+    );
+
+    wait_state(&node, &id, "active");
+    vote(&node, &h1, &id, "for");
+    vote(&node, &h2, &id, "abstain");
+    let (status, code) = refused_with(
+        &node,
+        &h2,
+        "vote",
+        json!({"proposal_id": id, "support": "for"}),
+    );
+    assert_eq!((status, code.as_str()), (409, "already_voted"));
+    let (status, code) = refused_with(
+        &node,
+        &nobody,
+        "vote",
+        json!({"proposal_id": id, "support": "for"}),
+    );
+    assert_eq!((status, code.as_str()), (422, "no_voting_power"));
+    let (status, code) = refused_with(&node, &h2, "queue", of(&id));
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "not_active"),
+        "not before voting ends"
+    );
+    let active = proposal(&node, &id);
+    assert_eq!(amount(&active["tally"]["for"]), HOLDING, "{active}");
+    assert_eq!(amount(&active["tally"]["abstain"]), HOLDING);
+
+    wait_state(&node, &id, "succeeded");
+    applied(&node, &nobody, "queue", of(&id));
+    let queued = proposal(&node, &id);
+    assert_eq!(queued["state"], "queued");
+    let (status, code) = refused_with(&node, &nobody, "execute", of(&id));
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "not_active"),
+        "in the timelock"
+    );
+    thread::sleep(Duration::from_millis(1_100));
+    let execute = applied(&node, &nobody, "execute", of(&id));
+    assert_eq!(
+        node.account(&bob.address()).0,
+        1_000 * AIT,
+        "the treasury paid"
+    );
+    assert_eq!(amount(&treasury(&node)["balance"]), 9_000 * AIT);
+    assert_eq!(node.account(&h1.address()).0, HOLDING, "the bond came back");
+    assert_eq!(amount(&treasury(&node)["bonds"]["balance"]), 0);
+    assert_eq!(proposal(&node, &id)["state"], "executed");
+    let (status, code) = refused_with(&node, &nobody, "execute", of(&id));
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "not_active"),
+        "executed once"
+    );
+    let tx = node.tx(&execute);
+    assert_eq!(
+        (tx["kind"].as_str(), tx["outcome"].as_str()),
+        (Some("execute"), Some("applied"))
+    );
+    node.wait_for_block_with(&execute);
+
+    let (status, listed) = node.get("/v1/proposals?state=executed&proposal_type=treasury");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["proposals"][0]["id"], id.as_str());
+    let (_, none) = node.get("/v1/proposals?state=active");
+    assert_eq!(none["proposals"], json!([]));
+    let (status, votes) = node.get(&format!("/v1/proposals/{id}/votes"));
+    assert_eq!(status, 200, "{votes}");
+    assert_eq!(votes["votes"].as_array().unwrap().len(), 2);
+    let (status, power) = node.get(&format!("/v1/proposals/{id}/power/{}", h1.address()));
+    assert_eq!(status, 200, "{power}");
+    assert_eq!(amount(&power["power"]), HOLDING, "{power}");
+    assert_eq!(amount(&power["voted"]["power"]), HOLDING);
+    assert_eq!(total_native(&node), FAUCET_SUPPLY, "no token made or lost");
+}
+
+#[test]
+fn a_flash_loan_cannot_outvote_honest_holders_and_a_whale_is_clamped() {
+    let dir = tempdir();
+    let (node, chain, _council) = governance_devnet(dir.path());
+    let (h1, h2, attacker) = (new_key(), new_key(), new_key());
+    give(&node, &chain, &h1.address(), HOLDING);
+    give(&node, &chain, &h2.address(), HOLDING);
+    give(&node, &chain, &attacker.address(), 2_000 * AIT);
+    give(&node, &chain, &Address::treasury(DEVNET), 10_000 * AIT);
+    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+
+    // Lent 60 % of the supply just before its proposal's snapshot, returned right after.
+    let loan = FAUCET_SUPPLY / 10 * 6;
+    let lent = give(&node, &chain, &attacker.address(), loan);
+    let lent_at = node.tx(lent["tx_hash"].as_str().unwrap())["committed_at_ms"]
+        .as_u64()
+        .unwrap();
+    let steal =
+        json!([{"action": "pay", "to": attacker.address(), "amount": (5_000 * AIT).to_string()}]);
+    let id = propose(&node, &attacker, "treasury", steal);
+    let (status, body) = node.transfer(&attacker, 1, &chain.faucet.address(), loan, 0);
+    assert_eq!(status, 200, "the loan is returned: {body}");
+    let created = proposal(&node, &id);
+    let snapshot = created["snapshot_ms"].as_u64().unwrap();
+    let held_ms = u128::from(snapshot - lent_at);
+    let window_ms = u128::from(WINDOW_S * 1000);
+    let (_, power) = node.get(&format!("/v1/proposals/{id}/power/{}", attacker.address()));
+    let bound = 2_000 * AIT + loan / window_ms * held_ms + 1;
+    assert!(
+        amount(&power["twas"]) <= bound,
+        "held {held_ms} ms: {power}"
+    );
+    assert!(amount(&power["power"]) <= amount(&power["cap"]), "{power}");
+
+    wait_state(&node, &id, "active");
+    vote(&node, &attacker, &id, "for");
+    // The genesis holder kept far more than 5 % through the whole window: clamped.
+    vote(&node, &chain.faucet, &id, "for");
+    vote(&node, &h1, &id, "against");
+    vote(&node, &h2, &id, "against");
+    let (_, votes) = node.get(&format!("/v1/proposals/{id}/votes"));
+    let whale = votes["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["voter"] == chain.faucet.address().to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        amount(&whale["power"]),
+        FAUCET_SUPPLY / 20,
+        "the 5 % cap: {whale}"
+    );
+    let defeated = wait_state(&node, &id, "defeated");
+    assert!(
+        amount(&defeated["tally"]["for"]) < amount(&defeated["tally"]["against"]),
+        "{defeated}"
+    );
+    let (status, code) = refused_with(&node, &h1, "queue", of(&id));
+    assert_eq!((status, code.as_str()), (409, "not_active"));
+    // The bond comes back on a defeat; the treasury paid nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while amount(&treasury(&node)["bonds"]["balance"]) != 0 {
+        assert!(Instant::now() < deadline, "bond never returned");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(node.account(&attacker.address()).0, 2_000 * AIT);
+    assert_eq!(amount(&treasury(&node)["balance"]), 10_000 * AIT);
+    assert_eq!(total_native(&node), FAUCET_SUPPLY, "no token made or lost");
+}
+
+#[test]
+fn an_emergency_freezes_after_council_approval_and_parameters_change_for_later_proposals() {
+    let dir = tempdir();
+    let (node, chain, council) = governance_devnet(dir.path());
+    let (h1, suspect, bob) = (new_key(), new_key(), new_key());
+    give(&node, &chain, &h1.address(), HOLDING);
+    give(&node, &chain, &suspect.address(), 10 * AIT);
+    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+
+    let before = propose(
+        &node,
+        &h1,
+        "parameter_change",
+        json!([
+            {"action": "set_parameter", "name": "voting_period_s", "value": 5}
+        ]),
+    );
+    let freeze = propose(
+        &node,
+        &h1,
+        "emergency",
+        json!([{"action": "freeze", "address": suspect.address()}]),
+    );
+    let emergency = proposal(&node, &freeze);
+    assert_eq!(
+        emergency["state"], "active",
+        "an emergency has no voting delay"
+    );
+    vote(&node, &h1, &freeze, "for");
+    let (status, code) = refused_with(&node, &h1, "council_approve", of(&freeze));
+    assert_eq!((status, code.as_str()), (403, "not_council"));
+    applied(&node, &council[0], "council_approve", of(&freeze));
+    wait_state(&node, &freeze, "succeeded");
+    let (status, code) = refused_with(&node, &h1, "queue", of(&freeze));
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "not_active"),
+        "one approval of two"
+    );
+    applied(&node, &council[1], "council_approve", of(&freeze));
+    applied(&node, &h1, "queue", of(&freeze));
+    applied(&node, &h1, "execute", of(&freeze));
+    let (status, body) = node.transfer(&suspect, 0, &bob.address(), AIT, 0);
+    assert_eq!((status, error_code(&body)), (403, "frozen"), "{body}");
+    let (_, council_view) = node.get("/v1/council");
+    assert_eq!(council_view["frozen"], json!([suspect.address()]));
+
+    wait_state(&node, &before, "active");
+    vote(&node, &h1, &before, "for");
+    wait_state(&node, &before, "succeeded");
+    applied(&node, &h1, "queue", of(&before));
+    thread::sleep(Duration::from_millis(1_100));
+    applied(&node, &h1, "execute", of(&before));
+    let (_, params) = node.get("/v1/governance/params");
+    let period = params["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "voting_period_s")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (period["value"].as_u64(), period["min"].as_u64()),
+        (Some(5), Some(1)),
+        "{period}"
+    );
+    let later = propose(
+        &node,
+        &h1,
+        "parameter_change",
+        json!([
+            {"action": "set_parameter", "name": "quorum_bps", "value": 300}
+        ]),
+    );
+    let later = proposal(&node, &later);
+    let span =
+        |p: &Value| p["voting_ends_ms"].as_u64().unwrap() - p["voting_starts_ms"].as_u64().unwrap();
+    assert_eq!(span(&later), 5_000, "created after the change");
+    assert_eq!(span(&proposal(&node, &before)), 3_000, "created before it");
+}
+
+#[test]
+fn an_upheld_challenge_rejects_the_proposal_and_pays_the_challenger() {
+    let dir = tempdir();
+    let (node, chain, council) = governance_devnet(dir.path());
+    let (h1, challenger) = (new_key(), new_key());
+    give(&node, &chain, &h1.address(), HOLDING);
+    give(&node, &chain, &challenger.address(), 1_000 * AIT);
+    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+
+    let id = propose(
+        &node,
+        &h1,
+        "agent_trading",
+        json!([{
+            "action": "set_agent_limits", "agent": challenger.address(), "trading_enabled": true,
+            "max_position": "1", "max_order": "1", "daily_loss": "1"
+        }]),
+    );
+    applied(
+        &node,
+        &challenger,
+        "challenge",
+        json!({"proposal_id": id, "reason": "limits too low"}),
+    );
+    assert_eq!(
+        node.account(&challenger.address()).0,
+        1_000 * AIT - CHALLENGE_BOND
+    );
+    thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        proposal(&node, &id)["state"],
+        "pending",
+        "a challenge holds the vote"
+    );
+    let resolve = json!({"proposal_id": id, "uphold": true});
+    let (status, code) = refused_with(&node, &h1, "resolve_challenge", resolve.clone());
+    assert_eq!((status, code.as_str()), (403, "not_council"));
+    applied(&node, &council[0], "resolve_challenge", resolve.clone());
+    applied(&node, &council[2], "resolve_challenge", resolve);
+    assert_eq!(proposal(&node, &id)["state"], "rejected");
+    assert_eq!(
+        node.account(&challenger.address()).0,
+        1_000 * AIT + BOND / 2,
+        "its bond back and half the proposer's"
+    );
+    assert_eq!(node.account(&h1.address()).0, HOLDING - BOND);
+    assert_eq!(amount(&treasury(&node)["balance"]), BOND / 2);
+    assert_eq!(total_native(&node), FAUCET_SUPPLY, "no token made or lost");
+}
