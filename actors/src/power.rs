@@ -106,16 +106,22 @@ pub async fn balance_history(
 }
 
 /// The voting power of `address` on `chain_id` at `snapshot_ms` over a window of `window_ms`,
-/// capped at `cap_bps` of `supply`.
+/// with `terms` = (the supply, the cap in basis points of it, the address's agent reputation).
 pub async fn power_at(
     wallets: &WalletRegistry,
     chain_id: &str,
     address: Address,
     (snapshot_ms, window_ms): (u64, u64),
-    supply: Amount,
-    cap_bps: u32,
+    (supply, cap_bps, reputation): (Amount, u32, u16),
 ) -> Result<Power, CommandError> {
     let from_ms = snapshot_ms.saturating_sub(window_ms);
     let history = balance_history(wallets, chain_id, address, from_ms).await?;
-    Ok(power(&history, snapshot_ms, window_ms, 0, supply, cap_bps))
+    Ok(power(
+        &history,
+        snapshot_ms,
+        window_ms,
+        reputation,
+        supply,
+        cap_bps,
+    ))
 }

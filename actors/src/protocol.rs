@@ -104,7 +104,7 @@ fn fact(event: &RecordedEvent) -> Option<Fact> {
             }
         };
     }
-    let module_stream = ["vesting/", "dao/", "proposal/"];
+    let module_stream = ["vesting/", "dao/", "proposal/", "agent/"];
     if !module_stream.iter().any(|p| event.stream.starts_with(p)) {
         return None;
     }
@@ -112,6 +112,7 @@ fn fact(event: &RecordedEvent) -> Option<Fact> {
         Ok(DomainEvent::Vesting(vesting)) => Some(Fact::Vesting(vesting)),
         Ok(DomainEvent::Dao(dao)) => Some(Fact::Dao(dao)),
         Ok(DomainEvent::Proposal(proposal)) => Some(Fact::Proposal(proposal)),
+        Ok(DomainEvent::Agent(agent)) => Some(Fact::Agent(agent)),
         other => {
             tracing::error!(
                 position = event.position,

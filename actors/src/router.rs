@@ -6,22 +6,24 @@
 //! refused) and every read after it sees the effect. The process manager calls
 //! [`Router::execute`] for a single step a crash left undone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use domain::TxError;
 use domain::actions::Action;
 use domain::address::Address;
+use domain::agent::{self, AgentAggregate, AgentCommand, AgentEvent, AgentId, AgentRecord};
 use domain::codec::DomainEvent;
 use domain::dao::{Dao, DaoEvent, GovernanceParams};
 use domain::hash::Hash32;
 use domain::kinds::{self, TxAction};
 use domain::money::Amount;
+use domain::proposal::Measured;
 use domain::proposal::{
-    self, GovAct, Measured, ProposalAggregate, ProposalCommand, ProposalEvent, ProposalId,
+    self, GovAct, Proposal, ProposalAggregate, ProposalCommand, ProposalEvent, ProposalId,
     ProposalState, ProposalStep, Sent,
 };
 use domain::protocol::{Fact, FollowUp, Owner, follow_ups};
+use domain::twas::Power;
 use domain::tx::VerifiedTx;
 use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId};
 use domain::wallet::{WalletCommand, WalletEvent, WalletId};
@@ -71,11 +73,27 @@ pub struct Completion {
 
 /// The aggregates' registries, by what the protocol's steps address.
 #[derive(Clone)]
+pub struct Registries {
+    /// Wallets.
+    pub wallets: WalletRegistry,
+    /// Vesting schedules.
+    pub vesting: Registry<Vesting>,
+    /// The chains' DAOs.
+    pub dao: Registry<Dao>,
+    /// Proposals.
+    pub proposals: Registry<ProposalAggregate>,
+    /// Agents.
+    pub agents: Registry<AgentAggregate>,
+}
+
+/// Runs the protocol's steps on the registries.
+#[derive(Clone)]
 pub struct Router {
     wallets: WalletRegistry,
     vesting: Registry<Vesting>,
     dao: Registry<Dao>,
     proposals: Registry<ProposalAggregate>,
+    agents: Registry<AgentAggregate>,
     pauses: PauseBoard,
 }
 
@@ -108,6 +126,7 @@ pub fn fact_of(event: &DomainEvent) -> Option<Fact> {
         DomainEvent::Vesting(event) => Some(Fact::Vesting(event.clone())),
         DomainEvent::Dao(event) => Some(Fact::Dao(event.clone())),
         DomainEvent::Proposal(event) => Some(Fact::Proposal(event.clone())),
+        DomainEvent::Agent(event) => Some(Fact::Agent(event.clone())),
         DomainEvent::Wallet(WalletEvent::Funded { .. }) | DomainEvent::Chain(_) => None,
     }
 }
@@ -115,20 +134,71 @@ pub fn fact_of(event: &DomainEvent) -> Option<Fact> {
 impl Router {
     /// A router over the node's registries; `pauses` is the board the DAO registry publishes
     /// to (see [`crate::dao::publish_to`]).
-    pub fn new(
-        wallets: WalletRegistry,
-        vesting: Registry<Vesting>,
-        dao: Registry<Dao>,
-        proposals: Registry<ProposalAggregate>,
-        pauses: PauseBoard,
-    ) -> Self {
+    pub fn new(registries: Registries, pauses: PauseBoard) -> Self {
+        let Registries {
+            wallets,
+            vesting,
+            dao,
+            proposals,
+            agents,
+        } = registries;
         Router {
             wallets,
             vesting,
             dao,
             proposals,
+            agents,
             pauses,
         }
+    }
+
+    /// The agents.
+    pub fn agents(&self) -> &Registry<AgentAggregate> {
+        &self.agents
+    }
+
+    /// An agent's record, if `address` is a registered agent on `chain_id`.
+    pub async fn agent(
+        &self,
+        chain_id: &str,
+        address: Address,
+    ) -> Result<Option<AgentRecord>, CommandError> {
+        let id = AgentId {
+            chain_id: chain_id.to_string(),
+            agent: address,
+        };
+        Ok(self.agents.state(id).await?.record)
+    }
+
+    /// Whether `public_key` (hex) may sign for `sender` on `chain_id`: `sender` is an active
+    /// agent and the key one of its callers.
+    pub async fn check_caller(
+        &self,
+        chain_id: &str,
+        sender: Address,
+        public_key: &str,
+    ) -> Result<(), CommandError> {
+        let key = public_key.to_ascii_lowercase();
+        match self.agent(chain_id, sender).await? {
+            Some(record) if record.callers.contains(&key) && record.active => Ok(()),
+            Some(record) if record.callers.contains(&key) => Err(TxError::NotActive(format!(
+                "agent {sender} is stopped: its callers cannot sign for it"
+            ))
+            .into()),
+            _ => Err(TxError::SenderMismatch {
+                sender: sender.to_string(),
+                key_address: format!("the key {key}, not an authorized caller of {sender},"),
+            }
+            .into()),
+        }
+    }
+
+    /// An account's reputation: an agent's, 0 for any other.
+    pub async fn reputation(&self, chain_id: &str, address: Address) -> Result<u16, CommandError> {
+        Ok(self
+            .agent(chain_id, address)
+            .await?
+            .map_or(0, |record| record.reputation))
     }
 
     /// The proposals.
@@ -156,58 +226,78 @@ impl Router {
         Ok(self.wallets.registry().facts(&id)?.native_supply)
     }
 
-    /// What a governance act needs measured from outside its proposal, at `at_ms`: the
-    /// parameters in force and the supply always, the sender's power at the snapshot for a
-    /// proposal or a vote, the treasury's balances for an execution.
+    /// `address`'s voting power on `chain_id` at `proposal`'s snapshot (with the window, cap and
+    /// supply it was created under), its agent reputation included.
+    pub async fn power_at_snapshot(
+        &self,
+        chain_id: &str,
+        proposal: &Proposal,
+        address: Address,
+    ) -> Result<Power, CommandError> {
+        let snapshot = (
+            proposal.created_at_ms,
+            proposal.params.twas_window_s.saturating_mul(1000),
+        );
+        let reputation = self.reputation(chain_id, address).await?;
+        let terms = (proposal.supply, proposal.params.power_cap_bps, reputation);
+        power::power_at(&self.wallets, chain_id, address, snapshot, terms).await
+    }
+
+    /// What a proposal's step needs measured from outside the proposal: the parameters in force
+    /// and the supply always; the sender's power at the snapshot for a proposal or a vote (a new
+    /// proposal's snapshot is its commit time); the treasury's balances for an execution; the
+    /// plans of the auto-voting agents when voting starts; an agent's power and whether it is
+    /// still active for its autonomous vote.
     async fn measure(
         &self,
         chain_id: &str,
         state: &ProposalState,
-        sender: Address,
-        act: &GovAct,
-        at_ms: u64,
+        step: &ProposalStep,
     ) -> Result<Measured, CommandError> {
         let params = self.governance_params(chain_id).await?;
         let supply = self.native_supply(chain_id)?;
         let mut measured = Measured {
             params,
             supply,
-            power: None,
-            treasury: BTreeMap::new(),
+            agent_active: true,
+            ..Measured::default()
         };
-        match act {
-            GovAct::Propose(_) => {
-                let window_ms = measured.params.twas_window_s.saturating_mul(1000);
-                let cap = measured.params.power_cap_bps;
-                let power = power::power_at(
-                    &self.wallets,
-                    chain_id,
+        let proposal = state.proposal.as_ref();
+        match (step, proposal) {
+            (
+                ProposalStep::Act {
                     sender,
-                    (at_ms, window_ms),
-                    supply,
-                    cap,
-                );
+                    act: GovAct::Propose(_),
+                    committed_at_ms,
+                    ..
+                },
+                _,
+            ) => {
+                let window_ms = measured.params.twas_window_s.saturating_mul(1000);
+                let reputation = self.reputation(chain_id, *sender).await?;
+                let terms = (supply, measured.params.power_cap_bps, reputation);
+                let snapshot = (*committed_at_ms, window_ms);
+                let power = power::power_at(&self.wallets, chain_id, *sender, snapshot, terms);
                 measured.power = Some(power.await?);
             }
-            GovAct::Vote(_) => {
-                if let Some(proposal) = &state.proposal {
-                    let snapshot = (
-                        proposal.created_at_ms,
-                        proposal.params.twas_window_s.saturating_mul(1000),
-                    );
-                    let cap = proposal.params.power_cap_bps;
-                    let power = power::power_at(
-                        &self.wallets,
-                        chain_id,
-                        sender,
-                        snapshot,
-                        proposal.supply,
-                        cap,
-                    );
-                    measured.power = Some(power.await?);
-                }
+            (
+                ProposalStep::Act {
+                    sender,
+                    act: GovAct::Vote(_),
+                    ..
+                },
+                Some(proposal),
+            ) => {
+                let power = self.power_at_snapshot(chain_id, proposal, *sender);
+                measured.power = Some(power.await?);
             }
-            GovAct::Execute => {
+            (
+                ProposalStep::Act {
+                    act: GovAct::Execute,
+                    ..
+                },
+                _,
+            ) => {
                 let treasury = self
                     .wallets
                     .state(chain_id, Address::treasury(chain_id))
@@ -216,6 +306,22 @@ impl Router {
                 for (symbol, balance) in &treasury.assets {
                     measured.treasury.insert(Some(symbol.clone()), *balance);
                 }
+            }
+            (ProposalStep::StartVoting { .. }, Some(proposal)) => {
+                let agents = self.dao.state(chain_id.to_string()).await?.agents;
+                for agent in agents {
+                    if let Some(record) = self.agent(chain_id, agent).await?
+                        && let Some(plan) = agent::plan(&record, proposal.proposal_type)
+                    {
+                        measured.agents.push((agent, plan));
+                    }
+                }
+            }
+            (ProposalStep::AutoVote { agent, .. }, Some(proposal)) => {
+                let record = self.agent(chain_id, *agent).await?;
+                measured.agent_active = record.is_some_and(|r| r.active);
+                let power = self.power_at_snapshot(chain_id, proposal, *agent);
+                measured.power = Some(power.await?);
             }
             _ => {}
         }
@@ -241,7 +347,14 @@ impl Router {
         };
         let now_ms = self.proposals.clock().now_ms();
         let sender = tx.payload.sender;
-        let measured = self.measure(chain_id, &state, sender, act, now_ms).await?;
+        let step = ProposalStep::Act {
+            tx: tx.hash,
+            sender,
+            act: act.clone(),
+            bond: Amount::ZERO,
+            committed_at_ms: now_ms,
+        };
+        let measured = self.measure(chain_id, &state, &step).await?;
         let bond = match act {
             GovAct::Propose(body) => {
                 self.check_assets(chain_id, &body.actions)?;
@@ -324,6 +437,21 @@ impl Router {
             TxAction::Governance { proposal, act } => {
                 return self.precheck_governance(tx, *proposal, act).await;
             }
+            TxAction::Agent { agent, act } => {
+                let agent = agent.unwrap_or(tx.payload.sender);
+                let id = AgentId {
+                    chain_id: tx.payload.chain_id.clone(),
+                    agent,
+                };
+                let state = self.agents.state(id).await?;
+                let command = AgentCommand {
+                    tx: tx.hash,
+                    sender: tx.payload.sender,
+                    act: act.clone(),
+                    committed_at_ms: self.agents.clock().now_ms(),
+                };
+                agent::decide_act(&state, agent, &command)?;
+            }
             TxAction::ClaimVested(body) => {
                 let id = VestingId {
                     chain_id: tx.payload.chain_id.clone(),
@@ -387,24 +515,26 @@ impl Router {
                 let applied = self.dao.execute(chain_id.to_string(), command).await?;
                 Ok(recorded(owner, applied, DomainEvent::Dao))
             }
+            FollowUp::Agent {
+                chain_id,
+                agent,
+                command,
+            } => {
+                let id = AgentId {
+                    chain_id: chain_id.to_string(),
+                    agent,
+                };
+                let applied = self.agents.execute(id, command).await?;
+                let owner = Owner::Agent { chain_id, agent };
+                Ok(recorded(owner, applied, DomainEvent::Agent))
+            }
             FollowUp::Proposal { chain_id, id, step } => {
                 let proposal_id = ProposalId {
                     chain_id: chain_id.to_string(),
                     id,
                 };
-                let measured = match &step {
-                    ProposalStep::Act {
-                        sender,
-                        act,
-                        committed_at_ms,
-                        ..
-                    } => {
-                        let state = self.proposals.state(proposal_id.clone()).await?;
-                        self.measure(&chain_id, &state, *sender, act, *committed_at_ms)
-                            .await?
-                    }
-                    _ => Measured::default(),
-                };
+                let state = self.proposals.state(proposal_id.clone()).await?;
+                let measured = self.measure(&chain_id, &state, &step).await?;
                 let command = ProposalCommand { step, measured };
                 let applied = self.proposals.execute(proposal_id, command).await?;
                 let owner = Owner::Proposal { chain_id, id };
@@ -457,7 +587,8 @@ impl Router {
                 match &recorded.event {
                     DomainEvent::Vesting(VestingEvent::ClaimRefused { reason, .. })
                     | DomainEvent::Dao(DaoEvent::CouncilActRefused { reason, .. })
-                    | DomainEvent::Proposal(ProposalEvent::Refused { reason, .. }) => {
+                    | DomainEvent::Proposal(ProposalEvent::Refused { reason, .. })
+                    | DomainEvent::Agent(AgentEvent::Refused { reason, .. }) => {
                         completion.refused = Some(reason.clone());
                     }
                     _ => {}

@@ -166,7 +166,7 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
     let dao = Registry::new(
         dyn_store.clone(),
         clock.clone(),
-        handles,
+        handles.clone(),
         actors::dao::dao_facts([&genesis()]),
     )
     .publishing(actors::dao::publish_to(pauses.clone()));
@@ -174,7 +174,20 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
     ensure_chain(&chains, &wallets, &genesis(), &[validator])
         .await
         .expect("chain boots");
-    let router = Router::new(wallets, vesting, dao, proposals, pauses);
+    let agents = Registry::new(
+        dyn_store.clone(),
+        clock.clone(),
+        handles.clone(),
+        |_: &_| Ok(()),
+    );
+    let registries = actors::router::Registries {
+        wallets,
+        vesting,
+        dao,
+        proposals,
+        agents,
+    };
+    let router = Router::new(registries, pauses);
     let recovered = Arc::new(AtomicBool::new(false));
     let manager = ProtocolManager::load(router.clone(), recovered.clone())
         .await

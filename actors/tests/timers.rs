@@ -81,10 +81,23 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Node {
         handles.clone(),
         |_: &_| Ok(()),
     );
+    let agents = Registry::new(
+        dyn_store.clone(),
+        clock.clone(),
+        handles.clone(),
+        |_: &_| Ok(()),
+    );
     let dao = Registry::new(dyn_store, clock.clone(), handles, dao_facts([&genesis()]))
         .publishing(publish_to(board.clone()));
     dao.state(CHAIN.to_string()).await.expect("the DAO loads");
-    let router = Router::new(wallets, vesting, dao.clone(), proposals, board.clone());
+    let registries = actors::router::Registries {
+        wallets,
+        vesting,
+        dao: dao.clone(),
+        proposals,
+        agents,
+    };
+    let router = Router::new(registries, board.clone());
     let recovered = Arc::new(AtomicBool::new(false));
     let manager = ProtocolManager::load(router, recovered.clone())
         .await

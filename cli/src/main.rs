@@ -1,5 +1,6 @@
 //! `aitbc`: the AITBC node and its command-line client.
 
+mod agent;
 mod bench;
 mod client;
 mod council;
@@ -54,6 +55,9 @@ enum Command {
     /// The council: approve pausing or resuming a module, show pauses and approvals.
     #[command(subcommand)]
     Council(council::CouncilCommand),
+    /// Agent wallets: register, configure strategy and auto-voting, callers, stop, reactivate.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// OpenClawDAO governance: propose, vote, challenge, approve, queue, execute, and reads.
     #[command(subcommand)]
     Gov(gov::GovCommand),
@@ -121,6 +125,7 @@ fn main() {
                 Command::Vesting(command) => vesting::run(&ctx, command),
                 Command::Council(command) => council::run(&ctx, command),
                 Command::Gov(command) => gov::run(&ctx, command),
+                Command::Agent(command) => agent::run(&ctx, command),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),
                 Command::Block { id } => wallet::block(&ctx, id.as_deref()),

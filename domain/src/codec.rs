@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::agent::AgentEvent;
 use crate::chain::ChainEvent;
 use crate::dao::DaoEvent;
 use crate::proposal::ProposalEvent;
@@ -22,6 +23,8 @@ pub enum DomainEvent {
     Dao(DaoEvent),
     /// An event of a proposal's stream.
     Proposal(ProposalEvent),
+    /// An event of an agent's stream.
+    Agent(AgentEvent),
 }
 
 /// Why stored bytes are not a known event.
@@ -49,6 +52,7 @@ impl DomainEvent {
             DomainEvent::Vesting(e) => e.event_type(),
             DomainEvent::Dao(e) => e.event_type(),
             DomainEvent::Proposal(e) => e.event_type(),
+            DomainEvent::Agent(e) => e.event_type(),
         }
     }
 
@@ -60,6 +64,7 @@ impl DomainEvent {
             DomainEvent::Vesting(e) => serde_json::to_vec(e),
             DomainEvent::Dao(e) => serde_json::to_vec(e),
             DomainEvent::Proposal(e) => serde_json::to_vec(e),
+            DomainEvent::Agent(e) => serde_json::to_vec(e),
         }
         .expect("domain events serialize")
     }
@@ -105,11 +110,15 @@ impl DomainEvent {
             | "ModuleResumed.v1"
             | "CouncilActRefused.v1"
             | "ProposalTracked.v1"
+            | "AgentTracked.v1"
             | "Enacted.v1" => serde_json::from_slice(data)
                 .map(DomainEvent::Dao)
                 .map_err(bad),
             proposal if ProposalEvent::TYPES.contains(&proposal) => serde_json::from_slice(data)
                 .map(DomainEvent::Proposal)
+                .map_err(bad),
+            agent if AgentEvent::TYPES.contains(&agent) => serde_json::from_slice(data)
+                .map(DomainEvent::Agent)
                 .map_err(bad),
             other => Err(DecodeError::UnknownType(other.to_string())),
         }

@@ -327,6 +327,9 @@ pub struct DaoState {
     /// Every proposal created on the chain, oldest first.
     #[serde(default)]
     pub proposals: Vec<Hash32>,
+    /// Every agent registered on the chain, oldest first.
+    #[serde(default)]
+    pub agents: Vec<Address>,
     /// Modules paused, until when.
     pub pauses: BTreeMap<Module, Pause>,
     /// Council members who approved pausing a module, with the reason each gave.
@@ -347,6 +350,7 @@ impl Default for DaoState {
             agent_limits: BTreeMap::new(),
             protocol_version: first_version(),
             proposals: Vec::new(),
+            agents: Vec::new(),
             pauses: BTreeMap::new(),
             pause_approvals: BTreeMap::new(),
             unpause_approvals: BTreeMap::new(),
@@ -518,6 +522,11 @@ pub enum DaoCommand {
         /// The proposal.
         proposal: Hash32,
     },
+    /// List a registered agent.
+    TrackAgent {
+        /// The agent.
+        agent: Address,
+    },
 }
 
 /// Why a module resumed.
@@ -594,6 +603,11 @@ pub enum DaoEvent {
         /// The proposal.
         proposal: Hash32,
     },
+    /// An agent registered.
+    AgentTracked {
+        /// The agent.
+        agent: Address,
+    },
     /// A committed council transaction that no longer applied (it lost a race).
     CouncilActRefused {
         /// The transaction.
@@ -613,6 +627,7 @@ impl DaoEvent {
             DaoEvent::CouncilActRefused { .. } => "CouncilActRefused.v1",
             DaoEvent::Enacted { .. } => "Enacted.v1",
             DaoEvent::ProposalTracked { .. } => "ProposalTracked.v1",
+            DaoEvent::AgentTracked { .. } => "AgentTracked.v1",
         }
     }
 
@@ -628,7 +643,8 @@ impl DaoEvent {
             } => Some(*tx),
             DaoEvent::ModuleResumed { .. }
             | DaoEvent::Enacted { .. }
-            | DaoEvent::ProposalTracked { .. } => None,
+            | DaoEvent::ProposalTracked { .. }
+            | DaoEvent::AgentTracked { .. } => None,
         }
     }
 }
@@ -656,6 +672,10 @@ fn track_event_id(proposal: &Hash32) -> u128 {
     event_id("dao-track", &proposal.0)
 }
 
+fn track_agent_event_id(agent: &Address) -> u128 {
+    event_id("dao-track-agent", &agent.0)
+}
+
 /// Id of the event `command` records on `chain_id`'s DAO.
 pub fn command_event_id(chain_id: &str, command: &DaoCommand) -> u128 {
     match command {
@@ -667,6 +687,7 @@ pub fn command_event_id(chain_id: &str, command: &DaoCommand) -> u128 {
             proposal, index, ..
         } => enact_event_id(proposal, *index),
         DaoCommand::Track { proposal } => track_event_id(proposal),
+        DaoCommand::TrackAgent { agent } => track_agent_event_id(agent),
     }
 }
 
@@ -735,6 +756,7 @@ impl Aggregate for Dao {
                 action,
             )]),
             DaoCommand::Track { proposal } => Ok(vec![DaoEvent::ProposalTracked { proposal }]),
+            DaoCommand::TrackAgent { agent } => Ok(vec![DaoEvent::AgentTracked { agent }]),
             DaoCommand::Council {
                 tx,
                 member,
@@ -845,6 +867,7 @@ impl Aggregate for Dao {
             }
             DaoEvent::CouncilActRefused { .. } => {}
             DaoEvent::ProposalTracked { proposal } => state.proposals.push(*proposal),
+            DaoEvent::AgentTracked { agent } => state.agents.push(*agent),
             DaoEvent::Enacted {
                 refused: Some(_), ..
             } => {}
@@ -868,6 +891,7 @@ impl Aggregate for Dao {
                 proposal, index, ..
             } => enact_event_id(proposal, *index),
             DaoEvent::ProposalTracked { proposal } => track_event_id(proposal),
+            DaoEvent::AgentTracked { agent } => track_agent_event_id(agent),
             other => council_event_id(&other.tx().expect("every other DAO event has a cause")),
         }
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::ProposeBody;
 use crate::address::Address;
+use crate::agent::{AgentAct, AgentRef, CallerBody, ConfigureBody, RegisterBody};
 use crate::dao::{CouncilAct, CouncilPauseBody, CouncilUnpauseBody};
 use crate::error::TxError;
 use crate::hash::Hash32;
@@ -78,6 +79,8 @@ pub enum DecidedBy {
     Dao,
     /// The proposal named by the body (or created by the transaction).
     Proposal,
+    /// The agent named by the body (or, registering, the sender).
+    Agent,
 }
 
 /// One row of the table.
@@ -115,6 +118,24 @@ macro_rules! governance {
                 let parse: fn(&str) -> Result<(Option<Hash32>, GovAct), TxError> = $parse;
                 let (proposal, act) = parse(body)?;
                 Ok(TxAction::Governance { proposal, act })
+            },
+        }
+    };
+}
+
+/// A row of a kind an agent decides: `$parse` gives the agent the body names (none for
+/// `register_agent`, whose agent is the sender) and the act.
+macro_rules! agent {
+    ($name:literal, $parse:expr) => {
+        KindSpec {
+            name: $name,
+            module: Module::Governance,
+            sender: SenderRule::AnyAccount,
+            decided_by: DecidedBy::Agent,
+            parse: |body| {
+                let parse: fn(&str) -> Result<(Option<Address>, AgentAct), TxError> = $parse;
+                let (agent, act) = parse(body)?;
+                Ok(TxAction::Agent { agent, act })
             },
         }
     };
@@ -228,6 +249,41 @@ pub const KINDS: &[KindSpec] = &[
         let body: ProposalRef = strict(body)?;
         Ok((Some(body.proposal_id), GovAct::Execute))
     }),
+    agent!("register_agent", |body| {
+        let body: RegisterBody = strict(body)?;
+        let act = AgentAct::Register {
+            role: body.role,
+            owner: body.owner,
+        };
+        Ok((None, act))
+    }),
+    agent!("configure_agent", |body| {
+        let body: ConfigureBody = strict(body)?;
+        body.strategy.validate()?;
+        let act = AgentAct::Configure {
+            strategy: body.strategy,
+            auto_vote: body.auto_vote,
+        };
+        Ok((Some(body.agent), act))
+    }),
+    agent!("add_caller", |body| {
+        let body: CallerBody = strict(body)?;
+        let public_key = body.key()?;
+        Ok((Some(body.agent), AgentAct::AddCaller { public_key }))
+    }),
+    agent!("remove_caller", |body| {
+        let body: CallerBody = strict(body)?;
+        let public_key = body.key()?;
+        Ok((Some(body.agent), AgentAct::RemoveCaller { public_key }))
+    }),
+    agent!("agent_stop", |body| {
+        let body: AgentRef = strict(body)?;
+        Ok((Some(body.agent), AgentAct::Stop))
+    }),
+    agent!("agent_reactivate", |body| {
+        let body: AgentRef = strict(body)?;
+        Ok((Some(body.agent), AgentAct::Reactivate))
+    }),
 ];
 
 /// The row of `kind`.
@@ -295,6 +351,13 @@ pub enum TxAction {
     ClaimVested(ClaimVestedBody),
     /// A council member's approval of a pause or an unpause.
     Council(CouncilAct),
+    /// An agent's registration or its owner's management of it.
+    Agent {
+        /// The agent the body names (`None`: the sender registers itself).
+        agent: Option<Address>,
+        /// The act.
+        act: AgentAct,
+    },
     /// A governance act on a proposal.
     Governance {
         /// The proposal the body names (`None`: the transaction creates it).

@@ -16,6 +16,7 @@
 
 pub mod actions;
 pub mod address;
+pub mod agent;
 pub mod aggregate;
 pub mod asset;
 pub mod block;

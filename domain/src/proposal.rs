@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::{self, Action, ProposalType, ProposeBody};
 use crate::address::Address;
+use crate::agent::Plan;
 use crate::aggregate::{Aggregate, BatchClass, Context};
 use crate::codec::DomainEvent;
 use crate::dao::{GovernanceParams, REASON_LEN_MAX};
@@ -169,6 +170,18 @@ pub enum ProposalStep {
         /// Its commit time.
         committed_at_ms: u64,
     },
+    /// Voting's start (a timer): the agents that vote by themselves cast their votes.
+    StartVoting {
+        /// The start that set the timer.
+        starts_ms: u64,
+    },
+    /// An agent's autonomous vote (its strategy's, or mirroring the address it follows).
+    AutoVote {
+        /// The agent.
+        agent: Address,
+        /// Its choice.
+        support: Support,
+    },
     /// Voting's end (a timer): record the outcome if voting still ends then.
     EndVoting {
         /// The end that set the timer.
@@ -197,6 +210,10 @@ pub struct Measured {
     pub power: Option<Power>,
     /// The treasury's balances by asset (`execute`).
     pub treasury: BTreeMap<Option<String>, Amount>,
+    /// What each active, auto-voting agent does on this proposal (`StartVoting`).
+    pub agents: Vec<(Address, Plan)>,
+    /// Whether the agent of an `AutoVote` is still active.
+    pub agent_active: bool,
 }
 
 /// A command to a proposal: a step and what the host measured for it.
@@ -354,8 +371,8 @@ impl Status {
 /// A recorded vote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vote {
-    /// The voting transaction.
-    pub tx: Hash32,
+    /// The voting transaction (`None`: an agent's autonomous vote).
+    pub tx: Option<Hash32>,
     /// The choice.
     pub support: Support,
     /// Voting power at the snapshot.
@@ -483,6 +500,25 @@ pub struct ProposalState {
     pub proposal: Option<Proposal>,
     /// Votes by voter.
     pub votes: BTreeMap<Address, Vote>,
+    /// Agents that mirror an address's vote: followed → followers (set when voting starts).
+    #[serde(default)]
+    pub followers: BTreeMap<Address, BTreeSet<Address>>,
+    /// When voting started and the agents voted, if it has.
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+}
+
+impl ProposalState {
+    /// The agents that follow `voter` and have not voted yet.
+    fn followers_of(&self, voter: &Address) -> Vec<Address> {
+        self.followers
+            .get(voter)
+            .into_iter()
+            .flatten()
+            .filter(|agent| !self.votes.contains_key(agent))
+            .copied()
+            .collect()
+    }
 }
 
 /// Events of a proposal.
@@ -491,16 +527,35 @@ pub struct ProposalState {
 pub enum ProposalEvent {
     /// The proposal exists.
     Created(Box<Proposal>),
+    /// Voting started: the agents voting by themselves now, and those waiting for an address.
+    VotingStarted {
+        /// When.
+        starts_ms: u64,
+        /// Agents' votes owed now.
+        votes: Vec<(Address, Support)>,
+        /// (agent, the address it follows).
+        followers: Vec<(Address, Address)>,
+    },
     /// A vote counted.
     VoteCast {
-        /// The voting transaction.
-        tx: Hash32,
+        /// The voting transaction (`None`: an agent's autonomous vote).
+        tx: Option<Hash32>,
         /// Who voted.
         voter: Address,
         /// The choice.
         support: Support,
         /// The voter's power at the snapshot, and how it was reached.
         power: Power,
+        /// Agents following the voter, who now vote the same.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        followed_by: Vec<Address>,
+    },
+    /// An agent's autonomous vote that could not be cast.
+    AutoVoteSkipped {
+        /// The agent.
+        agent: Address,
+        /// Why.
+        reason: Refusal,
     },
     /// A council member approved the proposal.
     CouncilApproved {
@@ -631,11 +686,15 @@ impl ProposalEvent {
             ProposalEvent::Executed { .. } => "ProposalExecuted.v1",
             ProposalEvent::Expired { .. } => "ProposalExpired.v1",
             ProposalEvent::Refused { .. } => "ProposalActRefused.v1",
+            ProposalEvent::VotingStarted { .. } => "VotingStarted.v1",
+            ProposalEvent::AutoVoteSkipped { .. } => "AutoVoteSkipped.v1",
         }
     }
 
     /// Every type name, for the decoder.
-    pub const TYPES: [&'static str; 14] = [
+    pub const TYPES: [&'static str; 16] = [
+        "VotingStarted.v1",
+        "AutoVoteSkipped.v1",
         "ProposalCreated.v1",
         "VoteCast.v1",
         "ProposalApproved.v1",
@@ -656,8 +715,8 @@ impl ProposalEvent {
     pub fn tx(&self) -> Option<Hash32> {
         match self {
             ProposalEvent::Created(p) => Some(p.id),
-            ProposalEvent::VoteCast { tx, .. }
-            | ProposalEvent::CouncilApproved { tx, .. }
+            ProposalEvent::VoteCast { tx, .. } => *tx,
+            ProposalEvent::CouncilApproved { tx, .. }
             | ProposalEvent::ResolutionApproved { tx, .. }
             | ProposalEvent::ChallengeUpheld { tx, .. }
             | ProposalEvent::ChallengeDismissed { tx, .. }
@@ -668,7 +727,9 @@ impl ProposalEvent {
             ProposalEvent::Challenged { challenge } => Some(challenge.tx),
             ProposalEvent::ChallengeExpired { .. }
             | ProposalEvent::VotingEnded { .. }
-            | ProposalEvent::Expired { .. } => None,
+            | ProposalEvent::Expired { .. }
+            | ProposalEvent::VotingStarted { .. }
+            | ProposalEvent::AutoVoteSkipped { .. } => None,
         }
     }
 }
@@ -691,6 +752,10 @@ fn timer_event_id(tag: &str, id: &Hash32, at_ms: u64) -> u128 {
 pub fn step_event_id(id: &Hash32, step: &ProposalStep) -> u128 {
     match step {
         ProposalStep::Act { tx, .. } => tx_event_id(tx),
+        ProposalStep::StartVoting { starts_ms } => {
+            timer_event_id("proposal-voting-started", id, *starts_ms)
+        }
+        ProposalStep::AutoVote { agent, .. } => auto_vote_event_id(id, agent),
         ProposalStep::EndVoting { ends_ms } => {
             timer_event_id("proposal-voting-ended", id, *ends_ms)
         }
@@ -701,6 +766,12 @@ pub fn step_event_id(id: &Hash32, step: &ProposalStep) -> u128 {
             timer_event_id("proposal-expired", id, *deadline_ms)
         }
     }
+}
+
+fn auto_vote_event_id(id: &Hash32, agent: &Address) -> u128 {
+    let mut subject = id.0.to_vec();
+    subject.extend_from_slice(&agent.0);
+    event_id("proposal-auto-vote", &subject)
 }
 
 fn quorum(supply: Amount, quorum_bps: u32) -> Amount {
@@ -770,10 +841,11 @@ pub fn decide_act(
                 )));
             }
             Ok(ProposalEvent::VoteCast {
-                tx,
+                tx: Some(tx),
                 voter: sender,
                 support,
                 power,
+                followed_by: state.followers_of(&sender),
             })
         }
         GovAct::Cancel => {
@@ -993,10 +1065,87 @@ fn create(
     })))
 }
 
-fn timer(state: &ProposalState, step: ProposalStep, now_ms: u64) -> Option<ProposalEvent> {
+/// An agent's autonomous vote at `now_ms`, or why it is skipped.
+fn auto_vote(
+    state: &ProposalState,
+    agent: Address,
+    support: Support,
+    measured: &Measured,
+    now_ms: u64,
+) -> ProposalEvent {
+    let proposal = state
+        .proposal
+        .as_ref()
+        .expect("agents vote on created proposals");
+    let status = proposal.status_at(now_ms);
+    let power = measured.power.unwrap_or_default();
+    let skip = if !measured.agent_active {
+        Some(TxError::NotActive(format!("agent {agent} is stopped")))
+    } else if status != Status::Active {
+        Some(TxError::NotActive(format!(
+            "proposal {} is {}",
+            proposal.id,
+            status.name()
+        )))
+    } else if state.votes.contains_key(&agent) {
+        Some(TxError::AlreadyVoted(format!("{agent} already voted")))
+    } else if power.power == Amount::ZERO {
+        Some(TxError::NoVotingPower(format!(
+            "{agent} had no voting power at the snapshot"
+        )))
+    } else {
+        None
+    };
+    match skip {
+        Some(error) => ProposalEvent::AutoVoteSkipped {
+            agent,
+            reason: error.into(),
+        },
+        None => ProposalEvent::VoteCast {
+            tx: None,
+            voter: agent,
+            support,
+            power,
+            followed_by: state.followers_of(&agent),
+        },
+    }
+}
+
+/// What the start of voting records: the plans of the agents that vote by themselves.
+fn start_voting(agents: &[(Address, Plan)], starts_ms: u64) -> ProposalEvent {
+    let mut votes = Vec::new();
+    let mut followers = Vec::new();
+    for (agent, plan) in agents {
+        match plan {
+            Plan::Vote(support) => votes.push((*agent, *support)),
+            Plan::Follow(followed) => followers.push((*agent, *followed)),
+        }
+    }
+    ProposalEvent::VotingStarted {
+        starts_ms,
+        votes,
+        followers,
+    }
+}
+
+fn timer(
+    state: &ProposalState,
+    step: ProposalStep,
+    measured: &Measured,
+    now_ms: u64,
+) -> Option<ProposalEvent> {
     let proposal = state.proposal.as_ref()?;
     match step {
         ProposalStep::Act { .. } => unreachable!("transactions are acts"),
+        ProposalStep::AutoVote { agent, support } => {
+            Some(auto_vote(state, agent, support, measured, now_ms))
+        }
+        ProposalStep::StartVoting { starts_ms } => (proposal.phase == Phase::Voting
+            && proposal.challenge.is_none()
+            && proposal.voting_starts_ms == starts_ms
+            && state.started_ms.is_none()
+            && now_ms >= starts_ms)
+            .then(|| start_voting(&measured.agents, starts_ms)),
         ProposalStep::EndVoting { ends_ms } => (proposal.phase == Phase::Voting
             && proposal.challenge.is_none()
             && proposal.voting_ends_ms == ends_ms
@@ -1057,7 +1206,9 @@ impl Aggregate for ProposalAggregate {
             committed_at_ms,
         } = step
         else {
-            return Ok(timer(state, step, ctx.now_ms).into_iter().collect());
+            return Ok(timer(state, step, &measured, ctx.now_ms)
+                .into_iter()
+                .collect());
         };
         let sent = Sent {
             tx,
@@ -1100,6 +1251,7 @@ impl Aggregate for ProposalAggregate {
                 voter,
                 support,
                 power,
+                ..
             } => {
                 proposal.tally.add(*support, power.power);
                 let first = state.votes.insert(
@@ -1112,6 +1264,17 @@ impl Aggregate for ProposalAggregate {
                 );
                 assert!(first.is_none(), "one vote per address");
             }
+            ProposalEvent::VotingStarted {
+                starts_ms,
+                followers,
+                ..
+            } => {
+                state.started_ms = Some(*starts_ms);
+                for (agent, followed) in followers {
+                    state.followers.entry(*followed).or_default().insert(*agent);
+                }
+            }
+            ProposalEvent::AutoVoteSkipped { .. } => {}
             ProposalEvent::CouncilApproved { member, .. } => {
                 proposal.approvals.insert(*member);
             }
@@ -1162,6 +1325,15 @@ impl Aggregate for ProposalAggregate {
 
     fn event_id(id: &ProposalId, event: &ProposalEvent) -> u128 {
         match event {
+            ProposalEvent::VoteCast {
+                tx: None, voter, ..
+            }
+            | ProposalEvent::AutoVoteSkipped { agent: voter, .. } => {
+                auto_vote_event_id(&id.id, voter)
+            }
+            ProposalEvent::VotingStarted { starts_ms, .. } => {
+                timer_event_id("proposal-voting-started", &id.id, *starts_ms)
+            }
             ProposalEvent::VotingEnded { ends_ms, .. } => {
                 timer_event_id("proposal-voting-ended", &id.id, *ends_ms)
             }

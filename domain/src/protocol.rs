@@ -24,12 +24,13 @@ use std::sync::Arc;
 
 use crate::actions::Action;
 use crate::address::Address;
+use crate::agent::{self, AgentCommand, AgentEvent};
 use crate::codec::WalletFact;
 use crate::dao::{self, DaoCommand, DaoEvent};
 use crate::hash::Hash32;
 use crate::kinds::Module;
 use crate::money::Amount;
-use crate::proposal::{self, BondRef, GovAct, ProposalEvent, ProposalStep};
+use crate::proposal::{self, BondRef, GovAct, ProposalEvent, ProposalStep, Support};
 use crate::vesting::{self, VestingCommand, VestingEvent};
 use crate::wallet::{self, Credit, Effect, Payout};
 
@@ -70,6 +71,15 @@ pub enum FollowUp {
         /// The command.
         command: DaoCommand,
     },
+    /// A command to an agent.
+    Agent {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The agent.
+        agent: Address,
+        /// The command.
+        command: AgentCommand,
+    },
     /// A step of a proposal (the host measures what it needs before deciding it).
     Proposal {
         /// Chain.
@@ -90,6 +100,7 @@ impl FollowUp {
             FollowUp::Vesting { id, command, .. } => vesting::command_event_id(id, command),
             FollowUp::Dao { chain_id, command } => dao::command_event_id(chain_id, command),
             FollowUp::Proposal { id, step, .. } => proposal::step_event_id(id, step),
+            FollowUp::Agent { command, .. } => agent::tx_event_id(&command.tx),
         }
     }
 }
@@ -105,6 +116,8 @@ pub enum Fact {
     Dao(DaoEvent),
     /// A proposal's event.
     Proposal(ProposalEvent),
+    /// An agent's event.
+    Agent(AgentEvent),
 }
 
 /// Where an event was recorded: a wallet (chain, address) or a vesting schedule (chain, id).
@@ -128,6 +141,13 @@ pub enum Owner {
     Dao {
         /// Chain.
         chain_id: Arc<str>,
+    },
+    /// `agent/<chain>/<address>`.
+    Agent {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The agent.
+        agent: Address,
     },
     /// `proposal/<chain>/<id>`.
     Proposal {
@@ -155,6 +175,10 @@ pub fn stream_owner(stream: &str) -> Option<Owner> {
         "vesting" => Some(Owner::Vesting {
             chain_id: Arc::from(chain),
             id: id.parse().ok()?,
+        }),
+        "agent" => Some(Owner::Agent {
+            chain_id: Arc::from(chain),
+            agent: id.parse().ok()?,
         }),
         "proposal" => Some(Owner::Proposal {
             chain_id: Arc::from(chain),
@@ -209,12 +233,22 @@ pub fn timers(owner: &Owner, fact: &Fact) -> Vec<Timer> {
             };
             match event {
                 ProposalEvent::Created(proposal) => {
-                    let ends_ms = proposal.voting_ends_ms;
-                    vec![timer(ends_ms, ProposalStep::EndVoting { ends_ms })]
+                    let (starts_ms, ends_ms) = (proposal.voting_starts_ms, proposal.voting_ends_ms);
+                    vec![
+                        timer(starts_ms, ProposalStep::StartVoting { starts_ms }),
+                        timer(ends_ms, ProposalStep::EndVoting { ends_ms }),
+                    ]
                 }
-                ProposalEvent::ChallengeDismissed { voting_ends_ms, .. } => {
-                    let ends_ms = *voting_ends_ms;
-                    vec![timer(ends_ms, ProposalStep::EndVoting { ends_ms })]
+                ProposalEvent::ChallengeDismissed {
+                    voting_starts_ms,
+                    voting_ends_ms,
+                    ..
+                } => {
+                    let (starts_ms, ends_ms) = (*voting_starts_ms, *voting_ends_ms);
+                    vec![
+                        timer(starts_ms, ProposalStep::StartVoting { starts_ms }),
+                        timer(ends_ms, ProposalStep::EndVoting { ends_ms }),
+                    ]
                 }
                 ProposalEvent::Challenged { challenge } => vec![timer(
                     challenge.expires_ms,
@@ -278,11 +312,30 @@ fn proposal_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &ProposalEvent) -
             )
         })
     };
+    let auto_vote = |agent: Address, support: Support| {
+        Some(FollowUp::Proposal {
+            chain_id: chain_id.clone(),
+            id,
+            step: ProposalStep::AutoVote { agent, support },
+        })
+    };
     let steps: Vec<Option<FollowUp>> = match event {
         ProposalEvent::Created(_) => vec![Some(FollowUp::Dao {
             chain_id: chain_id.clone(),
             command: DaoCommand::Track { proposal: id },
         })],
+        ProposalEvent::VotingStarted { votes, .. } => votes
+            .iter()
+            .map(|(agent, support)| auto_vote(*agent, *support))
+            .collect(),
+        ProposalEvent::VoteCast {
+            followed_by,
+            support,
+            ..
+        } => followed_by
+            .iter()
+            .map(|agent| auto_vote(*agent, *support))
+            .collect(),
         ProposalEvent::Refused {
             tx, sender, refund, ..
         } => vec![(*refund > Amount::ZERO).then(|| pay(chain_id, bonds, *tx, *sender, *refund))],
@@ -482,6 +535,16 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
                         committed_at_ms: debit.committed_at_ms,
                     },
                 }),
+                Some(Effect::Agent { agent, act }) => steps.push(FollowUp::Agent {
+                    chain_id: chain_id.clone(),
+                    agent: *agent,
+                    command: AgentCommand {
+                        tx: debit.tx_hash,
+                        sender: *sender,
+                        act: act.clone(),
+                        committed_at_ms: debit.committed_at_ms,
+                    },
+                }),
                 Some(Effect::Governance { proposal, act }) => {
                     let locks = matches!(act, GovAct::Propose(_) | GovAct::Challenge { .. });
                     steps.push(FollowUp::Proposal {
@@ -502,6 +565,12 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
         }
         (Owner::Proposal { chain_id, id }, Fact::Proposal(event)) => {
             proposal_follow_ups(chain_id, *id, event)
+        }
+        (Owner::Agent { chain_id, agent }, Fact::Agent(AgentEvent::Registered { .. })) => {
+            vec![FollowUp::Dao {
+                chain_id: chain_id.clone(),
+                command: DaoCommand::TrackAgent { agent: *agent },
+            }]
         }
         (
             Owner::Wallet {

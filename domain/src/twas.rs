@@ -65,7 +65,7 @@ pub fn twas(history: &[BalanceChange], start_ms: u64, end_ms: u64) -> Amount {
 
 /// An address's voting power at a snapshot, and how it was reached (API.md's
 /// `GET /v1/proposals/{id}/power/{address}`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Power {
     /// Time-weighted average balance over the window.
     pub twas: Amount,

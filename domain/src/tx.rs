@@ -191,6 +191,24 @@ impl SignedEnvelope {
         &self,
         parse_key: impl FnOnce(&[u8; 32]) -> Option<PublicKey>,
     ) -> Result<VerifiedTx, TxError> {
+        self.verify_bound(parse_key, true)
+    }
+
+    /// [`SignedEnvelope::verify_with`] without the sender/key binding: for a transaction whose
+    /// sender is an agent and whose signer claims to be one of its callers. The caller of this
+    /// must check that claim against the agent's state.
+    pub fn verify_as_caller(
+        &self,
+        parse_key: impl FnOnce(&[u8; 32]) -> Option<PublicKey>,
+    ) -> Result<VerifiedTx, TxError> {
+        self.verify_bound(parse_key, false)
+    }
+
+    fn verify_bound(
+        &self,
+        parse_key: impl FnOnce(&[u8; 32]) -> Option<PublicKey>,
+        bind_sender: bool,
+    ) -> Result<VerifiedTx, TxError> {
         if self.payload.len() > PAYLOAD_LEN_MAX {
             return Err(TxError::Malformed(format!(
                 "payload is longer than {PAYLOAD_LEN_MAX} bytes"
@@ -204,7 +222,7 @@ impl SignedEnvelope {
         let wire: WirePayload = serde_json::from_str(&self.payload)
             .map_err(|e| TxError::Malformed(format!("payload: {e}")))?;
         let key_address = Address::from_public_key(&public_key);
-        if wire.sender != key_address {
+        if bind_sender && wire.sender != key_address {
             return Err(TxError::SenderMismatch {
                 sender: wire.sender.to_string(),
                 key_address: key_address.to_string(),

@@ -143,6 +143,13 @@ pub enum Effect {
     },
     /// A council member's action, settled by the chain's DAO.
     Council(crate::dao::CouncilAct),
+    /// An agent act, decided by the agent (for `register_agent`, the sender).
+    Agent {
+        /// The agent.
+        agent: Address,
+        /// The act.
+        act: crate::agent::AgentAct,
+    },
     /// A governance act, decided by the proposal (for `propose`, the transaction's own).
     Governance {
         /// The proposal.
@@ -600,6 +607,16 @@ fn outflow(tx: &VerifiedTx, ctx: &Context<'_, Wallet>) -> Result<Outflow, TxErro
             asset: None,
             minted: false,
             effect: Some(Box::new(Effect::Council(act.clone()))),
+        },
+        TxAction::Agent { agent, act } => Outflow {
+            to: tx.payload.sender,
+            amount: Amount::ZERO,
+            asset: None,
+            minted: false,
+            effect: Some(Box::new(Effect::Agent {
+                agent: agent.unwrap_or(tx.payload.sender),
+                act: act.clone(),
+            })),
         },
         TxAction::Governance { proposal, act } => {
             // Proposing and challenging lock a bond (the node sets it from the parameters in

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use domain::actions::{Action, ProposalType, ProposeBody};
 use domain::address::Address;
+use domain::agent::Plan;
 use domain::aggregate::{Aggregate, Context};
 use domain::dao::GovernanceParams;
 use domain::hash::Hash32;
@@ -71,6 +72,9 @@ struct World {
     treasury: Amount,
     params: GovernanceParams,
     next_tx: u32,
+    /// The plans of the auto-voting agents the host would find when voting starts.
+    agents: Vec<(Address, Plan)>,
+    agent_active: bool,
 }
 
 impl World {
@@ -81,6 +85,8 @@ impl World {
             treasury: Amount(1_000_000),
             params: params(),
             next_tx: 0,
+            agents: Vec::new(),
+            agent_active: true,
         }
     }
 
@@ -103,6 +109,8 @@ impl World {
             supply: Amount(SUPPLY),
             power: power_of.map(power),
             treasury: BTreeMap::from([(None, self.treasury)]),
+            agents: self.agents.clone(),
+            agent_active: self.agent_active,
         };
         let id = ProposalId {
             chain_id: CHAIN.into(),
@@ -177,9 +185,38 @@ impl World {
                 other => panic!("{other:?}"),
             })
             .collect();
+        // A start of voting without agents shows nothing: tests look at what else fired.
         due.into_iter()
             .flat_map(|step| self.decide(step, None, now_ms))
+            .filter(|e| {
+                !matches!(e, ProposalEvent::VotingStarted { votes, followers, .. }
+                    if votes.is_empty() && followers.is_empty())
+            })
             .collect()
+    }
+
+    /// Runs the agents' votes a proposal event owes, each agent with `power`.
+    fn run_auto_votes(
+        &mut self,
+        event: &ProposalEvent,
+        power: u128,
+        now_ms: u64,
+    ) -> Vec<ProposalEvent> {
+        let owner = Owner::Proposal {
+            chain_id: Arc::from(CHAIN),
+            id: self.id,
+        };
+        let steps = follow_ups(&owner, &Fact::Proposal(event.clone()));
+        let mut recorded = Vec::new();
+        for step in steps {
+            if let FollowUp::Proposal { step, .. } = step {
+                for new in self.decide(step, Some(power), now_ms) {
+                    recorded.extend(self.run_auto_votes(&new, power, now_ms));
+                    recorded.push(new);
+                }
+            }
+        }
+        recorded
     }
 
     /// Every bond movement the events owe: (into the bond account, out of it), and what went
@@ -752,6 +789,75 @@ fn grants_and_vested_payouts_go_through_the_vesting_account() {
         FollowUp::Vesting { command: domain::vesting::VestingCommand::Create(schedule), .. }
             if schedule.beneficiary == voter(7) && schedule.start_ms == 60_000
                 && schedule.cliff_ms == 70_000 && schedule.end_ms == 160_000)));
+}
+
+#[test]
+fn agents_vote_by_themselves_when_voting_starts_and_followers_mirror_their_leader() {
+    let (voter_agent, follower, stopped, leader) = (voter(20), voter(21), voter(22), voter(23));
+    let mut w = World::new();
+    w.agents = vec![
+        (voter_agent, Plan::Vote(Support::For)),
+        (follower, Plan::Follow(leader)),
+        (stopped, Plan::Vote(Support::Against)),
+    ];
+    w.propose(ProposalType::ParameterChange, set_quorum(500), 0);
+    assert!(w.fire_timers(9_999).is_empty(), "not before voting starts");
+    let started = w.fire_timers(10_000);
+    let [
+        ProposalEvent::VotingStarted {
+            votes, followers, ..
+        },
+    ] = &started[..]
+    else {
+        panic!("{started:?}")
+    };
+    assert_eq!(votes.len(), 2);
+    assert_eq!(followers, &vec![(follower, leader)]);
+    assert!(w.fire_timers(10_500).is_empty(), "voting starts once");
+    // Stopped after voting started: its vote is skipped, the other counts.
+    let mut recorded = Vec::new();
+    for (agent, support) in votes.clone() {
+        w.agent_active = agent != stopped;
+        let step = ProposalStep::AutoVote { agent, support };
+        recorded.extend(w.decide(step, Some(7_000), 10_100));
+    }
+    assert!(
+        matches!(&recorded[0], ProposalEvent::VoteCast { tx: None, voter, support: Support::For, .. }
+        if *voter == voter_agent)
+    );
+    assert!(
+        matches!(&recorded[1], ProposalEvent::AutoVoteSkipped { agent, reason }
+        if *agent == stopped && reason.code == "not_active")
+    );
+    w.agent_active = true;
+    // The leader votes: its follower votes the same, attributed to itself.
+    let led = w.send(leader, GovAct::Vote(Support::Against), 12_000, 3_000);
+    assert!(
+        matches!(&led, ProposalEvent::VoteCast { followed_by, .. } if followed_by == &vec![follower])
+    );
+    let mirrored = w.run_auto_votes(&led, 5_000, 12_000);
+    assert!(
+        matches!(&mirrored[..], [ProposalEvent::VoteCast { tx: None, voter, support: Support::Against, .. }]
+        if *voter == follower),
+        "{mirrored:?}"
+    );
+    let proposal = w.state().proposal.unwrap();
+    assert_eq!(
+        (proposal.tally.for_, proposal.tally.against),
+        (Amount(7_000), Amount(8_000))
+    );
+    // An agent that already voted is not counted twice.
+    let again = w.decide(
+        ProposalStep::AutoVote {
+            agent: follower,
+            support: Support::For,
+        },
+        Some(5_000),
+        12_500,
+    );
+    assert!(
+        matches!(&again[..], [ProposalEvent::AutoVoteSkipped { reason, .. }] if reason.code == "already_voted")
+    );
 }
 
 #[derive(Clone, Debug)]

@@ -250,7 +250,19 @@ impl App {
     /// Resubmitting the same envelope returns the same answer and changes nothing.
     pub async fn submit(&self, envelope: SignedEnvelope) -> Result<TxAccepted, ApiError> {
         self.ensure_ready()?;
-        let mut tx = envelope.verify_with(|bytes| self.parse_key(bytes))?;
+        let mut tx = match envelope.verify_with(|bytes| self.parse_key(bytes)) {
+            // An agent's transaction signed by one of its callers.
+            Err(TxError::SenderMismatch { .. }) => {
+                let tx = envelope.verify_as_caller(|bytes| self.parse_key(bytes))?;
+                if self.chains.contains_key(&tx.payload.chain_id) {
+                    let (chain_id, sender) = (&tx.payload.chain_id, tx.payload.sender);
+                    let key = &tx.envelope.public_key;
+                    self.router.check_caller(chain_id, sender, key).await?;
+                }
+                tx
+            }
+            verified => verified?,
+        };
         self.remember_key(&tx);
         if !self.chains.contains_key(&tx.payload.chain_id) {
             let hosted: Vec<&str> = self.chains.keys().map(String::as_str).collect();

@@ -352,19 +352,10 @@ async fn get_proposal_power(
     let (id, address) = path.into_inner();
     let (id, address): (Hash32, Address) = (parse(&id)?, parse(&address)?);
     let (state, proposal) = proposal_state(&app, &chain_id, id).await?;
-    let snapshot = (
-        proposal.created_at_ms,
-        proposal.params.twas_window_s.saturating_mul(1000),
-    );
-    let power = actors::power::power_at(
-        app.router.wallets(),
-        &chain_id,
-        address,
-        snapshot,
-        proposal.supply,
-        proposal.params.power_cap_bps,
-    )
-    .await?;
+    let power = app
+        .router
+        .power_at_snapshot(&chain_id, &proposal, address)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
         "address": address,
         "proposal_id": id,

@@ -6,6 +6,7 @@
 //! the stable codes of API.md ([`error::ApiError`]).
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod app;
 pub mod config;
 pub mod custody;

@@ -27,15 +27,9 @@ pub async fn power_now(
     let now_ms = app.clock.now_ms();
     let supply = app.router.native_supply(chain_id)?;
     let snapshot = (now_ms, window_s * 1000);
+    let reputation = app.router.reputation(chain_id, *address).await?;
+    let terms = (supply, params.power_cap_bps, reputation);
     let wallets = app.router.wallets();
-    let power = actors::power::power_at(
-        wallets,
-        chain_id,
-        *address,
-        snapshot,
-        supply,
-        params.power_cap_bps,
-    )
-    .await?;
+    let power = actors::power::power_at(wallets, chain_id, *address, snapshot, terms).await?;
     Ok((power, now_ms, window_s))
 }

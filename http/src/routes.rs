@@ -64,7 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/wallet/import", web::post().to(wallet_import))
             .route("/wallet/balance", web::get().to(wallet_balance))
             .route("/wallet/send", web::post().to(wallet_send))
-            .configure(crate::governance::routes),
+            .configure(crate::governance::routes)
+            .configure(crate::agents::routes),
     )
     .default_service(web::to(no_such_endpoint));
 }

@@ -17,8 +17,9 @@ use actors::clock::SystemClock;
 use actors::dao::{PauseBoard, dao_facts, publish_to};
 use actors::protocol::ProtocolManager;
 use actors::registry::Registry;
-use actors::router::Router;
+use actors::router::{Registries, Router};
 use actors::wallet::{WalletRegistry, wallet_facts};
+use domain::agent::{AgentAggregate, AgentId};
 use domain::chain::Chain;
 use domain::dao::Dao;
 use domain::proposal::{ProposalAggregate, ProposalId};
@@ -102,11 +103,16 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             let hosted = hosted.clone();
             move |id: &VestingId| hosted(&id.chain_id)
         });
-    let proposals: Registry<ProposalAggregate> = Registry::new(
+    let proposals: Registry<ProposalAggregate> =
+        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+            let hosted = hosted.clone();
+            move |id: &ProposalId| hosted(&id.chain_id)
+        });
+    let agents: Registry<AgentAggregate> = Registry::new(
         store.clone(),
         clock.clone(),
         handles,
-        move |id: &ProposalId| hosted(&id.chain_id),
+        move |id: &AgentId| hosted(&id.chain_id),
     );
     let pauses = PauseBoard::default();
     let dao: Registry<Dao> = Registry::new(
@@ -116,7 +122,14 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         dao_facts(config.chains.iter().map(|c| &c.genesis)),
     )
     .publishing(publish_to(pauses.clone()));
-    let router = Router::new(registry.clone(), vesting, dao.clone(), proposals, pauses);
+    let registries = Registries {
+        wallets: registry.clone(),
+        vesting,
+        dao: dao.clone(),
+        proposals,
+        agents,
+    };
+    let router = Router::new(registries, pauses);
 
     let explorer_file = data_dir.join("projections").join("explorer.redb");
     let started = std::time::Instant::now();

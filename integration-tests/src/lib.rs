@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 pub use serde_json;
 
+pub mod gov;
+
 /// Chain id of the devnet.
 pub const DEVNET: &str = "ait-devnet";
 /// Chain id of the second chain in the two-chain configuration.

@@ -102,3 +102,56 @@ fn a_parameter_change_from_proposal_to_execution_through_the_command_line() {
     assert!(bad.err().contains("--action"), "{bad:#?}");
     let _: Value = serde_json::from_str(cli.run(&["gov", "list"]).ok()).unwrap();
 }
+
+#[test]
+fn an_agent_registered_configured_and_stopped_through_the_command_line() {
+    let dir = tempdir();
+    let node = TestNode::start(dir.path());
+    let cli = Cli::new(node.url(), &dir.path().join("keystore")).with_passphrase(PASSPHRASE);
+    for name in ["bot", "owner"] {
+        cli.run(&["wallet", "new", name]).ok();
+    }
+    let answer = cli
+        .run(&[
+            "agent", "register", "--from", "bot", "--role", "builder", "--owner", "owner",
+        ])
+        .json();
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    let strategy = r#"{"type":"fixed","votes":{"treasury":"against"}}"#;
+    let answer = cli
+        .run(&[
+            "agent",
+            "configure",
+            "--from",
+            "owner",
+            "bot",
+            "--strategy",
+            strategy,
+        ])
+        .json();
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    let key = "ab".repeat(32);
+    let answer = cli
+        .run(&["agent", "callers", "--from", "owner", "add", "bot", &key])
+        .json();
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    let shown = cli.run(&["agent", "show", "bot"]).json();
+    assert_eq!(shown["role"], "builder", "{shown}");
+    assert_eq!(shown["strategy"]["votes"]["treasury"], "against");
+    assert_eq!(
+        (shown["auto_vote"].as_bool(), shown["callers"][0].as_str()),
+        (Some(true), Some(key.as_str()))
+    );
+    let stranger = cli.run(&["agent", "stop", "--from", "bot", "bot"]);
+    assert!(stranger.err().contains("not_owner"), "{stranger:#?}");
+    cli.run(&["agent", "stop", "--from", "owner", "bot"]).json();
+    assert_eq!(cli.run(&["agent", "show", "bot"]).json()["active"], false);
+    cli.run(&["agent", "reactivate", "--from", "owner", "bot"])
+        .json();
+    let listed = cli.run(&["agent", "list", "--role", "builder"]).json();
+    assert_eq!(listed["agents"][0]["active"], true, "{listed}");
+    assert_eq!(
+        cli.run(&["agent", "list", "--role", "provider"]).json()["agents"],
+        serde_json::json!([])
+    );
+}

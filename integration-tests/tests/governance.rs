@@ -9,89 +9,11 @@ use std::time::{Duration, Instant};
 
 use domain::address::Address;
 use domain::keys::SigningKey;
+use integration_tests::gov::*;
 use integration_tests::*;
 use serde_json::{Value, json};
 
-const WINDOW_S: u64 = 3;
-const BOND: u128 = 100 * AIT;
-const CHALLENGE_BOND: u128 = 50 * AIT;
 const HOLDING: u128 = 45_000_000 * AIT;
-
-/// A devnet with 1-second voting delay and timelock, 3-second voting and TWAS window, and a
-/// 2-of-3 council.
-fn governance_devnet(dir: &std::path::Path) -> (TestNode, ChainSetup, Vec<SigningKey>) {
-    let (config, mut chains) = write_config(dir, &[(DEVNET, 0)], 200);
-    let members: Vec<SigningKey> = (0..3).map(|_| new_key()).collect();
-    let council: Vec<String> = members
-        .iter()
-        .map(|k| format!("\"{}\"", k.address()))
-        .collect();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[chains.genesis.governance]\nvoting_delay_s = 1\nvoting_period_s = 3\n\
-         emergency_voting_period_s = 2\ntimelock_s = 1\ngrace_period_s = 60\n\
-         twas_window_s = {WINDOW_S}\nchallenge_timeout_s = 30\nquorum_bps = 400\n\
-         proposal_threshold = \"{}\"\nproposal_bond = \"{BOND}\"\nchallenge_bond = \"{CHALLENGE_BOND}\"\n\
-         council = [{}]\ncouncil_threshold = 2\n",
-        1_000 * AIT,
-        council.join(", ")
-    ));
-    std::fs::write(&config, text).unwrap();
-    let node = TestNode::start_with_config(dir, &config);
-    (node, chains.remove(0), members)
-}
-
-fn send(node: &TestNode, key: &SigningKey, kind: &str, body: Value) -> (u16, Value) {
-    let nonce = node.account(&key.address()).1;
-    node.submit(&signed(DEVNET, key, nonce, kind, body))
-}
-
-fn applied(node: &TestNode, key: &SigningKey, kind: &str, body: Value) -> String {
-    let (status, answer) = send(node, key, kind, body);
-    assert_eq!(status, 200, "{kind}: {answer}");
-    assert_eq!(answer["outcome"], "applied", "{kind}: {answer}");
-    answer["tx_hash"].as_str().unwrap().to_string()
-}
-
-fn refused_with(node: &TestNode, key: &SigningKey, kind: &str, body: Value) -> (u16, String) {
-    let nonce = node.account(&key.address()).1;
-    let (status, answer) = send(node, key, kind, body);
-    assert_ne!(status, 200, "{kind} should be refused: {answer}");
-    assert_eq!(
-        node.account(&key.address()).1,
-        nonce,
-        "a refusal changes nothing"
-    );
-    (status, error_code(&answer).to_string())
-}
-
-fn propose(node: &TestNode, key: &SigningKey, proposal_type: &str, actions: Value) -> String {
-    let body = json!({
-        "proposal_type": proposal_type,
-        "title": format!("a {proposal_type} proposal"),
-        "description": "as voted",
-        "actions": actions,
-    });
-    applied(node, key, "propose", body)
-}
-
-fn proposal(node: &TestNode, id: &str) -> Value {
-    let (status, body) = node.get(&format!("/v1/proposals/{id}"));
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-fn wait_state(node: &TestNode, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let current = proposal(node, id);
-        if current["state"] == state {
-            return current;
-        }
-        assert!(Instant::now() < deadline, "never {state}: {current}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn vote(node: &TestNode, key: &SigningKey, id: &str, support: &str) -> String {
     applied(
@@ -104,14 +26,6 @@ fn vote(node: &TestNode, key: &SigningKey, id: &str, support: &str) -> String {
 
 fn of(id: &str) -> Value {
     json!({ "proposal_id": id })
-}
-
-/// Transfers from the faucet's genesis account (it holds nearly the whole supply).
-fn give(node: &TestNode, chain: &ChainSetup, to: &Address, amount: u128) -> Value {
-    let nonce = node.account(&chain.faucet.address()).1;
-    let (status, body) = node.transfer(&chain.faucet, nonce, to, amount, 0);
-    assert_eq!(status, 200, "{body}");
-    body
 }
 
 /// The sum of every account's native balance (wallets and module accounts).
@@ -144,7 +58,7 @@ fn a_treasury_proposal_is_voted_queued_and_executed_for_real() {
     give(&node, &chain, &h1.address(), HOLDING);
     give(&node, &chain, &h2.address(), HOLDING);
     give(&node, &chain, &Address::treasury(DEVNET), 10_000 * AIT);
-    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+    wait_window();
 
     let pay = json!([{"action": "pay", "to": bob.address(), "amount": (1_000 * AIT).to_string()}]);
     let (status, code) = refused_with(
@@ -284,7 +198,7 @@ fn a_flash_loan_cannot_outvote_honest_holders_and_a_whale_is_clamped() {
     give(&node, &chain, &h2.address(), HOLDING);
     give(&node, &chain, &attacker.address(), 2_000 * AIT);
     give(&node, &chain, &Address::treasury(DEVNET), 10_000 * AIT);
-    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+    wait_window();
 
     // Lent 60 % of the supply just before its proposal's snapshot, returned right after.
     let loan = FAUCET_SUPPLY / 10 * 6;
@@ -353,7 +267,7 @@ fn an_emergency_freezes_after_council_approval_and_parameters_change_for_later_p
     let (h1, suspect, bob) = (new_key(), new_key(), new_key());
     give(&node, &chain, &h1.address(), HOLDING);
     give(&node, &chain, &suspect.address(), 10 * AIT);
-    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+    wait_window();
 
     let before = propose(
         &node,
@@ -434,7 +348,7 @@ fn an_upheld_challenge_rejects_the_proposal_and_pays_the_challenger() {
     let (h1, challenger) = (new_key(), new_key());
     give(&node, &chain, &h1.address(), HOLDING);
     give(&node, &chain, &challenger.address(), 1_000 * AIT);
-    thread::sleep(Duration::from_millis(WINDOW_S * 1000 + 300));
+    wait_window();
 
     let id = propose(
         &node,

@@ -127,6 +127,8 @@ fn health_metrics_and_openapi() {
         ("/v1/proposals/{id}", "get"),
         ("/v1/proposals/{id}/votes", "get"),
         ("/v1/proposals/{id}/power/{address}", "get"),
+        ("/v1/agents", "get"),
+        ("/v1/agents/{address}", "get"),
     ];
     for (path, method) in expected {
         let item = paths

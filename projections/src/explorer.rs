@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use domain::address::Address;
+use domain::agent::AgentEvent;
 use domain::block::Block;
 use domain::chain::ChainEvent;
 use domain::codec::{DecodeError, DomainEvent, WalletFact, decode_wallet_fact};
@@ -479,6 +480,14 @@ impl Explorer {
                         _ => None,
                     };
                     self.apply_module_event(dao_event.tx(), refused, event)
+                        .map_err(fail)?
+                }
+                Ok(DomainEvent::Agent(agent_event)) => {
+                    let refused = match &agent_event {
+                        AgentEvent::Refused { reason, .. } => Some(reason),
+                        _ => None,
+                    };
+                    self.apply_module_event(Some(agent_event.tx()), refused, event)
                         .map_err(fail)?
                 }
                 Ok(DomainEvent::Proposal(proposal_event)) => {
