@@ -100,6 +100,23 @@ impl<A: Aggregate> Message for GetState<A> {
     type Result = Result<(A::State, Option<Revision>), CommandError>;
 }
 
+/// Read something from the current state without copying all of it (a proposal's record
+/// without its million votes, whether one address voted).
+pub struct Query<A: Aggregate, R>(pub Arc<Reader<A, R>>);
+
+/// What a [`Query`] runs on the state.
+pub type Reader<A, R> = dyn Fn(&<A as Aggregate>::State) -> R + Send + Sync;
+
+impl<A: Aggregate, R> Clone for Query<A, R> {
+    fn clone(&self) -> Self {
+        Query(self.0.clone())
+    }
+}
+
+impl<A: Aggregate, R: 'static> Message for Query<A, R> {
+    type Result = Result<R, CommandError>;
+}
+
 struct Pending<A: Aggregate> {
     command: A::Command,
     reply: oneshot::Sender<Reply<A>>,
@@ -552,6 +569,15 @@ impl<A: Hosted> Handler<Execute<A>> for AggregateActor<A> {
             ctx,
         );
         Box::pin(async move { rx.await.unwrap_or(Err(CommandError::Restarting)) })
+    }
+}
+
+impl<A: Hosted, R: 'static> Handler<Query<A, R>> for AggregateActor<A> {
+    type Result = Result<R, CommandError>;
+
+    fn handle(&mut self, query: Query<A, R>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.last_activity = Instant::now();
+        Ok((query.0)(&self.state))
     }
 }
 

@@ -19,7 +19,7 @@ use dashmap::DashMap;
 use domain::aggregate::{Aggregate, Context as DecideContext};
 use store::EventStore;
 
-use crate::aggregate::{AggregateActor, Execute, GetState, Hosted, Reply};
+use crate::aggregate::{AggregateActor, Execute, GetState, Hosted, Query, Reply};
 use crate::clock::SharedClock;
 use crate::error::CommandError;
 use crate::limits::{IDLE_TIMEOUT, ROUTE_ATTEMPTS_MAX};
@@ -220,6 +220,22 @@ impl<A: Hosted> Registry<A> {
     /// activating anything, for an instance whose stream does not exist).
     pub async fn state(&self, id: A::Id) -> Result<A::State, CommandError> {
         Ok(self.versioned_state(id).await?.0)
+    }
+
+    /// What `read` returns for the current state of instance `id`, computed in its actor (the
+    /// empty state, without activating anything, for an instance whose stream does not exist).
+    pub async fn query<R: Send + 'static>(
+        &self,
+        id: A::Id,
+        read: impl Fn(&A::State) -> R + Send + Sync + 'static,
+    ) -> Result<R, CommandError> {
+        let facts = (self.inner.facts)(&id)?;
+        if !self.inner.actors.contains_key(&id)
+            && self.inner.store.stream_revision(&A::stream(&id)).is_none()
+        {
+            return Ok(read(&A::State::default()));
+        }
+        self.call(&id, &facts, Query::<A, R>(Arc::new(read))).await
     }
 
     /// [`Registry::state`] with the stream revision of its last event (`None`: no events).

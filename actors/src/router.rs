@@ -213,8 +213,8 @@ impl Router {
         chain_id: &str,
     ) -> Result<GovernanceParams, CommandError> {
         let genesis = self.dao.facts(&chain_id.to_string())?;
-        let state = self.dao.state(chain_id.to_string()).await?;
-        Ok(state.params(&genesis))
+        let read = move |state: &domain::dao::DaoState| state.params(&genesis);
+        self.dao.query(chain_id.to_string(), read).await
     }
 
     /// The native supply of `chain_id`.
@@ -251,7 +251,7 @@ impl Router {
     async fn measure(
         &self,
         chain_id: &str,
-        state: &ProposalState,
+        proposal: Option<&Proposal>,
         step: &ProposalStep,
     ) -> Result<Measured, CommandError> {
         let params = self.governance_params(chain_id).await?;
@@ -262,7 +262,6 @@ impl Router {
             agent_active: true,
             ..Measured::default()
         };
-        let proposal = state.proposal.as_ref();
         match (step, proposal) {
             (
                 ProposalStep::Act {
@@ -341,9 +340,9 @@ impl Router {
             chain_id: chain_id.clone(),
             id: proposal.unwrap_or(tx.hash),
         };
-        let state = match proposal {
-            None => ProposalState::default(),
-            Some(_) => self.proposals.state(id.clone()).await?,
+        let record = match proposal {
+            None => None,
+            Some(_) => self.proposal(id.clone()).await?,
         };
         let now_ms = self.proposals.clock().now_ms();
         let sender = tx.payload.sender;
@@ -354,7 +353,7 @@ impl Router {
             bond: Amount::ZERO,
             committed_at_ms: now_ms,
         };
-        let measured = self.measure(chain_id, &state, &step).await?;
+        let measured = self.measure(chain_id, record.as_ref(), &step).await?;
         let bond = match act {
             GovAct::Propose(body) => {
                 self.check_assets(chain_id, &body.actions)?;
@@ -369,8 +368,24 @@ impl Router {
             bond,
             at_ms: now_ms,
         };
-        proposal::decide_act(&state, id.id, sent, act.clone(), &measured)?;
+        let act = act.clone();
+        let decide = move |state: &ProposalState| {
+            proposal::decide_act(state, id.id, sent, act.clone(), &measured).map(|_| ())
+        };
+        match proposal {
+            // A new proposal's stream is empty.
+            None => decide(&ProposalState::default())?,
+            // Decided in the proposal's actor: its state (every vote) is not copied.
+            Some(_) => self.proposals.query(id, decide).await??,
+        }
         Ok(bond)
+    }
+
+    /// A proposal's record without its votes.
+    async fn proposal(&self, id: ProposalId) -> Result<Option<Proposal>, CommandError> {
+        self.proposals
+            .query(id, |state| state.proposal.clone())
+            .await
     }
 
     /// `bad_action` for a payout in an asset the chain does not declare.
@@ -533,8 +548,8 @@ impl Router {
                     chain_id: chain_id.to_string(),
                     id,
                 };
-                let state = self.proposals.state(proposal_id.clone()).await?;
-                let measured = self.measure(&chain_id, &state, &step).await?;
+                let record = self.proposal(proposal_id.clone()).await?;
+                let measured = self.measure(&chain_id, record.as_ref(), &step).await?;
                 let command = ProposalCommand { step, measured };
                 let applied = self.proposals.execute(proposal_id, command).await?;
                 let owner = Owner::Proposal { chain_id, id };

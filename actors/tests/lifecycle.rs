@@ -267,3 +267,46 @@ async fn a_repeated_payout_covered_by_the_snapshot_is_answered_with_the_stored_e
     );
     arbiter.stop();
 }
+
+#[actix_rt::test]
+async fn a_query_reads_in_the_actor_and_a_versioned_state_names_its_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = FileStore::open(dir.path()).unwrap();
+    let arbiter = Arbiter::new();
+    let wallets = registry(store.clone(), &arbiter, Duration::from_secs(60));
+    let id = |address| domain::wallet::WalletId {
+        chain_id: CHAIN.into(),
+        address,
+    };
+    let (known, unknown) = (Address([1; 20]), Address([2; 20]));
+    for n in 1..=3 {
+        wallets.credit(CHAIN, known, credit(n)).await.unwrap();
+    }
+    let balance = |state: &WalletState| state.balance;
+    let read = wallets.registry().query(id(known), balance).await.unwrap();
+    assert_eq!(read, Amount(6));
+    let (state, revision) = wallets.registry().versioned_state(id(known)).await.unwrap();
+    assert_eq!((state.balance, revision), (Amount(6), Some(2)));
+    let none = wallets
+        .registry()
+        .query(id(unknown), balance)
+        .await
+        .unwrap();
+    assert_eq!(
+        none,
+        Amount::ZERO,
+        "an unknown stream reads as the empty state"
+    );
+    let (_, revision) = wallets
+        .registry()
+        .versioned_state(id(unknown))
+        .await
+        .unwrap();
+    assert_eq!(revision, None);
+    assert_eq!(
+        wallets.active(),
+        1,
+        "reading an unknown stream activates nothing"
+    );
+    arbiter.stop();
+}

@@ -1185,8 +1185,9 @@ impl Aggregate for ProposalAggregate {
     type Error = TxError;
 
     const NAME: &'static str = "proposal";
-    // A state holds every vote: snapshots of a busy proposal are large, so fewer of them.
-    const SNAPSHOT_EVERY_EVENTS: u64 = 4_096;
+    // A state holds every vote: a snapshot of a busy proposal is large (a million votes: about
+    // 150 MB of JSON), so it is saved rarely; activation replays at most this many votes.
+    const SNAPSHOT_EVERY_EVENTS: u64 = 65_536;
 
     fn stream(id: &ProposalId) -> String {
         proposal_stream(&id.chain_id, &id.id)

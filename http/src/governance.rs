@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use domain::address::Address;
 use domain::dao::{ParamKind, SETTABLE};
 use domain::hash::Hash32;
-use domain::proposal::{Proposal, ProposalId, ProposalState, bond_account};
+use domain::proposal::{Proposal, ProposalId, ProposalState, Vote, bond_account};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -193,20 +193,41 @@ pub fn proposal_json(chain_id: &str, proposal: &Proposal, voters: usize, now_ms:
     })
 }
 
-async fn proposal_state(
+/// What `read` returns for proposal `id` and its state, read in the proposal's actor (a state
+/// holds every vote: it is never copied whole); `not_found` for no such proposal.
+async fn read_proposal<R: Send + 'static>(
     app: &App,
     chain_id: &str,
     id: Hash32,
-) -> Result<(ProposalState, Proposal), ApiError> {
+    read: impl Fn(&Proposal, &ProposalState) -> R + Send + Sync + 'static,
+) -> Result<R, ApiError> {
     let proposal_id = ProposalId {
         chain_id: chain_id.to_string(),
         id,
     };
-    let state = app.router.proposals().state(proposal_id).await?;
-    match state.proposal.clone() {
-        Some(proposal) => Ok((state, proposal)),
-        None => Err(ApiError::not_found(format!("no proposal {id}"))),
-    }
+    let found = app
+        .router
+        .proposals()
+        .query(proposal_id, move |state| {
+            state
+                .proposal
+                .as_ref()
+                .map(|proposal| read(proposal, state))
+        })
+        .await?;
+    found.ok_or_else(|| ApiError::not_found(format!("no proposal {id}")))
+}
+
+/// A proposal's record and its number of voters.
+async fn proposal_summary(
+    app: &App,
+    chain_id: &str,
+    id: Hash32,
+) -> Result<(Proposal, usize), ApiError> {
+    read_proposal(app, chain_id, id, |proposal, state| {
+        (proposal.clone(), state.votes.len())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -243,7 +264,7 @@ async fn list_proposals(
     let now_ms = app.clock.now_ms();
     let (mut page, mut last) = (Vec::new(), None);
     for id in newest_first {
-        let (state, proposal) = proposal_state(&app, &chain_id, *id).await?;
+        let (proposal, voters) = proposal_summary(&app, &chain_id, *id).await?;
         let status = proposal.status_at(now_ms);
         if wanted_state.is_some_and(|s| s != status)
             || wanted_type.is_some_and(|t| t != proposal.proposal_type)
@@ -253,12 +274,7 @@ async fn list_proposals(
         if page.len() == limit {
             break;
         }
-        page.push(proposal_json(
-            &chain_id,
-            &proposal,
-            state.votes.len(),
-            now_ms,
-        ));
+        page.push(proposal_json(&chain_id, &proposal, voters, now_ms));
         last = Some(*id);
     }
     let more = page.len() == limit && ids.first() != last.as_ref();
@@ -282,14 +298,9 @@ async fn get_proposal(
 ) -> Result<HttpResponse, ApiError> {
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
     let id: Hash32 = parse(&path)?;
-    let (state, proposal) = proposal_state(&app, &chain_id, id).await?;
+    let (proposal, voters) = proposal_summary(&app, &chain_id, id).await?;
     let now_ms = app.clock.now_ms();
-    Ok(HttpResponse::Ok().json(proposal_json(
-        &chain_id,
-        &proposal,
-        state.votes.len(),
-        now_ms,
-    )))
+    Ok(HttpResponse::Ok().json(proposal_json(&chain_id, &proposal, voters, now_ms)))
 }
 
 #[derive(Deserialize)]
@@ -310,14 +321,15 @@ async fn list_votes(
     let id: Hash32 = parse(&path)?;
     let limit = page_limit(query.limit)?;
     let after: Option<Address> = query.cursor.as_deref().map(parse).transpose()?;
-    let (state, _) = proposal_state(&app, &chain_id, id).await?;
-    let range = match after {
-        Some(after) => state
-            .votes
-            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-        None => state.votes.range(..),
-    };
-    let page: Vec<(&Address, &domain::proposal::Vote)> = range.take(limit + 1).collect();
+    let page: Vec<(Address, Vote)> = read_proposal(&app, &chain_id, id, move |_, state| {
+        let from = match after {
+            Some(after) => std::ops::Bound::Excluded(after),
+            None => std::ops::Bound::Unbounded,
+        };
+        let range = state.votes.range((from, std::ops::Bound::Unbounded));
+        range.take(limit + 1).map(|(a, v)| (*a, *v)).collect()
+    })
+    .await?;
     let votes: Vec<Value> = page
         .iter()
         .take(limit)
@@ -351,7 +363,10 @@ async fn get_proposal_power(
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
     let (id, address) = path.into_inner();
     let (id, address): (Hash32, Address) = (parse(&id)?, parse(&address)?);
-    let (state, proposal) = proposal_state(&app, &chain_id, id).await?;
+    let (proposal, voted) = read_proposal(&app, &chain_id, id, move |proposal, state| {
+        (proposal.clone(), state.votes.get(&address).copied())
+    })
+    .await?;
     let power = app
         .router
         .power_at_snapshot(&chain_id, &proposal, address)
@@ -366,6 +381,6 @@ async fn get_proposal_power(
         "uncapped": power.uncapped,
         "cap": power.cap,
         "power": power.power,
-        "voted": state.votes.get(&address).map(|v| json!({"support": v.support, "power": v.power})),
+        "voted": voted.map(|v| json!({"support": v.support, "power": v.power})),
     })))
 }
