@@ -390,3 +390,140 @@ fn an_upheld_challenge_rejects_the_proposal_and_pays_the_challenger() {
     assert_eq!(amount(&treasury(&node)["balance"]), BOND / 2);
     assert_eq!(total_native(&node), FAUCET_SUPPLY, "no token made or lost");
 }
+
+#[test]
+fn every_proposal_type_executes_for_real() {
+    let dir = tempdir();
+    let (node, chain, council) = governance_devnet(dir.path());
+    let (h1, grantee, payee, trader) = (new_key(), new_key(), new_key(), new_key());
+    give(&node, &chain, &h1.address(), HOLDING);
+    give(&node, &chain, &Address::treasury(DEVNET), 10_000 * AIT);
+    wait_window();
+
+    let vesting = json!({"cliff_s": 0, "duration_s": 2});
+    let members = json!([council[0].address(), council[1].address()]);
+    let proposals = [
+        (
+            "protocol_upgrade",
+            json!([
+                {"action": "set_protocol_version", "version": 2},
+                {"action": "set_council", "members": members, "threshold": 1},
+            ]),
+        ),
+        (
+            "dao_grants",
+            json!([{"action": "grant", "to": grantee.address(), "amount": (1_000 * AIT).to_string(), "vesting": vesting}]),
+        ),
+        (
+            "treasury",
+            json!([{"action": "pay", "to": payee.address(), "amount": (500 * AIT).to_string(), "vesting": vesting}]),
+        ),
+        (
+            "agent_trading",
+            json!([{"action": "set_agent_limits", "agent": trader.address(), "trading_enabled": true,
+            "max_position": "1000", "max_order": "100", "daily_loss": "10"}]),
+        ),
+        (
+            "emergency",
+            json!([{"action": "pause", "module": "markets"}]),
+        ),
+    ];
+    let ids: Vec<String> = proposals
+        .iter()
+        .map(|(kind, actions)| propose(&node, &h1, kind, actions.clone()))
+        .collect();
+    for id in &ids {
+        wait_state(&node, id, "active");
+        vote(&node, &h1, id, "for");
+    }
+    for id in [&ids[0], &ids[4]] {
+        applied(&node, &council[0], "council_approve", of(id));
+        applied(&node, &council[2], "council_approve", of(id));
+    }
+    for id in &ids {
+        wait_state(&node, id, "succeeded");
+        applied(&node, &h1, "queue", of(id));
+    }
+    thread::sleep(Duration::from_millis(1_100));
+    for id in &ids {
+        applied(&node, &h1, "execute", of(id));
+        assert_eq!(proposal(&node, id)["state"], "executed");
+    }
+
+    let (_, params) = node.get("/v1/governance/params");
+    assert_eq!(params["protocol_version"], 2, "{params}");
+    assert_eq!(params["council"]["members"], members);
+    assert_eq!(params["council"]["threshold"], 1);
+    assert_eq!(
+        amount(&treasury(&node)["balance"]),
+        8_500 * AIT,
+        "both payouts left the treasury"
+    );
+    for (who, total) in [(&grantee, 1_000 * AIT), (&payee, 500 * AIT)] {
+        let (_, account) = node.get(&format!("/v1/accounts/{}", who.address()));
+        let schedule = &account["vesting"][0];
+        assert_eq!(amount(&schedule["total"]), total, "{account}");
+        assert_eq!(
+            amount(&account["balance"]),
+            0,
+            "it vests; nothing is paid at once"
+        );
+        thread::sleep(Duration::from_millis(2_100));
+        let claim = json!({"vesting_id": schedule["id"]});
+        applied(&node, who, "claim_vested", claim);
+        assert_eq!(node.account(&who.address()).0, total);
+    }
+    let (_, council_view) = node.get("/v1/council");
+    let limits = &council_view["agent_limits"][0];
+    assert_eq!(
+        limits["agent"],
+        trader.address().to_string(),
+        "{council_view}"
+    );
+    assert_eq!(
+        (
+            limits["max_order"].as_str(),
+            limits["trading_enabled"].as_bool()
+        ),
+        (Some("100"), Some(true))
+    );
+    let (_, modules) = node.get("/v1/modules");
+    let markets = modules["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["module"] == "markets")
+        .unwrap()
+        .clone();
+    assert_eq!(markets["paused"], true, "{markets}");
+    assert_eq!(total_native(&node), FAUCET_SUPPLY, "no token made or lost");
+}
+
+#[test]
+fn a_voting_end_missed_while_the_node_was_down_settles_after_a_restart() {
+    let dir = tempdir();
+    let (mut node, chain, _council) = governance_devnet(dir.path());
+    let h1 = new_key();
+    give(&node, &chain, &h1.address(), HOLDING);
+    wait_window();
+    let id = propose(
+        &node,
+        &h1,
+        "parameter_change",
+        json!([
+            {"action": "set_parameter", "name": "quorum_bps", "value": 300}
+        ]),
+    );
+    wait_state(&node, &id, "active");
+    node.kill9();
+    // Voting (3 s) ends while the node is down; nobody voted: defeated, the bond comes back.
+    thread::sleep(Duration::from_millis(3_500));
+    node.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.account(&h1.address()).0 != HOLDING {
+        assert!(Instant::now() < deadline, "the bond never came back");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(proposal(&node, &id)["state"], "defeated");
+    assert_eq!(amount(&treasury(&node)["bonds"]["balance"]), 0);
+}
