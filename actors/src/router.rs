@@ -416,12 +416,19 @@ impl Router {
         &self.pauses
     }
 
-    /// `paused` when `kind`'s module is paused on `chain_id` now. Every path that writes a
-    /// transaction (signed, faucet, custodial) asks this first.
-    pub fn check_paused(&self, chain_id: &str, kind: &str) -> Result<(), CommandError> {
+    /// `paused` when `kind`'s module is paused on `chain_id` now, `frozen` when an emergency
+    /// proposal froze `sender`. Every path that writes a transaction (signed, faucet,
+    /// custodial) asks this first.
+    pub fn check_sendable(
+        &self,
+        chain_id: &str,
+        kind: &str,
+        sender: &Address,
+    ) -> Result<(), CommandError> {
         let spec = kinds::spec(kind)?;
         let now_ms = self.wallets.registry().clock().now_ms();
-        Ok(self.pauses.check(chain_id, spec, now_ms)?)
+        self.pauses.check(chain_id, spec, now_ms)?;
+        Ok(self.pauses.check_frozen(chain_id, sender)?)
     }
 
     /// The wallets.
@@ -445,9 +452,8 @@ impl Router {
     /// Returns what the sender must lock besides the body's amounts (a bond), for
     /// [`VerifiedTx::deposit`].
     pub async fn precheck(&self, tx: &VerifiedTx) -> Result<Amount, CommandError> {
-        self.check_paused(&tx.payload.chain_id, &tx.payload.kind)?;
-        self.pauses
-            .check_frozen(&tx.payload.chain_id, &tx.payload.sender)?;
+        let payload = &tx.payload;
+        self.check_sendable(&payload.chain_id, &payload.kind, &payload.sender)?;
         match &tx.action {
             TxAction::Governance { proposal, act } => {
                 return self.precheck_governance(tx, *proposal, act).await;

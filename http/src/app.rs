@@ -416,7 +416,8 @@ impl App {
                 })
             }
         };
-        self.router.check_paused(chain_id, action.kind())?;
+        self.router
+            .check_sendable(chain_id, action.kind(), &key.address())?;
         let order = SignOrder {
             key: key.clone(),
             action,
@@ -455,7 +456,7 @@ impl App {
                 "asset {symbol} is not declared on {chain_id}"
             )));
         }
-        self.router.check_paused(&chain_id, "transfer")?;
+        self.router.check_sendable(&chain_id, "transfer", &from)?;
         let key = self
             .with_custody(move |custody| custody.unlock(&from, &passphrase))
             .await?;

@@ -267,6 +267,14 @@ fn an_emergency_freezes_after_council_approval_and_parameters_change_for_later_p
     let (h1, suspect, bob) = (new_key(), new_key(), new_key());
     give(&node, &chain, &h1.address(), HOLDING);
     give(&node, &chain, &suspect.address(), 10 * AIT);
+    let passphrase = "custodial passphrase";
+    let (status, custodial) = node.post(
+        "/v1/wallet/create",
+        &json!({"name": "held", "passphrase": passphrase}),
+    );
+    assert_eq!(status, 200, "{custodial}");
+    let held: Address = custodial["address"].as_str().unwrap().parse().unwrap();
+    give(&node, &chain, &held, 10 * AIT);
     wait_window();
 
     let before = propose(
@@ -281,7 +289,10 @@ fn an_emergency_freezes_after_council_approval_and_parameters_change_for_later_p
         &node,
         &h1,
         "emergency",
-        json!([{"action": "freeze", "address": suspect.address()}]),
+        json!([
+            {"action": "freeze", "address": suspect.address()},
+            {"action": "freeze", "address": held},
+        ]),
     );
     let emergency = proposal(&node, &freeze);
     assert_eq!(
@@ -304,8 +315,17 @@ fn an_emergency_freezes_after_council_approval_and_parameters_change_for_later_p
     applied(&node, &h1, "execute", of(&freeze));
     let (status, body) = node.transfer(&suspect, 0, &bob.address(), AIT, 0);
     assert_eq!((status, error_code(&body)), (403, "frozen"), "{body}");
+    let send = json!({"from": held, "to": bob.address(), "amount": "1", "passphrase": passphrase});
+    let (status, body) = node.post("/v1/wallet/send", &send);
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "frozen"),
+        "custodial too: {body}"
+    );
     let (_, council_view) = node.get("/v1/council");
-    assert_eq!(council_view["frozen"], json!([suspect.address()]));
+    let mut frozen = vec![suspect.address().to_string(), held.to_string()];
+    frozen.sort();
+    assert_eq!(council_view["frozen"], json!(frozen));
 
     wait_state(&node, &before, "active");
     vote(&node, &h1, &before, "for");
