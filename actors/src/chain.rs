@@ -2,7 +2,9 @@
 //!
 //! It follows the log from the end of the last block. A block covers every position observed
 //! since the previous block and lists, in log order, a typed leaf (kind and hash) for each of
-//! this chain's transactions committed there (their `Debited` events, of every kind). With no
+//! this chain's transactions committed there (their `Debited` events, of every kind), and a
+//! receipt leaf for each miner's result (`JobResultSubmitted`): the validators' signatures over
+//! the root are the platform's countersignature of every receipt. With no
 //! new transactions no block is sealed, unless the chain is configured for empty blocks. When
 //! more than a block's worth of transactions waits, blocks follow each other without waiting for
 //! the next tick.
@@ -12,7 +14,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use domain::block::BlockDraft;
 use domain::chain::{self, Chain, ChainCommand, ChainEvent, ChainState};
-use domain::codec::{WalletFact, decode_wallet_fact, is_debit};
+use domain::codec::{DomainEvent, WalletFact, decode_wallet_fact, is_debit};
+use domain::hash::Hash32;
+use domain::job::JobEvent;
 use domain::keys::SigningKey;
 use domain::limits::BLOCK_TXS_MAX;
 use domain::merkle::Leaf;
@@ -35,6 +39,8 @@ pub struct SealingConfig {
 pub struct ChainActor {
     chain_id: String,
     wallet_prefix: String,
+    /// Streams of this chain's jobs (their results carry receipts).
+    job_prefix: String,
     state: ChainState,
     chains: Registry<Chain>,
     signers: Vec<SigningKey>,
@@ -62,6 +68,7 @@ impl ChainActor {
             .clone();
         ChainActor {
             wallet_prefix: format!("wallet/{chain_id}/"),
+            job_prefix: format!("job/{chain_id}/"),
             chain_id,
             observed: state.next_position,
             state,
@@ -147,6 +154,28 @@ impl ChainActor {
     }
 }
 
+/// Type of the job event that carries a miner's receipt.
+const RESULT_SUBMITTED: &str = "JobResultSubmitted.v1";
+
+impl ChainActor {
+    /// Adds the leaf of the receipt a job's `ResultSubmitted` carries.
+    fn receipt(&mut self, job: &str, event: &RecordedEvent) {
+        let decoded = DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms);
+        match (job.parse::<Hash32>(), decoded) {
+            (
+                Ok(job),
+                Ok(DomainEvent::Job(JobEvent::ResultSubmitted {
+                    result, job_kind, ..
+                })),
+            ) => {
+                let leaf = Leaf::receipt(&job_kind, domain::job::receipt_id(&job, &result));
+                self.pending.push((event.position, leaf));
+            }
+            other => tracing::error!(position = event.position, ?other, "undecodable job result"),
+        }
+    }
+}
+
 impl Actor for ChainActor {
     type Context = Context<Self>;
 
@@ -171,6 +200,12 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ChainActor {
             "the subscription is gap-free"
         );
         self.observed += 1;
+        if let Some(job) = event.stream.strip_prefix(&self.job_prefix) {
+            if event.event_type == RESULT_SUBMITTED {
+                self.receipt(job, &event);
+            }
+            return;
+        }
         if !is_debit(&event.event_type) || !event.stream.starts_with(&self.wallet_prefix) {
             return;
         }

@@ -33,6 +33,7 @@ pub mod power;
 pub mod protocol;
 pub mod registry;
 pub mod router;
+pub mod scheduler;
 pub mod wallet;
 
 pub use error::CommandError;

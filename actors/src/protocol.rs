@@ -104,7 +104,15 @@ fn fact(event: &RecordedEvent) -> Option<Fact> {
             }
         };
     }
-    let module_stream = ["vesting/", "dao/", "proposal/", "agent/"];
+    let module_stream = [
+        "vesting/",
+        "dao/",
+        "proposal/",
+        "agent/",
+        "job/",
+        "miner/",
+        "jobs/",
+    ];
     if !module_stream.iter().any(|p| event.stream.starts_with(p)) {
         return None;
     }
@@ -113,6 +121,9 @@ fn fact(event: &RecordedEvent) -> Option<Fact> {
         Ok(DomainEvent::Dao(dao)) => Some(Fact::Dao(dao)),
         Ok(DomainEvent::Proposal(proposal)) => Some(Fact::Proposal(proposal)),
         Ok(DomainEvent::Agent(agent)) => Some(Fact::Agent(agent)),
+        Ok(DomainEvent::Job(job)) => Some(Fact::Job(job)),
+        Ok(DomainEvent::Miner(miner)) => Some(Fact::Miner(miner)),
+        Ok(DomainEvent::Market(market)) => Some(Fact::Market(market)),
         other => {
             tracing::error!(
                 position = event.position,

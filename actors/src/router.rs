@@ -15,7 +15,9 @@ use domain::agent::{self, AgentAggregate, AgentCommand, AgentEvent, AgentId, Age
 use domain::codec::DomainEvent;
 use domain::dao::{Dao, DaoEvent, GovernanceParams};
 use domain::hash::Hash32;
+use domain::job::{self, JobAggregate, JobCommand, JobId, JobState};
 use domain::kinds::{self, TxAction};
+use domain::miner::{MarketIndex, MinerAggregate, MinerId};
 use domain::money::Amount;
 use domain::proposal::Measured;
 use domain::proposal::{
@@ -84,6 +86,12 @@ pub struct Registries {
     pub proposals: Registry<ProposalAggregate>,
     /// Agents.
     pub agents: Registry<AgentAggregate>,
+    /// GPU jobs.
+    pub jobs: Registry<JobAggregate>,
+    /// Miners.
+    pub miners: Registry<MinerAggregate>,
+    /// The chains' indexes of open jobs and miners.
+    pub market: Registry<MarketIndex>,
 }
 
 /// Runs the protocol's steps on the registries.
@@ -94,6 +102,9 @@ pub struct Router {
     dao: Registry<Dao>,
     proposals: Registry<ProposalAggregate>,
     agents: Registry<AgentAggregate>,
+    jobs: Registry<JobAggregate>,
+    miners: Registry<MinerAggregate>,
+    market: Registry<MarketIndex>,
     pauses: PauseBoard,
 }
 
@@ -127,6 +138,9 @@ pub fn fact_of(event: &DomainEvent) -> Option<Fact> {
         DomainEvent::Dao(event) => Some(Fact::Dao(event.clone())),
         DomainEvent::Proposal(event) => Some(Fact::Proposal(event.clone())),
         DomainEvent::Agent(event) => Some(Fact::Agent(event.clone())),
+        DomainEvent::Job(event) => Some(Fact::Job(event.clone())),
+        DomainEvent::Miner(event) => Some(Fact::Miner(event.clone())),
+        DomainEvent::Market(event) => Some(Fact::Market(event.clone())),
         DomainEvent::Wallet(WalletEvent::Funded { .. }) | DomainEvent::Chain(_) => None,
     }
 }
@@ -141,6 +155,9 @@ impl Router {
             dao,
             proposals,
             agents,
+            jobs,
+            miners,
+            market,
         } = registries;
         Router {
             wallets,
@@ -148,8 +165,26 @@ impl Router {
             dao,
             proposals,
             agents,
+            jobs,
+            miners,
+            market,
             pauses,
         }
+    }
+
+    /// The jobs.
+    pub fn jobs(&self) -> &Registry<JobAggregate> {
+        &self.jobs
+    }
+
+    /// The miners.
+    pub fn miners(&self) -> &Registry<MinerAggregate> {
+        &self.miners
+    }
+
+    /// The chains' indexes of open jobs and miners.
+    pub fn market(&self) -> &Registry<MarketIndex> {
+        &self.market
     }
 
     /// The agents.
@@ -381,6 +416,29 @@ impl Router {
         Ok(bond)
     }
 
+    /// The verification of a job whose results are all in: with the platform's reference (run
+    /// on a blocking thread) when the job is re-executed.
+    async fn verification(&self, id: &JobId) -> Result<JobCommand, CommandError> {
+        let sample_bps = self.jobs.facts(id)?.sample_bps;
+        let input = self
+            .jobs
+            .query(id.clone(), move |state| {
+                job::needs_reference(state, sample_bps)
+                    .then(|| state.job.as_ref().map(|j| j.request.input.clone()))
+                    .flatten()
+            })
+            .await?;
+        let reference = match input {
+            None => None,
+            Some(input) => Some(
+                tokio::task::spawn_blocking(move || input.reference())
+                    .await
+                    .map_err(|e| CommandError::Unavailable(format!("reference run: {e}")))?,
+            ),
+        };
+        Ok(JobCommand::Verify { reference })
+    }
+
     /// A proposal's record without its votes.
     async fn proposal(&self, id: ProposalId) -> Result<Option<Proposal>, CommandError> {
         self.proposals
@@ -458,6 +516,16 @@ impl Router {
             TxAction::Governance { proposal, act } => {
                 return self.precheck_governance(tx, *proposal, act).await;
             }
+            TxAction::CancelJob(job_id) => {
+                let id = JobId {
+                    chain_id: tx.payload.chain_id.clone(),
+                    id: *job_id,
+                };
+                let sender = tx.payload.sender;
+                let check = move |state: &JobState| job::check_cancel(state, &sender).map(|_| ());
+                self.jobs.query(id, check).await??;
+            }
+            TxAction::SubmitJob(_) => {}
             TxAction::Agent { agent, act } => {
                 let agent = agent.unwrap_or(tx.payload.sender);
                 let id = AgentId {
@@ -535,6 +603,41 @@ impl Router {
                 };
                 let applied = self.dao.execute(chain_id.to_string(), command).await?;
                 Ok(recorded(owner, applied, DomainEvent::Dao))
+            }
+            FollowUp::Job {
+                chain_id,
+                id,
+                command,
+            } => {
+                let job_id = JobId {
+                    chain_id: chain_id.to_string(),
+                    id,
+                };
+                let command = match command {
+                    JobCommand::Verify { reference: None } => self.verification(&job_id).await?,
+                    other => other,
+                };
+                let applied = self.jobs.execute(job_id, command).await?;
+                let owner = Owner::Job { chain_id, id };
+                Ok(recorded(owner, applied, DomainEvent::Job))
+            }
+            FollowUp::Miner {
+                chain_id,
+                miner,
+                command,
+            } => {
+                let miner_id = MinerId {
+                    chain_id: chain_id.to_string(),
+                    miner,
+                };
+                let applied = self.miners.execute(miner_id, command).await?;
+                let owner = Owner::Miner { chain_id, miner };
+                Ok(recorded(owner, applied, DomainEvent::Miner))
+            }
+            FollowUp::Market { chain_id, command } => {
+                let applied = self.market.execute(chain_id.to_string(), command).await?;
+                let owner = Owner::Market { chain_id };
+                Ok(recorded(owner, applied, DomainEvent::Market))
             }
             FollowUp::Agent {
                 chain_id,

@@ -186,6 +186,24 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
         dao,
         proposals,
         agents,
+        jobs: Registry::new(
+            dyn_store.clone(),
+            clock.clone(),
+            handles.clone(),
+            |_: &_| Ok(domain::job::JobFacts { sample_bps: 0 }),
+        ),
+        miners: Registry::new(
+            dyn_store.clone(),
+            clock.clone(),
+            handles.clone(),
+            |_: &_| Ok(()),
+        ),
+        market: Registry::new(
+            dyn_store.clone(),
+            clock.clone(),
+            handles.clone(),
+            |_: &_| Ok(()),
+        ),
     };
     let router = Router::new(registries, pauses);
     let recovered = Arc::new(AtomicBool::new(false));

@@ -87,8 +87,13 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Node {
         handles.clone(),
         |_: &_| Ok(()),
     );
-    let dao = Registry::new(dyn_store, clock.clone(), handles, dao_facts([&genesis()]))
-        .publishing(publish_to(board.clone()));
+    let dao = Registry::new(
+        dyn_store.clone(),
+        clock.clone(),
+        handles.clone(),
+        dao_facts([&genesis()]),
+    )
+    .publishing(publish_to(board.clone()));
     dao.state(CHAIN.to_string()).await.expect("the DAO loads");
     let registries = actors::router::Registries {
         wallets,
@@ -96,6 +101,24 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Node {
         dao: dao.clone(),
         proposals,
         agents,
+        jobs: Registry::new(
+            dyn_store.clone(),
+            clock.clone(),
+            handles.clone(),
+            |_: &_| Ok(domain::job::JobFacts { sample_bps: 0 }),
+        ),
+        miners: Registry::new(
+            dyn_store.clone(),
+            clock.clone(),
+            handles.clone(),
+            |_: &_| Ok(()),
+        ),
+        market: Registry::new(
+            dyn_store.clone(),
+            clock.clone(),
+            handles.clone(),
+            |_: &_| Ok(()),
+        ),
     };
     let router = Router::new(registries, board.clone());
     let recovered = Arc::new(AtomicBool::new(false));

@@ -30,6 +30,17 @@ pub enum BenchCommand {
         #[arg(long)]
         new_accounts: bool,
     },
+    /// Small `sha256` jobs end to end: submitted by a client, run by miners in this process on
+    /// this machine's GPU adapter, verified and paid by the node. Prints jobs/s and the
+    /// submit → assigned latency.
+    Jobs {
+        /// Jobs in total.
+        #[arg(long, default_value_t = 200)]
+        jobs: usize,
+        /// Miners (threads, each its own key and connection).
+        #[arg(long, default_value_t = 2)]
+        miners: usize,
+    },
 }
 
 pub fn run(ctx: &Context, command: BenchCommand) -> anyhow::Result<()> {
@@ -39,6 +50,7 @@ pub fn run(ctx: &Context, command: BenchCommand) -> anyhow::Result<()> {
             transfers,
             new_accounts,
         } => transfers_bench(ctx, connections, transfers, new_accounts),
+        BenchCommand::Jobs { jobs, miners } => jobs_bench(ctx, jobs, miners),
     }
 }
 
@@ -276,4 +288,115 @@ mod raw {
             Ok(status)
         }
     }
+}
+
+/// `bench jobs`: one client submits `jobs` small sha256 jobs back to back while `miners` miner
+/// threads take, run and return them; the node verifies and pays each.
+fn jobs_bench(ctx: &Context, jobs: usize, miners: usize) -> anyhow::Result<()> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    if jobs == 0 || !(1..=64).contains(&miners) {
+        bail!("need at least one job and 1..=64 miners");
+    }
+    let chains = ctx.get("/v1/chains")?;
+    let chain_id = match &ctx.chain {
+        Some(id) => id.clone(),
+        None => chains["default_chain"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let executor = gpu::Executor::new().map_err(|e| anyhow!("no GPU adapter: {e}"))?;
+    let client = SigningKey::generate().map_err(|e| anyhow!("{e}"))?;
+    ctx.post(
+        "/v1/faucet",
+        &json!({"address": client.address(), "amount": (jobs as u128) * 1_000, "chain_id": chain_id}),
+    )?;
+    let keys: Vec<SigningKey> = (0..miners)
+        .map(|_| SigningKey::generate().map_err(|e| anyhow!("{e}")))
+        .collect::<Result<_, _>>()?;
+    let offer = json!({
+        "gpu": {"name": executor.adapter().name, "backend": executor.adapter().backend,
+                "device_type": executor.adapter().device_type},
+        "price_per_s": "1", "capacity": 1,
+    });
+    for key in &keys {
+        let miner = crate::miner::Client::new(&ctx.node, ctx.chain.clone(), key.clone());
+        let (status, answer) =
+            miner.call_until_answered("POST", "/v1/miners/register", Some(&offer));
+        if status != 200 {
+            bail!("registration refused ({status}): {answer}");
+        }
+    }
+    let submitted: Mutex<std::collections::HashMap<String, Instant>> = Mutex::default();
+    let latencies: Mutex<Vec<Duration>> = Mutex::default();
+    let done = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for key in &keys {
+            let (executor, submitted, latencies, done) = (&executor, &submitted, &latencies, &done);
+            scope.spawn(move || {
+                let miner = crate::miner::Client::new(&ctx.node, ctx.chain.clone(), key.clone());
+                while done.load(Ordering::Acquire) < jobs {
+                    let (status, answer) =
+                        miner.call_until_answered("GET", "/v1/miners/jobs?wait_s=1", None);
+                    let job = &answer["job"];
+                    if status != 200 || job.is_null() {
+                        continue;
+                    }
+                    let id = job["job_id"].as_str().unwrap_or_default().to_string();
+                    if let Some(at) = submitted.lock().expect("not poisoned").get(&id) {
+                        latencies.lock().expect("not poisoned").push(at.elapsed());
+                    }
+                    let run = Instant::now();
+                    let Ok(result) = crate::miner::run_job(executor, job) else {
+                        continue;
+                    };
+                    let gpu_ms = run.elapsed().as_millis() as u64;
+                    let body = crate::miner::result_body(key, &id, &result, gpu_ms, 1);
+                    let path = format!("/v1/miners/jobs/{id}/result");
+                    let (status, _) = miner.call_until_answered("POST", &path, Some(&body));
+                    if status == 200 {
+                        done.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            });
+        }
+        for nonce in 0..jobs as u64 {
+            let message = hex::encode(nonce.to_le_bytes());
+            let mut payload = TxPayload::transfer(
+                &chain_id,
+                client.address(),
+                nonce,
+                Amount::ZERO,
+                client.address(),
+                Amount(1),
+            );
+            payload.kind = "submit_job".into();
+            payload.body = json!({
+                "job_kind": "sha256", "input": {"messages": [message]},
+                "max_price": "1", "redundancy": 1, "deadline_s": 600,
+            });
+            let envelope = sign_payload(&client, &payload);
+            // The job's id is the transaction's hash: known before it is sent.
+            submitted
+                .lock()
+                .expect("not poisoned")
+                .insert(envelope.hash().to_string(), Instant::now());
+            ctx.post("/v1/transactions", &serde_json::to_value(envelope)?)?;
+        }
+        Ok(())
+    })?;
+    let elapsed = started.elapsed();
+    let mut latencies = latencies.into_inner().expect("not poisoned");
+    latencies.sort();
+    println!(
+        "jobs: {jobs} sha256 jobs, {miners} miners on {}: {:.1} jobs/s end to end (submit → verified and paid); \
+         submit → assigned p50 {:.1} ms, p99 {:.1} ms",
+        executor.adapter().name,
+        jobs as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+    Ok(())
 }

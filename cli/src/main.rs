@@ -6,7 +6,9 @@ mod client;
 mod council;
 mod gov;
 mod gpu;
+mod job;
 mod keystore;
+mod miner;
 mod node;
 mod vesting;
 mod wallet;
@@ -55,6 +57,12 @@ enum Command {
     /// The council: approve pausing or resuming a module, show pauses and approvals.
     #[command(subcommand)]
     Council(council::CouncilCommand),
+    /// GPU jobs: submit (escrowed), status, result, cancel.
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Run a remote miner (`--key FILE`): register, take jobs, run them on this GPU, get paid;
+    /// `miner status` lists the chain's miners.
+    Miner(miner::MinerArgs),
     /// Agent wallets: register, configure strategy and auto-voting, callers, stop, reactivate.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -126,6 +134,8 @@ fn main() {
                 Command::Council(command) => council::run(&ctx, command),
                 Command::Gov(command) => gov::run(&ctx, command),
                 Command::Agent(command) => agent::run(&ctx, command),
+                Command::Job(command) => job::run(&ctx, command),
+                Command::Miner(args) => miner::run(&ctx, args),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),
                 Command::Block { id } => wallet::block(&ctx, id.as_deref()),

@@ -225,6 +225,15 @@ impl Block {
         crate::merkle::leaf_proof(&self.leaves, index)
     }
 
+    /// Inclusion proof of the job receipt `receipt_id` in this block.
+    pub fn receipt_proof(&self, receipt_id: &Hash32) -> Option<crate::merkle::MerkleProof> {
+        let index = self
+            .leaves
+            .iter()
+            .position(|l| l.leaf_type == LeafType::Receipt && l.hash == *receipt_id)?;
+        crate::merkle::leaf_proof(&self.leaves, index)
+    }
+
     /// Verifies the Merkle root, the hash and that at least `threshold` distinct members of
     /// `validators` (public keys, hex) signed it, and that every signature present is valid.
     pub fn verify(&self, validators: &[String], threshold: usize) -> Result<(), BlockError> {

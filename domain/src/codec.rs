@@ -6,6 +6,8 @@ use serde::Deserialize;
 use crate::agent::AgentEvent;
 use crate::chain::ChainEvent;
 use crate::dao::DaoEvent;
+use crate::job::JobEvent;
+use crate::miner::{MarketEvent, MinerEvent};
 use crate::proposal::ProposalEvent;
 use crate::vesting::VestingEvent;
 use crate::wallet::{Credit, DebitSummary, Payout, WalletEvent};
@@ -25,6 +27,12 @@ pub enum DomainEvent {
     Proposal(ProposalEvent),
     /// An event of an agent's stream.
     Agent(AgentEvent),
+    /// An event of a job's stream.
+    Job(JobEvent),
+    /// An event of a miner's stream.
+    Miner(MinerEvent),
+    /// An event of a chain's job and miner index.
+    Market(MarketEvent),
 }
 
 /// Why stored bytes are not a known event.
@@ -53,6 +61,9 @@ impl DomainEvent {
             DomainEvent::Dao(e) => e.event_type(),
             DomainEvent::Proposal(e) => e.event_type(),
             DomainEvent::Agent(e) => e.event_type(),
+            DomainEvent::Job(e) => e.event_type(),
+            DomainEvent::Miner(e) => e.event_type(),
+            DomainEvent::Market(e) => e.event_type(),
         }
     }
 
@@ -65,6 +76,9 @@ impl DomainEvent {
             DomainEvent::Dao(e) => serde_json::to_vec(e),
             DomainEvent::Proposal(e) => serde_json::to_vec(e),
             DomainEvent::Agent(e) => serde_json::to_vec(e),
+            DomainEvent::Job(e) => serde_json::to_vec(e),
+            DomainEvent::Miner(e) => serde_json::to_vec(e),
+            DomainEvent::Market(e) => serde_json::to_vec(e),
         }
         .expect("domain events serialize")
     }
@@ -119,6 +133,15 @@ impl DomainEvent {
                 .map_err(bad),
             agent if AgentEvent::TYPES.contains(&agent) => serde_json::from_slice(data)
                 .map(DomainEvent::Agent)
+                .map_err(bad),
+            job if JobEvent::TYPES.contains(&job) => serde_json::from_slice(data)
+                .map(DomainEvent::Job)
+                .map_err(bad),
+            miner if MinerEvent::TYPES.contains(&miner) => serde_json::from_slice(data)
+                .map(DomainEvent::Miner)
+                .map_err(bad),
+            market if MarketEvent::TYPES.contains(&market) => serde_json::from_slice(data)
+                .map(DomainEvent::Market)
                 .map_err(bad),
             other => Err(DecodeError::UnknownType(other.to_string())),
         }

@@ -92,6 +92,12 @@ pub enum TxError {
     /// read back).
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
+    /// A miner acting on a job that is not leased to it.
+    #[error("not assigned: {0}")]
+    NotAssigned(String),
+    /// A miner's result that does not hold together (hash, price, size).
+    #[error("bad result: {0}")]
+    BadResult(String),
     /// The sender's account is frozen by an emergency proposal.
     #[error("frozen: {0}")]
     Frozen(String),
@@ -122,6 +128,8 @@ impl TxError {
             TxError::NoVotingPower(_) => "no_voting_power",
             TxError::Frozen(_) => "frozen",
             TxError::LimitExceeded(_) => "limit_exceeded",
+            TxError::NotAssigned(_) => "not_assigned",
+            TxError::BadResult(_) => "bad_result",
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::agent::{AgentAct, AgentRef, CallerBody, ConfigureBody, RegisterBody};
 use crate::dao::{CouncilAct, CouncilPauseBody, CouncilUnpauseBody};
 use crate::error::TxError;
 use crate::hash::Hash32;
+use crate::job::{CancelJobBody, SubmitJob};
 use crate::money::Amount;
 use crate::proposal::{ChallengeBody, GovAct, ProposalRef, ResolveBody, VoteBody};
 use crate::vesting;
@@ -81,6 +82,8 @@ pub enum DecidedBy {
     Proposal,
     /// The agent named by the body (or, registering, the sender).
     Agent,
+    /// The job named by the body (or created by the transaction).
+    Job,
 }
 
 /// One row of the table.
@@ -249,6 +252,23 @@ pub const KINDS: &[KindSpec] = &[
         let body: ProposalRef = strict(body)?;
         Ok((Some(body.proposal_id), GovAct::Execute))
     }),
+    KindSpec {
+        name: "submit_job",
+        module: Module::Jobs,
+        sender: SenderRule::AnyAccount,
+        decided_by: DecidedBy::Job,
+        parse: |body| Ok(TxAction::SubmitJob(Box::new(SubmitJob::parse(body)?))),
+    },
+    KindSpec {
+        name: "cancel_job",
+        module: Module::Jobs,
+        sender: SenderRule::AnyAccount,
+        decided_by: DecidedBy::Job,
+        parse: |body| {
+            let body: CancelJobBody = strict(body)?;
+            Ok(TxAction::CancelJob(body.job_id))
+        },
+    },
     agent!("register_agent", |body| {
         let body: RegisterBody = strict(body)?;
         let act = AgentAct::Register {
@@ -351,6 +371,10 @@ pub enum TxAction {
     ClaimVested(ClaimVestedBody),
     /// A council member's approval of a pause or an unpause.
     Council(CouncilAct),
+    /// Pay for a GPU job (escrowed).
+    SubmitJob(Box<SubmitJob>),
+    /// Cancel a queued job.
+    CancelJob(Hash32),
     /// An agent's registration or its owner's management of it.
     Agent {
         /// The agent the body names (`None`: the sender registers itself).

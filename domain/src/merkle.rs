@@ -21,12 +21,15 @@ fn leaf(tx_hash: &Hash32) -> Hash32 {
 pub enum LeafType {
     /// A committed transaction (its hash).
     Tx,
+    /// A miner's signed receipt for a job's result (its id; the kind is the job's).
+    Receipt,
 }
 
 impl LeafType {
     fn tag(self) -> &'static str {
         match self {
             LeafType::Tx => "tx",
+            LeafType::Receipt => "receipt",
         }
     }
 }
@@ -50,6 +53,15 @@ impl Leaf {
             leaf_type: LeafType::Tx,
             kind: kind.to_string(),
             hash,
+        }
+    }
+
+    /// A receipt leaf.
+    pub fn receipt(job_kind: &str, receipt_id: Hash32) -> Leaf {
+        Leaf {
+            leaf_type: LeafType::Receipt,
+            kind: job_kind.to_string(),
+            hash: receipt_id,
         }
     }
 

@@ -28,7 +28,9 @@ use crate::agent::{self, AgentCommand, AgentEvent};
 use crate::codec::WalletFact;
 use crate::dao::{self, DaoCommand, DaoEvent};
 use crate::hash::Hash32;
+use crate::job::{self, JobCommand, JobEvent};
 use crate::kinds::Module;
+use crate::miner::{self, MarketCommand, MarketEvent, MinerCommand, MinerEvent, Outcome};
 use crate::money::Amount;
 use crate::proposal::{self, BondRef, GovAct, ProposalEvent, ProposalStep, Support};
 use crate::vesting::{self, VestingCommand, VestingEvent};
@@ -71,6 +73,31 @@ pub enum FollowUp {
         /// The command.
         command: DaoCommand,
     },
+    /// A command to a job.
+    Job {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The job.
+        id: Hash32,
+        /// The command (a `Verify` gets the reference measured by the host).
+        command: JobCommand,
+    },
+    /// A command to a miner.
+    Miner {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The miner.
+        miner: Address,
+        /// The command.
+        command: MinerCommand,
+    },
+    /// A command to a chain's job and miner index.
+    Market {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The command.
+        command: MarketCommand,
+    },
     /// A command to an agent.
     Agent {
         /// Chain.
@@ -101,6 +128,14 @@ impl FollowUp {
             FollowUp::Dao { chain_id, command } => dao::command_event_id(chain_id, command),
             FollowUp::Proposal { id, step, .. } => proposal::step_event_id(id, step),
             FollowUp::Agent { command, .. } => agent::tx_event_id(&command.tx),
+            FollowUp::Job { id, command, .. } => job::command_event_id(id, command),
+            FollowUp::Miner { miner, command, .. } => match command {
+                MinerCommand::Outcome { job, outcome } => {
+                    miner::outcome_event_id(job, miner, *outcome)
+                }
+                MinerCommand::Register { at_ms, .. } => miner::register_event_id(miner, *at_ms),
+            },
+            FollowUp::Market { command, .. } => miner::market_event_id(command),
         }
     }
 }
@@ -118,6 +153,12 @@ pub enum Fact {
     Proposal(ProposalEvent),
     /// An agent's event.
     Agent(AgentEvent),
+    /// A job's event.
+    Job(JobEvent),
+    /// A miner's event.
+    Miner(MinerEvent),
+    /// The job index's event.
+    Market(MarketEvent),
 }
 
 /// Where an event was recorded: a wallet (chain, address) or a vesting schedule (chain, id).
@@ -142,6 +183,25 @@ pub enum Owner {
         /// Chain.
         chain_id: Arc<str>,
     },
+    /// `job/<chain>/<id>`.
+    Job {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The job.
+        id: Hash32,
+    },
+    /// `miner/<chain>/<address>`.
+    Miner {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The miner.
+        miner: Address,
+    },
+    /// `jobs/<chain>`.
+    Market {
+        /// Chain.
+        chain_id: Arc<str>,
+    },
     /// `agent/<chain>/<address>`.
     Agent {
         /// Chain.
@@ -161,10 +221,18 @@ pub enum Owner {
 /// The owner of a stream; `None` for streams whose events owe no steps (chains).
 pub fn stream_owner(stream: &str) -> Option<Owner> {
     let (prefix, rest) = stream.split_once('/')?;
-    if prefix == "dao" {
-        return Some(Owner::Dao {
-            chain_id: Arc::from(rest),
-        });
+    match prefix {
+        "dao" => {
+            return Some(Owner::Dao {
+                chain_id: Arc::from(rest),
+            });
+        }
+        "jobs" => {
+            return Some(Owner::Market {
+                chain_id: Arc::from(rest),
+            });
+        }
+        _ => {}
     }
     let (chain, id) = rest.split_once('/')?;
     match prefix {
@@ -175,6 +243,14 @@ pub fn stream_owner(stream: &str) -> Option<Owner> {
         "vesting" => Some(Owner::Vesting {
             chain_id: Arc::from(chain),
             id: id.parse().ok()?,
+        }),
+        "job" => Some(Owner::Job {
+            chain_id: Arc::from(chain),
+            id: id.parse().ok()?,
+        }),
+        "miner" => Some(Owner::Miner {
+            chain_id: Arc::from(chain),
+            miner: id.parse().ok()?,
         }),
         "agent" => Some(Owner::Agent {
             chain_id: Arc::from(chain),
@@ -222,6 +298,30 @@ pub fn timers(owner: &Owner, fact: &Fact) -> Vec<Timer> {
                 ..
             }),
         ) => vec![pause_expiry(chain_id, *module, *until_ms)],
+        (Owner::Job { chain_id, id }, Fact::Job(event)) => {
+            let timer = |due_ms: u64, command: JobCommand| Timer {
+                due_ms,
+                step: FollowUp::Job {
+                    chain_id: chain_id.clone(),
+                    id: *id,
+                    command,
+                },
+            };
+            match event {
+                JobEvent::Submitted(job) => vec![timer(job.deadline_ms, JobCommand::Expire)],
+                JobEvent::Assigned {
+                    miner,
+                    lease_until_ms,
+                } => {
+                    let command = JobCommand::LeaseEnd {
+                        miner: *miner,
+                        lease_until_ms: *lease_until_ms,
+                    };
+                    vec![timer(*lease_until_ms, command)]
+                }
+                _ => Vec::new(),
+            }
+        }
         (Owner::Proposal { chain_id, id }, Fact::Proposal(event)) => {
             let timer = |due_ms: u64, step: ProposalStep| Timer {
                 due_ms,
@@ -409,6 +509,105 @@ fn proposal_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &ProposalEvent) -
     steps.into_iter().flatten().collect()
 }
 
+/// What a job's event owes: the escrow's payouts (miners, fees, refund), the miners'
+/// reputation, the index of open jobs, and the verification once every result is in.
+fn job_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &JobEvent) -> Vec<FollowUp> {
+    let escrow = job::escrow_account(chain_id);
+    let keyed = |tag: &str, miner: Option<&Address>| {
+        let mut bytes = id.0.to_vec();
+        if let Some(miner) = miner {
+            bytes.extend_from_slice(&miner.0);
+        }
+        cause(tag, &Hash32::digest(&bytes), None)
+    };
+    let pay_from_escrow = |tag: &str, miner: Option<&Address>, to: Address, amount: Amount| {
+        (amount > Amount::ZERO).then(|| pay(chain_id, escrow, keyed(tag, miner), to, amount))
+    };
+    let outcome = |miner: Address, outcome: Outcome| {
+        Some(FollowUp::Miner {
+            chain_id: chain_id.clone(),
+            miner,
+            command: MinerCommand::Outcome { job: id, outcome },
+        })
+    };
+    let close = || {
+        Some(FollowUp::Market {
+            chain_id: chain_id.clone(),
+            command: MarketCommand::Close(id),
+        })
+    };
+    let steps: Vec<Option<FollowUp>> = match event {
+        JobEvent::Submitted(_) => vec![Some(FollowUp::Market {
+            chain_id: chain_id.clone(),
+            command: MarketCommand::Open(id),
+        })],
+        JobEvent::ResultSubmitted {
+            complete, result, ..
+        } => {
+            let receipt = job::receipt_id(&id, result);
+            let mut steps = vec![Some(FollowUp::Market {
+                chain_id: chain_id.clone(),
+                command: MarketCommand::Receipt { receipt, job: id },
+            })];
+            if *complete {
+                steps.push(Some(FollowUp::Job {
+                    chain_id: chain_id.clone(),
+                    id,
+                    command: JobCommand::Verify { reference: None },
+                }));
+            }
+            steps
+        }
+        JobEvent::LeaseExpired { miner, .. } => vec![outcome(*miner, Outcome::LeaseExpired)],
+        JobEvent::Verified {
+            payments,
+            disproved,
+            owner,
+            refund,
+            ..
+        } => {
+            let treasury = Address::treasury(chain_id);
+            let mut steps = vec![
+                pay_from_escrow("job-refund", None, *owner, *refund),
+                close(),
+            ];
+            for payment in payments {
+                let miner = Some(&payment.miner);
+                steps.push(pay_from_escrow(
+                    "job-paid",
+                    miner,
+                    payment.miner,
+                    payment.paid,
+                ));
+                steps.push(pay_from_escrow("job-fee", miner, treasury, payment.fee));
+                steps.push(outcome(payment.miner, Outcome::Verified));
+            }
+            steps.extend(disproved.iter().map(|m| outcome(*m, Outcome::Disproved)));
+            steps
+        }
+        JobEvent::Failed {
+            disproved,
+            owner,
+            refund,
+        } => {
+            let mut steps = vec![
+                pay_from_escrow("job-refund", None, *owner, *refund),
+                close(),
+            ];
+            steps.extend(disproved.iter().map(|m| outcome(*m, Outcome::Disproved)));
+            steps
+        }
+        JobEvent::Expired { owner, refund } | JobEvent::Canceled { owner, refund, .. } => {
+            vec![
+                pay_from_escrow("job-refund", None, *owner, *refund),
+                close(),
+            ]
+        }
+        _ => Vec::new(),
+    };
+    steps.into_iter().flatten().collect()
+}
+
 /// The steps that carry out action `index` of executed proposal `id`: a payout from the
 /// treasury (into a new vesting schedule when it vests), or the DAO's enactment.
 fn enact(
@@ -535,6 +734,25 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
                         committed_at_ms: debit.committed_at_ms,
                     },
                 }),
+                Some(Effect::SubmitJob(request)) => steps.push(FollowUp::Job {
+                    chain_id: chain_id.clone(),
+                    id: debit.tx_hash,
+                    command: JobCommand::Submit {
+                        tx: debit.tx_hash,
+                        owner: *sender,
+                        request: request.clone(),
+                        escrow: debit.amount,
+                        committed_at_ms: debit.committed_at_ms,
+                    },
+                }),
+                Some(Effect::CancelJob { job_id }) => steps.push(FollowUp::Job {
+                    chain_id: chain_id.clone(),
+                    id: *job_id,
+                    command: JobCommand::Cancel {
+                        tx: debit.tx_hash,
+                        sender: *sender,
+                    },
+                }),
                 Some(Effect::Agent { agent, act }) => steps.push(FollowUp::Agent {
                     chain_id: chain_id.clone(),
                     agent: *agent,
@@ -566,6 +784,14 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
         (Owner::Proposal { chain_id, id }, Fact::Proposal(event)) => {
             proposal_follow_ups(chain_id, *id, event)
         }
+        (Owner::Job { chain_id, id }, Fact::Job(event)) => job_follow_ups(chain_id, *id, event),
+        (
+            Owner::Miner { chain_id, miner },
+            Fact::Miner(MinerEvent::Registered { first: true, .. }),
+        ) => vec![FollowUp::Market {
+            chain_id: chain_id.clone(),
+            command: MarketCommand::Miner(*miner),
+        }],
         (Owner::Agent { chain_id, agent }, Fact::Agent(AgentEvent::Registered { .. })) => {
             vec![FollowUp::Dao {
                 chain_id: chain_id.clone(),

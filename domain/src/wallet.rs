@@ -143,6 +143,13 @@ pub enum Effect {
     },
     /// A council member's action, settled by the chain's DAO.
     Council(crate::dao::CouncilAct),
+    /// A job submitted (its escrow moved to the jobs account by this debit).
+    SubmitJob(Box<crate::job::SubmitJob>),
+    /// A job's cancellation.
+    CancelJob {
+        /// The job.
+        job_id: Hash32,
+    },
     /// An agent act, decided by the agent (for `register_agent`, the sender).
     Agent {
         /// The agent.
@@ -607,6 +614,20 @@ fn outflow(tx: &VerifiedTx, ctx: &Context<'_, Wallet>) -> Result<Outflow, TxErro
             asset: None,
             minted: false,
             effect: Some(Box::new(Effect::Council(act.clone()))),
+        },
+        TxAction::SubmitJob(request) => Outflow {
+            to: crate::job::escrow_account(&ctx.id.chain_id),
+            amount: request.escrow(),
+            asset: None,
+            minted: false,
+            effect: Some(Box::new(Effect::SubmitJob(request.clone()))),
+        },
+        TxAction::CancelJob(job_id) => Outflow {
+            to: tx.payload.sender,
+            amount: Amount::ZERO,
+            asset: None,
+            minted: false,
+            effect: Some(Box::new(Effect::CancelJob { job_id: *job_id })),
         },
         TxAction::Agent { agent, act } => Outflow {
             to: tx.payload.sender,

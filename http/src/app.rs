@@ -99,6 +99,10 @@ pub struct App {
     pub progress: Arc<Progress>,
     /// Parsed public keys of recent senders (parsing is a third of a signature check).
     pub key_cache: DashMap<[u8; 32], PublicKey>,
+    /// Matches open jobs with miners.
+    pub scheduler: actors::scheduler::Scheduler,
+    /// Signed miner requests seen lately (replays are refused) and miners' last contact.
+    pub miner_requests: crate::jobs::MinerRequests,
 }
 
 /// The long-running actors a node cannot serve correctly without.

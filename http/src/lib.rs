@@ -12,6 +12,7 @@ pub mod config;
 pub mod custody;
 pub mod error;
 pub mod governance;
+pub mod jobs;
 pub mod limits;
 pub mod power;
 pub mod routes;

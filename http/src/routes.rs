@@ -65,7 +65,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/wallet/balance", web::get().to(wallet_balance))
             .route("/wallet/send", web::post().to(wallet_send))
             .configure(crate::governance::routes)
-            .configure(crate::agents::routes),
+            .configure(crate::agents::routes)
+            .configure(crate::jobs::routes),
     )
     .default_service(web::to(no_such_endpoint));
 }
@@ -260,11 +261,12 @@ fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 /// The module accounts of `chain_id`: (label, address).
-fn module_accounts(chain_id: &str) -> [(&'static str, Address); 3] {
+fn module_accounts(chain_id: &str) -> [(&'static str, Address); 4] {
     [
         ("treasury", Address::treasury(chain_id)),
         ("vesting", domain::vesting::vesting_account(chain_id)),
         ("bonds", domain::proposal::bond_account(chain_id)),
+        ("jobs", domain::job::escrow_account(chain_id)),
     ]
 }
 

@@ -18,10 +18,13 @@ use actors::dao::{PauseBoard, dao_facts, publish_to};
 use actors::protocol::ProtocolManager;
 use actors::registry::Registry;
 use actors::router::{Registries, Router};
+use actors::scheduler::Scheduler;
 use actors::wallet::{WalletRegistry, wallet_facts};
 use domain::agent::{AgentAggregate, AgentId};
 use domain::chain::Chain;
 use domain::dao::Dao;
+use domain::job::{JobAggregate, JobFacts, JobId};
+use domain::miner::{MarketIndex, MinerAggregate, MinerId};
 use domain::proposal::{ProposalAggregate, ProposalId};
 use domain::vesting::{Vesting, VestingId};
 use projections::explorer::Explorer;
@@ -108,12 +111,31 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             let hosted = hosted.clone();
             move |id: &ProposalId| hosted(&id.chain_id)
         });
-    let agents: Registry<AgentAggregate> = Registry::new(
-        store.clone(),
-        clock.clone(),
-        handles,
-        move |id: &AgentId| hosted(&id.chain_id),
-    );
+    let agents: Registry<AgentAggregate> =
+        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+            let hosted = hosted.clone();
+            move |id: &AgentId| hosted(&id.chain_id)
+        });
+    let scheduler = Scheduler::new();
+    let jobs: Registry<JobAggregate> =
+        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+            let hosted = hosted.clone();
+            move |id: &JobId| {
+                hosted(&id.chain_id).map(|()| JobFacts {
+                    sample_bps: domain::job::SAMPLE_BPS_DEFAULT,
+                })
+            }
+        })
+        .publishing(scheduler.publisher());
+    let miners: Registry<MinerAggregate> =
+        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+            let hosted = hosted.clone();
+            move |id: &MinerId| hosted(&id.chain_id)
+        });
+    let market: Registry<MarketIndex> =
+        Registry::new(store.clone(), clock.clone(), handles, move |id: &String| {
+            hosted(id)
+        });
     let pauses = PauseBoard::default();
     let dao: Registry<Dao> = Registry::new(
         store.clone(),
@@ -128,6 +150,9 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         dao: dao.clone(),
         proposals,
         agents,
+        jobs: jobs.clone(),
+        miners,
+        market: market.clone(),
     };
     let router = Router::new(registries, pauses);
 
@@ -219,6 +244,22 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         dao.state(chain.genesis.chain_id.clone())
             .await
             .map_err(|e| fail("dao")(e.to_string()))?;
+        // Every open job is loaded now: its actor publishes it to the scheduler's board.
+        let chain_id = chain.genesis.chain_id.clone();
+        let open = market
+            .state(chain_id.clone())
+            .await
+            .map_err(|e| fail("jobs")(e.to_string()))?
+            .open;
+        for id in open {
+            let job = JobId {
+                chain_id: chain_id.clone(),
+                id,
+            };
+            jobs.state(job)
+                .await
+                .map_err(|e| fail("jobs")(e.to_string()))?;
+        }
     }
 
     arbiters.extend([sealer_arbiter, manager_arbiter]);
@@ -259,6 +300,8 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             sealers,
         },
         key_cache: dashmap::DashMap::new(),
+        scheduler,
+        miner_requests: crate::jobs::MinerRequests::default(),
     });
     let data = web::Data::new(app.clone());
     let mut server = HttpServer::new(move || {

@@ -278,6 +278,29 @@ impl TestNode {
         (status, Self::json(&text))
     }
 
+    /// A request with extra headers and a raw body (`None`: a GET).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> (u16, Value) {
+        let mut request = self.agent.request(method, &self.url_of(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let result = match body {
+            Some(bytes) => request
+                .set("Content-Type", "application/json")
+                .send_bytes(bytes),
+            None => request.call(),
+        };
+        let (status, text) = Self::answer(result)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nstderr:\n{}", self.logs()));
+        (status, Self::json(&text))
+    }
+
     /// Submits a signed envelope.
     pub fn submit(&self, envelope: &SignedEnvelope) -> (u16, Value) {
         self.post("/v1/transactions", &envelope_json(envelope))

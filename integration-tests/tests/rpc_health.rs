@@ -129,6 +129,15 @@ fn health_metrics_and_openapi() {
         ("/v1/proposals/{id}/power/{address}", "get"),
         ("/v1/agents", "get"),
         ("/v1/agents/{address}", "get"),
+        ("/v1/miners/register", "post"),
+        ("/v1/miners/heartbeat", "post"),
+        ("/v1/miners/jobs", "get"),
+        ("/v1/miners/jobs/{id}/result", "post"),
+        ("/v1/miners", "get"),
+        ("/v1/jobs/{id}", "get"),
+        ("/v1/jobs/{id}/result", "get"),
+        ("/v1/receipts", "get"),
+        ("/v1/receipts/{id}", "get"),
     ];
     for (path, method) in expected {
         let item = paths

@@ -13,6 +13,7 @@ use domain::codec::{DecodeError, DomainEvent, WalletFact, decode_wallet_fact};
 use domain::dao::DaoEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
+use domain::job::JobEvent;
 use domain::merkle::MerkleProof;
 use domain::money::Amount;
 use domain::proposal::ProposalEvent;
@@ -482,6 +483,15 @@ impl Explorer {
                     self.apply_module_event(dao_event.tx(), refused, event)
                         .map_err(fail)?
                 }
+                Ok(DomainEvent::Job(job_event)) => {
+                    let refused = match &job_event {
+                        JobEvent::CancelRefused { reason, .. } => Some(reason),
+                        _ => None,
+                    };
+                    self.apply_module_event(job_event.tx(), refused, event)
+                        .map_err(fail)?
+                }
+                Ok(DomainEvent::Miner(_) | DomainEvent::Market(_)) => {}
                 Ok(DomainEvent::Agent(agent_event)) => {
                     let refused = match &agent_event {
                         AgentEvent::Refused { reason, .. } => Some(reason),

@@ -199,6 +199,7 @@ impl Writer {
             for leaf in &block.leaves {
                 match leaf.leaf_type {
                     LeafType::Tx => self.0.push(0),
+                    LeafType::Receipt => self.0.push(1),
                 }
                 self.str(&leaf.kind);
                 self.hash(&leaf.hash);
@@ -306,6 +307,7 @@ impl<'a> Reader<'a> {
             for _ in 0..count {
                 let leaf_type = match self.take(1)?[0] {
                     0 => LeafType::Tx,
+                    1 => LeafType::Receipt,
                     _ => return Err(RecordError("bad leaf type".into())),
                 };
                 let leaf = Leaf {

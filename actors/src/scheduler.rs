@@ -1,0 +1,255 @@
+//! The job scheduler (PRODUCT.md §6): matches open jobs with miners that ask for work.
+//!
+//! The job actors publish each job's state after every durable append (and on load) to the
+//! scheduler's board; at start the node loads every job the chain's index lists as open, so the
+//! board is whole again after a restart. A miner asks with a long poll; the scheduler gives it
+//! the oldest open job whose constraints it meets (GPU memory, reputation, region, pool, its
+//! price at most the job's max price; not a job it already took; within its capacity), leasing it
+//! through the job's actor (`Assign`, which sets the lease's durable timer). When no job fits, the
+//! miner waits; when a job opens or a lease runs out, the best waiting miner that fits it
+//! (highest reputation, then lowest price) is woken first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::address::Address;
+use domain::hash::Hash32;
+use domain::job::{JobCommand, JobRecord, JobState};
+use domain::miner::MinerRecord;
+use domain::protocol::FollowUp;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::error::CommandError;
+use crate::router::Router;
+
+/// How long a lease lasts (never past the job's deadline).
+pub const LEASE_MS: u64 = 30_000;
+/// Longest long poll.
+pub const WAIT_MS_MAX: u64 = 30_000;
+
+/// What the board knows of an open job.
+#[derive(Clone, Debug)]
+struct OpenJob {
+    record: JobRecord,
+    open_slots: usize,
+    /// Miners holding (or having held) a lease on it.
+    miners: Vec<Address>,
+    /// Live leases by miner.
+    live: Vec<Address>,
+}
+
+/// A miner waiting for work.
+struct Waiter {
+    chain_id: String,
+    miner: Address,
+    record: MinerRecord,
+    wake: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct Board {
+    /// Open jobs by (chain, submission time, id): the oldest first.
+    jobs: BTreeMap<(String, u64, Hash32), OpenJob>,
+    /// Where each job sits in `jobs`.
+    keys: HashMap<Hash32, (String, u64, Hash32)>,
+    waiting: Vec<Waiter>,
+}
+
+/// A job leased to a miner.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    /// The job.
+    pub job: JobRecord,
+    /// Until when.
+    pub lease_until_ms: u64,
+}
+
+/// The scheduler. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Scheduler {
+    board: Arc<Mutex<Board>>,
+}
+
+fn fits(job: &JobRecord, miner: &MinerRecord) -> bool {
+    let c = &job.request.constraints;
+    let offer = &miner.offer;
+    c.min_vram_mb
+        .is_none_or(|min| offer.gpu.vram_mb.is_some_and(|v| v >= min))
+        && c.min_reputation.is_none_or(|min| miner.reputation >= min)
+        && c.region
+            .as_ref()
+            .is_none_or(|r| offer.region.as_ref() == Some(r))
+        && c.pool_id
+            .as_ref()
+            .is_none_or(|p| offer.pool_id.as_ref() == Some(p))
+        && c.model.is_none()
+        && offer.price_per_s <= job.request.max_price
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new() -> Self {
+        Scheduler::default()
+    }
+
+    /// The publisher the job registry calls with each job's state (see
+    /// [`crate::registry::Registry::publishing`]).
+    pub fn publisher(&self) -> impl Fn(&domain::job::JobId, &JobState) + Send + Sync + 'static {
+        let board = self.board.clone();
+        move |id, state| {
+            let Some(record) = &state.job else { return };
+            let key = (id.chain_id.clone(), record.submitted_at_ms, id.id);
+            let mut board = board.lock();
+            if state.is_final() {
+                board.jobs.remove(&key);
+                board.keys.remove(&id.id);
+                return;
+            }
+            let live: Vec<Address> = state
+                .assignments
+                .iter()
+                .filter(|(_, a)| !a.expired)
+                .map(|(m, _)| *m)
+                .collect();
+            let open = OpenJob {
+                record: record.clone(),
+                open_slots: state.open_slots(),
+                miners: state.assignments.keys().copied().collect(),
+                live,
+            };
+            let slots = open.open_slots;
+            board.jobs.insert(key.clone(), open);
+            board.keys.insert(id.id, key);
+            if slots > 0 {
+                wake_best(&mut board, &id.chain_id, record);
+            }
+        }
+    }
+
+    /// Jobs a miner holds live leases on.
+    fn load(board: &Board, chain_id: &str, miner: &Address) -> usize {
+        board
+            .jobs
+            .iter()
+            .filter(|((chain, _, _), job)| chain == chain_id && job.live.contains(miner))
+            .count()
+    }
+
+    /// The oldest open job on `chain_id` that `miner` fits and may take.
+    fn pick(
+        board: &Board,
+        chain_id: &str,
+        miner: &Address,
+        record: &MinerRecord,
+    ) -> Option<JobRecord> {
+        if Self::load(board, chain_id, miner) >= record.offer.capacity as usize {
+            return None;
+        }
+        board
+            .jobs
+            .iter()
+            .filter(|((chain, _, _), job)| {
+                chain == chain_id
+                    && job.open_slots > 0
+                    && !job.miners.contains(miner)
+                    && fits(&job.record, record)
+            })
+            .map(|(_, job)| job.record.clone())
+            .next()
+    }
+
+    /// Gives `miner` a job, waiting up to `wait_ms` for one; `None` when none came.
+    pub async fn take(
+        &self,
+        router: &Router,
+        chain_id: &str,
+        miner: Address,
+        record: MinerRecord,
+        wait_ms: u64,
+    ) -> Result<Option<Lease>, CommandError> {
+        let clock = router.jobs().clock().clone();
+        let deadline = clock.now_ms().saturating_add(wait_ms.min(WAIT_MS_MAX));
+        loop {
+            let (picked, woken) = {
+                let mut board = self.board.lock();
+                match Self::pick(&board, chain_id, &miner, &record) {
+                    Some(job) => (Some(job), None),
+                    None => {
+                        let (wake, woken) = oneshot::channel();
+                        board.waiting.push(Waiter {
+                            chain_id: chain_id.to_string(),
+                            miner,
+                            record: record.clone(),
+                            wake,
+                        });
+                        (None, Some(woken))
+                    }
+                }
+            };
+            if let Some(job) = picked {
+                let now_ms = clock.now_ms();
+                let lease_until_ms = now_ms.saturating_add(LEASE_MS).min(job.deadline_ms);
+                let step = FollowUp::Job {
+                    chain_id: Arc::from(chain_id),
+                    id: job.id,
+                    command: JobCommand::Assign {
+                        miner,
+                        lease_until_ms,
+                    },
+                };
+                match router.run_to_end(step).await {
+                    Ok(_) => {
+                        return Ok(Some(Lease {
+                            job,
+                            lease_until_ms,
+                        }));
+                    }
+                    // Another miner took the last slot meanwhile: look again.
+                    Err(CommandError::Rejected(_)) => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            let now_ms = clock.now_ms();
+            if now_ms >= deadline {
+                self.forget(&miner);
+                return Ok(None);
+            }
+            let woken = woken.expect("a waiter when nothing was picked");
+            let wait = Duration::from_millis(deadline - now_ms);
+            let _ = tokio::time::timeout(wait, woken).await;
+            self.forget(&miner);
+        }
+    }
+
+    /// Drops `miner`'s waiters (its poll ended or it was woken).
+    fn forget(&self, miner: &Address) {
+        self.board.lock().waiting.retain(|w| w.miner != *miner);
+    }
+
+    /// Open jobs the board holds, for reads.
+    pub fn open_jobs(&self) -> usize {
+        self.board.lock().jobs.len()
+    }
+}
+
+/// Wakes the best waiting miner that fits `job` (highest reputation, then lowest price).
+fn wake_best(board: &mut Board, chain_id: &str, job: &JobRecord) {
+    let best = board
+        .waiting
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.chain_id == chain_id && fits(job, &w.record))
+        .max_by(|(_, a), (_, b)| {
+            a.record
+                .reputation
+                .cmp(&b.record.reputation)
+                .then(b.record.offer.price_per_s.cmp(&a.record.offer.price_per_s))
+        })
+        .map(|(i, _)| i);
+    if let Some(index) = best {
+        let waiter = board.waiting.swap_remove(index);
+        let _ = waiter.wake.send(());
+    }
+}

@@ -1,0 +1,305 @@
+//! `aitbc miner`: a remote miner node. It registers with the node (its key, its wgpu adapter's
+//! report, its price and capacity), long-polls for work, runs each job on its GPU through the
+//! `gpu` executor, and returns the result with its signed receipt. Every request is signed
+//! (API.md's miner protocol). A result is kept until the node acknowledges it, and posting it
+//! again is answered with the same receipt, so network errors and node restarts neither lose
+//! nor duplicate a job.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow};
+use base64::Engine;
+use clap::Args;
+use domain::hash::Hash32;
+use domain::keys::SigningKey;
+use serde_json::{Value, json};
+
+/// How long one poll waits for work.
+const POLL_WAIT_S: u64 = 25;
+/// Pause after a failed request.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MinerArgs {
+    #[command(subcommand)]
+    command: Option<MinerCommand>,
+    /// File holding the miner's secret key (64 hex); its address is where it is paid.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Price per second of GPU time, base units.
+    #[arg(long, default_value = "1")]
+    price_per_s: String,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 1)]
+    capacity: u32,
+    /// Region advertised to clients' constraints.
+    #[arg(long)]
+    region: Option<String>,
+    /// Stop after this many jobs (default: run until killed).
+    #[arg(long)]
+    jobs: Option<u64>,
+    /// Testing only: return wrong results, to show that the platform catches them.
+    #[arg(long, hide = true)]
+    forge_results: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum MinerCommand {
+    /// The chain's miners: offers, reputation, online.
+    Status,
+}
+
+/// A signing client of the miner protocol.
+pub struct Client {
+    node: String,
+    chain: Option<String>,
+    key: SigningKey,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for `node` signing with `key`.
+    pub fn new(node: &str, chain: Option<String>, key: SigningKey) -> Client {
+        Client {
+            node: node.trim_end_matches('/').to_string(),
+            chain,
+            key,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(POLL_WAIT_S + 10))
+                .build(),
+        }
+    }
+
+    fn path(&self, path: &str) -> String {
+        match &self.chain {
+            None => path.to_string(),
+            Some(chain) if path.contains('?') => format!("{path}&chain={chain}"),
+            Some(chain) => format!("{path}?chain={chain}"),
+        }
+    }
+
+    /// A signed request; `Err` for transport errors, `Ok((status, body))` otherwise.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let path = self.path(path);
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON"));
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis();
+        let digest = Hash32::digest(bytes.as_deref().unwrap_or(&[]));
+        let signed = format!("AITBC-REQ-V1\n{method}\n{path}\n{time_ms}\n{digest}");
+        let request = self
+            .agent
+            .request(method, &format!("{}{path}", self.node))
+            .set("X-AITBC-Key", &hex::encode(self.key.public_key()))
+            .set("X-AITBC-Time", &time_ms.to_string())
+            .set(
+                "X-AITBC-Signature",
+                &hex::encode(self.key.sign(signed.as_bytes())),
+            );
+        let result = match &bytes {
+            Some(bytes) => request
+                .set("Content-Type", "application/json")
+                .send_bytes(bytes),
+            None => request.call(),
+        };
+        match result {
+            Ok(response) => Ok((
+                response.status(),
+                response.into_json().unwrap_or(Value::Null),
+            )),
+            Err(ureq::Error::Status(status, response)) => {
+                Ok((status, response.into_json().unwrap_or(Value::Null)))
+            }
+            Err(ureq::Error::Transport(error)) => Err(error.to_string()),
+        }
+    }
+
+    /// Retries `call` until the node answers (it may be restarting).
+    pub fn call_until_answered(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        loop {
+            match self.call(method, path, body) {
+                Ok(answer) => return answer,
+                Err(error) => {
+                    eprintln!("miner: {method} {path}: {error}; retrying");
+                    std::thread::sleep(RETRY_AFTER);
+                }
+            }
+        }
+    }
+}
+
+/// The signed body of a job's result: the bytes, their hash, the receipt signature.
+pub fn result_body(
+    key: &SigningKey,
+    job_id: &str,
+    result: &[u8],
+    gpu_ms: u64,
+    price: u128,
+) -> Value {
+    let hash = Hash32::digest(result);
+    let receipt = format!("AITBC-RECEIPT-V1\n{job_id}\n{hash}\n{gpu_ms}\n{price}");
+    json!({
+        "result_b64": base64::engine::general_purpose::STANDARD.encode(result),
+        "result_hash": hash,
+        "gpu_ms": gpu_ms,
+        "price": price.to_string(),
+        "receipt_signature": hex::encode(key.sign(receipt.as_bytes())),
+    })
+}
+
+/// The result bytes of a job, run on the executor.
+pub fn run_job(executor: &gpu::Executor, job: &Value) -> anyhow::Result<Vec<u8>> {
+    let input = &job["input"];
+    let limits = gpu::JobLimits::default();
+    match job["job_kind"].as_str() {
+        Some("sha256") => {
+            let messages: Vec<Vec<u8>> = input["messages"]
+                .as_array()
+                .ok_or_else(|| anyhow!("a sha256 job without messages"))?
+                .iter()
+                .map(|m| hex::decode(m.as_str().unwrap_or("")).context("a message is not hex"))
+                .collect::<anyhow::Result<_>>()?;
+            let digests = executor
+                .sha256_batch(messages, &limits)
+                .map_err(|e| anyhow!("{e}"))?;
+            Ok(digests.concat())
+        }
+        Some("pow") => {
+            let start = input["start_nonce"].as_u64().unwrap_or(0);
+            let end = input["end_nonce"].as_u64().unwrap_or(0);
+            let job = gpu::kernels::sha256::ProofOfWork {
+                prefix: hex::decode(input["prefix"].as_str().unwrap_or(""))?,
+                difficulty_bits: input["difficulty_bits"].as_u64().unwrap_or(0) as u32,
+                start_nonce: start,
+                max_nonces: end.saturating_sub(start),
+            };
+            let outcome = executor
+                .proof_of_work(job, &limits)
+                .map_err(|e| anyhow!("{e}"))?;
+            Ok(outcome
+                .solution
+                .map(|s| s.nonce.to_le_bytes().to_vec())
+                .unwrap_or_default())
+        }
+        other => Err(anyhow!("job kind {other:?} is not one this miner runs")),
+    }
+}
+
+/// What a miner asks for a job: its price per second for the (whole) seconds it ran, at least
+/// one, never above the job's max price.
+fn price_of(price_per_s: u128, gpu_ms: u64, max_price: u128) -> u128 {
+    let seconds = u128::from(gpu_ms.div_ceil(1000).max(1));
+    price_per_s.saturating_mul(seconds).min(max_price)
+}
+
+pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> {
+    if let Some(MinerCommand::Status) = args.command {
+        return crate::client::print(ctx.get("/v1/miners"));
+    }
+    let key_file = args
+        .key
+        .clone()
+        .ok_or_else(|| anyhow!("give the miner's key: aitbc miner --key FILE"))?;
+    let text = std::fs::read_to_string(&key_file)
+        .with_context(|| format!("cannot read the key file {}", key_file.display()))?;
+    let key = SigningKey::from_hex(text.trim())
+        .ok_or_else(|| anyhow!("{} does not hold a 64-hex secret key", key_file.display()))?;
+    let price_per_s: u128 = args
+        .price_per_s
+        .parse()
+        .map_err(|_| anyhow!("--price-per-s is base units"))?;
+    let (node, chain) = (ctx.node.as_str(), ctx.chain.clone());
+    let executor = gpu::Executor::new().map_err(|e| anyhow!("no GPU adapter: {e}"))?;
+    let adapter = executor.adapter().clone();
+    let client = Client::new(node, chain, key);
+    let offer = json!({
+        "gpu": {"name": adapter.name, "backend": adapter.backend, "device_type": adapter.device_type},
+        "price_per_s": args.price_per_s,
+        "region": args.region,
+        "capacity": args.capacity,
+    });
+    let (status, answer) = client.call_until_answered("POST", "/v1/miners/register", Some(&offer));
+    if status != 200 {
+        return Err(anyhow!(
+            "the node refused the registration ({status}): {answer}"
+        ));
+    }
+    eprintln!(
+        "miner {} registered on {} with {} ({})",
+        client.key.address(),
+        client.node,
+        adapter.name,
+        adapter.backend
+    );
+    let mut done = 0u64;
+    while args.jobs.is_none_or(|jobs| done < jobs) {
+        let poll = format!("/v1/miners/jobs?wait_s={POLL_WAIT_S}");
+        let (status, answer) = client.call_until_answered("GET", &poll, None);
+        if status == 404 {
+            // The node lost nothing, but a fresh node may not know this miner: register again.
+            client.call_until_answered("POST", "/v1/miners/register", Some(&offer));
+            continue;
+        }
+        if status != 200 {
+            eprintln!("miner: poll refused ({status}): {answer}");
+            std::thread::sleep(RETRY_AFTER);
+            continue;
+        }
+        let job = &answer["job"];
+        if job.is_null() {
+            continue;
+        }
+        let id = job["job_id"].as_str().unwrap_or_default().to_string();
+        let started = std::time::Instant::now();
+        let mut result = match run_job(&executor, job) {
+            Ok(result) => result,
+            Err(error) => {
+                eprintln!("miner: job {id} failed: {error}; its lease will run out");
+                continue;
+            }
+        };
+        if args.forge_results {
+            result = b"forged".to_vec();
+        }
+        let gpu_ms = started.elapsed().as_millis() as u64;
+        let max_price: u128 = job["max_price"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        let price = price_of(price_per_s, gpu_ms, max_price).to_string();
+        let hash = Hash32::digest(&result);
+        let receipt = format!("AITBC-RECEIPT-V1\n{id}\n{hash}\n{gpu_ms}\n{price}");
+        let body = json!({
+            "result_b64": base64::engine::general_purpose::STANDARD.encode(&result),
+            "result_hash": hash,
+            "gpu_ms": gpu_ms,
+            "price": price,
+            "receipt_signature": hex::encode(client.key.sign(receipt.as_bytes())),
+        });
+        let path = format!("/v1/miners/jobs/{id}/result");
+        let (status, answer) = client.call_until_answered("POST", &path, Some(&body));
+        match status {
+            200 => eprintln!(
+                "miner: job {id} done in {gpu_ms} ms, receipt {}",
+                answer["receipt_id"]
+            ),
+            _ => eprintln!("miner: result of {id} refused ({status}): {answer}"),
+        }
+        done += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! GPU jobs (PRODUCT.md §6), given events / when a command / then events: inputs checked at
+//! submission, leases and their expiry, results checked, verification by comparison and by the
+//! platform's reference, payments less the fee, refunds, reputation, and the escrow conserved
+//! on every path.
+
+use std::sync::Arc;
+
+use domain::address::Address;
+use domain::aggregate::{Aggregate, Context, replay};
+use domain::hash::Hash32;
+use domain::job::{
+    self, HexBytes, JobAggregate, JobCommand, JobEvent, JobFacts, JobId, JobInput, JobState,
+    JobStatus, MinerResult, SubmitJob,
+};
+use domain::miner::{MinerCommand, Outcome};
+use domain::money::Amount;
+use domain::protocol::{Fact, FollowUp, Owner, follow_ups, timers};
+use proptest::prelude::*;
+
+const CHAIN: &str = "c";
+const CLIENT: Address = Address([1; 20]);
+const MINERS: [Address; 3] = [
+    Address([0xa1; 20]),
+    Address([0xa2; 20]),
+    Address([0xa3; 20]),
+];
+
+fn body(redundancy: u8, verification: &str) -> String {
+    format!(
+        r#"{{"job_kind":"sha256","input":{{"messages":["616263",""]}},"max_price":"1000",
+            "redundancy":{redundancy},"deadline_s":60,"verification":"{verification}"}}"#
+    )
+}
+
+struct Job {
+    events: Vec<JobEvent>,
+    id: Hash32,
+}
+
+impl Job {
+    fn submitted(redundancy: u8) -> Job {
+        let request = SubmitJob::parse(&body(redundancy, "sampled")).unwrap();
+        let escrow = request.escrow();
+        let mut job = Job {
+            events: Vec::new(),
+            id: Hash32::digest(b"submit"),
+        };
+        job.run(
+            JobCommand::Submit {
+                tx: job.id,
+                owner: CLIENT,
+                request: Box::new(request),
+                escrow,
+                committed_at_ms: 1_000,
+            },
+            1_000,
+        )
+        .unwrap();
+        job
+    }
+
+    fn state(&self) -> JobState {
+        replay::<JobAggregate>(&self.events)
+    }
+
+    fn run(&mut self, command: JobCommand, now_ms: u64) -> Result<Vec<JobEvent>, String> {
+        let id = JobId {
+            chain_id: CHAIN.into(),
+            id: self.id,
+        };
+        let facts = JobFacts { sample_bps: 0 };
+        let ctx = Context {
+            id: &id,
+            facts: &facts,
+            now_ms,
+        };
+        let new =
+            JobAggregate::decide(&self.state(), &ctx, command).map_err(|e| e.code().to_string())?;
+        self.events.extend(new.clone());
+        Ok(new)
+    }
+
+    fn assign(&mut self, miner: Address, now_ms: u64) {
+        let command = JobCommand::Assign {
+            miner,
+            lease_until_ms: now_ms + 30_000,
+        };
+        self.run(command, now_ms).unwrap();
+    }
+
+    fn submit_result(
+        &mut self,
+        miner: Address,
+        bytes: &[u8],
+        price: u128,
+        now_ms: u64,
+    ) -> Result<Vec<JobEvent>, String> {
+        let result = MinerResult {
+            result: HexBytes(bytes.to_vec()),
+            result_hash: Hash32::digest(bytes),
+            gpu_ms: 5,
+            price: Amount(price),
+            receipt_signature: "00".repeat(64),
+            at_ms: now_ms,
+        };
+        self.run(
+            JobCommand::Result {
+                miner,
+                result: Box::new(result),
+            },
+            now_ms,
+        )
+    }
+
+    fn steps(&self, event: &JobEvent) -> Vec<FollowUp> {
+        let owner = Owner::Job {
+            chain_id: Arc::from(CHAIN),
+            id: self.id,
+        };
+        follow_ups(&owner, &Fact::Job(event.clone()))
+    }
+
+    /// Everything paid out of the escrow by the events: (to, amount).
+    fn payouts(&self) -> Vec<(Address, u128)> {
+        let escrow = job::escrow_account(CHAIN);
+        self.events
+            .iter()
+            .flat_map(|e| self.steps(e))
+            .filter_map(|s| match s {
+                FollowUp::PayOut { from, payout, .. } if from == escrow => {
+                    Some((payout.to, payout.amount.0))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn outcomes(&self) -> Vec<(Address, Outcome)> {
+        self.events
+            .iter()
+            .flat_map(|e| self.steps(e))
+            .filter_map(|s| match s {
+                FollowUp::Miner {
+                    miner,
+                    command: MinerCommand::Outcome { outcome, .. },
+                    ..
+                } => Some((miner, outcome)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn reference() -> Vec<u8> {
+    SubmitJob::parse(&body(1, "sampled"))
+        .unwrap()
+        .input
+        .reference()
+}
+
+#[test]
+fn inputs_are_checked_at_submission() {
+    assert!(SubmitJob::parse(&body(1, "always")).is_ok());
+    let bad = [
+        (body(0, "sampled"), "malformed"),
+        (body(4, "sampled"), "malformed"),
+        (body(1, "sometimes"), "malformed"),
+        (
+            body(1, "sampled").replace(r#""max_price":"1000""#, r#""max_price":"0""#),
+            "malformed",
+        ),
+        (
+            body(1, "sampled").replace("\"deadline_s\":60", "\"deadline_s\":0"),
+            "malformed",
+        ),
+        (
+            body(1, "sampled").replace("\"sha256\"", "\"teleport\""),
+            "malformed",
+        ),
+        (
+            body(1, "sampled").replace("\"616263\"", "\"zz\""),
+            "malformed",
+        ),
+        (
+            body(1, "sampled").replace("\"messages\"", "\"messages\":[],\"extra\""),
+            "malformed",
+        ),
+        (
+            body(1, "sampled").replace(
+                "[\"616263\",\"\"]",
+                &format!("[\"{}\"]", "ab".repeat(20_000)),
+            ),
+            "limit_exceeded",
+        ),
+    ];
+    for (text, code) in bad {
+        assert_eq!(SubmitJob::parse(&text).unwrap_err().code(), code, "{text}");
+    }
+    let pow = r#"{"job_kind":"pow","input":{"prefix":"00","difficulty_bits":8,"start_nonce":0,"end_nonce":2000000},
+        "max_price":"1","redundancy":1,"deadline_s":60}"#;
+    assert_eq!(
+        SubmitJob::parse(pow).unwrap_err().code(),
+        "limit_exceeded",
+        "the range is bounded"
+    );
+}
+
+#[test]
+fn the_reference_computes_each_kind_exactly() {
+    let digests = reference();
+    assert_eq!(
+        hex::encode(&digests[..32]),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "SHA-256(abc)"
+    );
+    assert_eq!(
+        hex::encode(&digests[32..]),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "SHA-256 of nothing"
+    );
+    let pow = JobInput::Pow {
+        prefix: HexBytes(b"aitbc".to_vec()),
+        difficulty_bits: 12,
+        start_nonce: 0,
+        end_nonce: 100_000,
+    };
+    let nonce = u64::from_le_bytes(pow.reference().try_into().expect("found"));
+    assert!(job::leading_zero_bits(&job::pow_digest(b"aitbc", nonce)) >= 12);
+    assert!(
+        (0..nonce).all(|n| job::leading_zero_bits(&job::pow_digest(b"aitbc", n)) < 12),
+        "the smallest"
+    );
+    let none = JobInput::Pow {
+        prefix: HexBytes(b"aitbc".to_vec()),
+        difficulty_bits: 64,
+        start_nonce: 0,
+        end_nonce: 1_000,
+    };
+    assert!(
+        none.reference().is_empty(),
+        "no bytes when nothing is found"
+    );
+}
+
+#[test]
+fn a_verified_result_pays_the_miner_less_the_fee_and_refunds_the_rest() {
+    let mut job = Job::submitted(1);
+    assert_eq!(job.state().status(), JobStatus::Queued);
+    let owner = Owner::Job {
+        chain_id: Arc::from(CHAIN),
+        id: job.id,
+    };
+    let deadline = timers(&owner, &Fact::Job(job.events[0].clone()));
+    assert_eq!(deadline[0].due_ms, 61_000, "the deadline's timer");
+    job.assign(MINERS[0], 2_000);
+    assert_eq!(job.state().status(), JobStatus::Assigned);
+    assert_eq!(
+        job.submit_result(MINERS[1], &reference(), 800, 3_000)
+            .unwrap_err(),
+        "not_assigned"
+    );
+    assert_eq!(
+        job.submit_result(MINERS[0], &reference(), 1_001, 3_000)
+            .unwrap_err(),
+        "bad_result"
+    );
+    let submitted = job
+        .submit_result(MINERS[0], &reference(), 800, 3_000)
+        .unwrap();
+    assert!(matches!(
+        &submitted[..],
+        [JobEvent::ResultSubmitted { complete: true, .. }]
+    ));
+    assert!(
+        job.steps(&submitted[0]).iter().any(|s| matches!(
+            s,
+            FollowUp::Job {
+                command: JobCommand::Verify { .. },
+                ..
+            }
+        )),
+        "verification follows"
+    );
+    assert_eq!(
+        job.submit_result(MINERS[0], &reference(), 800, 3_100)
+            .unwrap_err(),
+        "not_active"
+    );
+    let verified = job
+        .run(JobCommand::Verify { reference: None }, 3_200)
+        .unwrap();
+    let [
+        JobEvent::Verified {
+            payments,
+            refund,
+            reexecuted: false,
+            ..
+        },
+    ] = &verified[..]
+    else {
+        panic!("{verified:?}")
+    };
+    assert_eq!(
+        (payments[0].paid, payments[0].fee, *refund),
+        (Amount(780), Amount(20), Amount(200))
+    );
+    assert_eq!(job.state().status(), JobStatus::Completed);
+    let mut paid = job.payouts();
+    paid.sort();
+    let treasury = Address::treasury(CHAIN);
+    let mut expected = vec![(CLIENT, 200), (MINERS[0], 780), (treasury, 20)];
+    expected.sort();
+    assert_eq!(paid, expected);
+    assert_eq!(job.outcomes(), vec![(MINERS[0], Outcome::Verified)]);
+    assert!(
+        job.run(JobCommand::Expire, 61_000).unwrap().is_empty(),
+        "over: no expiry"
+    );
+}
+
+#[test]
+fn a_disproved_result_is_not_paid_and_the_correct_one_is() {
+    let mut job = Job::submitted(2);
+    job.assign(MINERS[0], 2_000);
+    assert_eq!(
+        job.state().status(),
+        JobStatus::Assigned,
+        "one slot still open"
+    );
+    job.assign(MINERS[1], 2_000);
+    let first = job
+        .submit_result(MINERS[0], &reference(), 900, 3_000)
+        .unwrap();
+    assert!(matches!(
+        &first[..],
+        [JobEvent::ResultSubmitted {
+            complete: false,
+            ..
+        }]
+    ));
+    job.submit_result(MINERS[1], b"forged", 100, 3_000).unwrap();
+    let state = job.state();
+    assert_eq!(state.status(), JobStatus::Running);
+    assert!(
+        job::needs_reference(&state, 0),
+        "results that disagree are re-executed"
+    );
+    let verified = job
+        .run(
+            JobCommand::Verify {
+                reference: Some(reference()),
+            },
+            3_100,
+        )
+        .unwrap();
+    let [
+        JobEvent::Verified {
+            payments,
+            disproved,
+            refund,
+            reexecuted: true,
+            ..
+        },
+    ] = &verified[..]
+    else {
+        panic!("{verified:?}")
+    };
+    assert_eq!(
+        (payments.len(), disproved.as_slice()),
+        (1, &[MINERS[1]][..])
+    );
+    assert_eq!(*refund, Amount(2_000 - 900));
+    let outcomes = job.outcomes();
+    assert!(outcomes.contains(&(MINERS[0], Outcome::Verified)));
+    assert!(outcomes.contains(&(MINERS[1], Outcome::Disproved)));
+    assert!(
+        !job.payouts().iter().any(|(to, _)| *to == MINERS[1]),
+        "the forger gets nothing"
+    );
+}
+
+#[test]
+fn without_a_correct_result_the_job_fails_and_the_escrow_is_refunded() {
+    let mut job = Job::submitted(1);
+    job.assign(MINERS[0], 2_000);
+    job.submit_result(MINERS[0], b"forged", 1_000, 3_000)
+        .unwrap();
+    let failed = job
+        .run(
+            JobCommand::Verify {
+                reference: Some(reference()),
+            },
+            3_100,
+        )
+        .unwrap();
+    assert!(matches!(
+        &failed[..],
+        [JobEvent::Failed {
+            refund: Amount(1_000),
+            ..
+        }]
+    ));
+    assert_eq!(job.state().status(), JobStatus::Failed);
+    assert_eq!(job.payouts(), vec![(CLIENT, 1_000)]);
+    assert_eq!(job.outcomes(), vec![(MINERS[0], Outcome::Disproved)]);
+}
+
+#[test]
+fn an_expired_lease_frees_the_slot_for_another_miner() {
+    let mut job = Job::submitted(1);
+    job.assign(MINERS[0], 2_000);
+    let owner = Owner::Job {
+        chain_id: Arc::from(CHAIN),
+        id: job.id,
+    };
+    let lease = timers(&owner, &Fact::Job(job.events[1].clone()));
+    assert_eq!(lease[0].due_ms, 32_000);
+    let FollowUp::Job { command, .. } = lease[0].step.clone() else {
+        panic!()
+    };
+    assert!(
+        job.run(command.clone(), 31_999).unwrap().is_empty(),
+        "not before the lease ends"
+    );
+    assert!(matches!(
+        &job.run(command.clone(), 32_000).unwrap()[..],
+        [JobEvent::LeaseExpired { .. }]
+    ));
+    assert_eq!(job.outcomes(), vec![(MINERS[0], Outcome::LeaseExpired)]);
+    assert_eq!(job.state().status(), JobStatus::Queued);
+    assert_eq!(
+        job.submit_result(MINERS[0], &reference(), 500, 32_001)
+            .unwrap_err(),
+        "not_assigned"
+    );
+    assert_eq!(
+        job.run(
+            JobCommand::Assign {
+                miner: MINERS[0],
+                lease_until_ms: 60_000
+            },
+            32_001
+        )
+        .unwrap_err(),
+        "not_active",
+        "a miner takes a job once"
+    );
+    job.assign(MINERS[1], 33_000);
+    job.submit_result(MINERS[1], &reference(), 500, 34_000)
+        .unwrap();
+    job.run(JobCommand::Verify { reference: None }, 34_100)
+        .unwrap();
+    assert_eq!(job.state().status(), JobStatus::Completed);
+}
+
+#[test]
+fn only_the_client_cancels_and_only_a_queued_job_and_the_deadline_refunds() {
+    let mut job = Job::submitted(1);
+    let cancel = |sender| JobCommand::Cancel {
+        tx: Hash32::digest(b"cancel"),
+        sender,
+    };
+    let refused = job.run(cancel(MINERS[0]), 1_500).unwrap();
+    assert!(
+        matches!(&refused[..], [JobEvent::CancelRefused { reason, .. }] if reason.code == "not_owner")
+    );
+    let mut assigned = Job::submitted(1);
+    assigned.assign(MINERS[0], 2_000);
+    assert!(matches!(&assigned.run(cancel(CLIENT), 2_500).unwrap()[..],
+        [JobEvent::CancelRefused { reason, .. }] if reason.code == "not_active"));
+    let mut job = Job::submitted(1);
+    assert!(matches!(
+        &job.run(cancel(CLIENT), 1_500).unwrap()[..],
+        [JobEvent::Canceled { .. }]
+    ));
+    assert_eq!(job.payouts(), vec![(CLIENT, 1_000)]);
+    let mut late = Job::submitted(1);
+    late.assign(MINERS[0], 2_000);
+    assert!(late.run(JobCommand::Expire, 60_999).unwrap().is_empty());
+    assert!(matches!(
+        &late.run(JobCommand::Expire, 61_000).unwrap()[..],
+        [JobEvent::Expired { .. }]
+    ));
+    assert_eq!(late.payouts(), vec![(CLIENT, 1_000)]);
+    assert_eq!(
+        late.submit_result(MINERS[0], &reference(), 1, 61_001)
+            .unwrap_err(),
+        "not_active"
+    );
+}
+
+proptest! {
+    /// Escrow = paid + fees + refunded, whatever the prices and which results are right.
+    #[test]
+    fn the_escrow_is_conserved(
+        redundancy in 1u8..=3,
+        prices in proptest::collection::vec(1u128..=1_000, 3),
+        right in proptest::collection::vec(any::<bool>(), 3),
+    ) {
+        let mut job = Job::submitted(redundancy);
+        for miner in &MINERS[..usize::from(redundancy)] {
+            job.assign(*miner, 2_000);
+        }
+        for i in 0..usize::from(redundancy) {
+            let bytes = if right[i] { reference() } else { b"wrong".to_vec() };
+            job.submit_result(MINERS[i], &bytes, prices[i], 3_000).unwrap();
+        }
+        job.run(JobCommand::Verify { reference: Some(reference()) }, 3_100).unwrap();
+        let out: u128 = job.payouts().iter().map(|(_, a)| a).sum();
+        prop_assert_eq!(out, 1_000 * u128::from(redundancy));
+        let paid_miners = job.payouts().iter().filter(|(to, _)| MINERS.contains(to)).count();
+        let correct = right.iter().take(usize::from(redundancy)).filter(|r| **r).count();
+        prop_assert_eq!(paid_miners, correct);
+    }
+}

@@ -1,0 +1,530 @@
+//! GPU jobs over HTTP (API.md "Jobs and miners"): the signed miner protocol (register,
+//! heartbeat, long poll for work, results with their receipts) and the reads of jobs and miners.
+//!
+//! Every miner request carries `X-AITBC-Key`, `X-AITBC-Time` (Unix ms) and `X-AITBC-Signature`:
+//! Ed25519 over `AITBC-REQ-V1\n` + method + `\n` + path with query + `\n` + time + `\n` + hex
+//! SHA-256 of the body. A request more than 30 s off, or whose signature was seen before, is
+//! refused with 401 `unauthorized`; so is a bad signature.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use domain::TxError;
+use domain::address::Address;
+use domain::hash::Hash32;
+use domain::job::{HexBytes, JobId, JobState, MinerResult};
+use domain::keys::PublicKey;
+use domain::miner::{MinerCommand, MinerId, MinerRecord, RegisterMiner};
+use domain::money::Amount;
+use domain::protocol::FollowUp;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::error::ApiError;
+
+type Data = web::Data<Arc<App>>;
+
+/// Domain separation of a miner request's signed bytes.
+pub const REQUEST_PREFIX: &str = "AITBC-REQ-V1\n";
+/// Most a request's time may differ from the node's clock.
+pub const REQUEST_SKEW_MS: u64 = 30_000;
+/// A miner not heard from for this long is offline.
+pub const OFFLINE_AFTER_MS: u64 = 60_000;
+
+/// Signatures of recent miner requests (a replay is refused) and each miner's last contact.
+#[derive(Default)]
+pub struct MinerRequests {
+    seen: Mutex<HashMap<String, u64>>,
+    last_seen: Mutex<HashMap<Address, u64>>,
+}
+
+impl MinerRequests {
+    /// Records `signature` made at `time_ms`; `false` if it was seen before. Forgets those too
+    /// old to be accepted again.
+    fn first_time(&self, signature: &str, time_ms: u64, now_ms: u64) -> bool {
+        let mut seen = self.seen.lock();
+        if seen.len() > 10_000 {
+            seen.retain(|_, t| t.saturating_add(2 * REQUEST_SKEW_MS) > now_ms);
+        }
+        seen.insert(signature.to_string(), time_ms).is_none()
+    }
+
+    fn contact(&self, miner: Address, now_ms: u64) {
+        self.last_seen.lock().insert(miner, now_ms);
+    }
+
+    fn last_contact(&self, miner: &Address) -> Option<u64> {
+        self.last_seen.lock().get(miner).copied()
+    }
+}
+
+/// Registers the job and miner routes on the `/v1` scope.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/miners/register", web::post().to(register))
+        .route("/miners/heartbeat", web::post().to(heartbeat))
+        .route("/miners/jobs", web::get().to(poll))
+        .route("/miners/jobs/{id}/result", web::post().to(post_result))
+        .route("/miners", web::get().to(list_miners))
+        .route("/jobs/{id}", web::get().to(get_job))
+        .route("/jobs/{id}/result", web::get().to(get_result))
+        .route("/receipts", web::get().to(list_receipts))
+        .route("/receipts/{id}", web::get().to(get_receipt));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainQuery {
+    chain: Option<String>,
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    TxError::Unauthorized(message.into()).into()
+}
+
+/// The signing miner of a request: its signature, time window and freshness checked.
+fn authenticate(app: &App, req: &HttpRequest, body: &[u8]) -> Result<(Address, String), ApiError> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized(format!("a miner request carries {name}")))
+    };
+    let (key_hex, time, signature) = (
+        header("X-AITBC-Key")?,
+        header("X-AITBC-Time")?,
+        header("X-AITBC-Signature")?,
+    );
+    let mut key = [0u8; 32];
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(key_hex, &mut key)
+        .map_err(|_| unauthorized("X-AITBC-Key is 64 hex characters"))?;
+    hex::decode_to_slice(signature, &mut sig)
+        .map_err(|_| unauthorized("X-AITBC-Signature is 128 hex characters"))?;
+    let time_ms: u64 = time
+        .parse()
+        .map_err(|_| unauthorized("X-AITBC-Time is Unix milliseconds"))?;
+    let now_ms = app.clock.now_ms();
+    if time_ms.abs_diff(now_ms) > REQUEST_SKEW_MS {
+        return Err(unauthorized(format!(
+            "X-AITBC-Time is more than {} s off the node's clock",
+            REQUEST_SKEW_MS / 1000
+        )));
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or(req.path(), |p| p.as_str());
+    let signed = format!(
+        "{REQUEST_PREFIX}{}\n{path}\n{time_ms}\n{}",
+        req.method(),
+        Hash32::digest(body)
+    );
+    let valid = PublicKey::from_bytes(&key).is_some_and(|k| k.verify(signed.as_bytes(), &sig));
+    if !valid {
+        return Err(unauthorized("the request's signature does not verify"));
+    }
+    if !app
+        .miner_requests
+        .first_time(&signature.to_ascii_lowercase(), time_ms, now_ms)
+    {
+        return Err(unauthorized("this request was seen before (a replay)"));
+    }
+    let miner = Address::from_public_key(&key);
+    app.miner_requests.contact(miner, now_ms);
+    Ok((miner, key_hex.to_ascii_lowercase()))
+}
+
+fn strict<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("body: {e}")))
+}
+
+async fn miner_record(app: &App, chain_id: &str, miner: Address) -> Result<MinerRecord, ApiError> {
+    let id = MinerId {
+        chain_id: chain_id.to_string(),
+        miner,
+    };
+    app.router.miners().state(id).await?.record.ok_or_else(|| {
+        ApiError::not_found(format!("{miner} is not a registered miner: register first"))
+    })
+}
+
+/// `POST /v1/miners/register`: registers the signing miner, or updates its offer.
+async fn register(
+    app: Data,
+    req: HttpRequest,
+    body: web::Bytes,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let (miner, public_key) = authenticate(&app, &req, &body)?;
+    let offer: RegisterMiner = strict(&body)?;
+    offer.validate()?;
+    let step = FollowUp::Miner {
+        chain_id: Arc::from(chain_id.as_str()),
+        miner,
+        command: MinerCommand::Register {
+            public_key,
+            offer,
+            at_ms: app.clock.now_ms(),
+        },
+    };
+    app.router.run_to_end(step).await?;
+    let record = miner_record(&app, &chain_id, miner).await?;
+    Ok(HttpResponse::Ok().json(miner_json(&app, &miner, &record)))
+}
+
+/// `POST /v1/miners/heartbeat`: the miner is alive (not an event).
+async fn heartbeat(
+    app: Data,
+    req: HttpRequest,
+    body: web::Bytes,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let (miner, _) = authenticate(&app, &req, &body)?;
+    let record = miner_record(&app, &chain_id, miner).await?;
+    Ok(HttpResponse::Ok().json(json!({"address": miner, "reputation": record.reputation})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    chain: Option<String>,
+    wait_s: Option<u64>,
+}
+
+/// `GET /v1/miners/jobs?wait_s=`: a job leased to the miner, waiting up to `wait_s` (≤ 30).
+async fn poll(
+    app: Data,
+    req: HttpRequest,
+    query: web::Query<PollQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let (miner, _) = authenticate(&app, &req, &[])?;
+    let wait_s = query.wait_s.unwrap_or(0);
+    if wait_s > 30 {
+        return Err(ApiError::malformed("wait_s is 0..=30"));
+    }
+    let record = miner_record(&app, &chain_id, miner).await?;
+    let lease = app
+        .scheduler
+        .take(&app.router, &chain_id, miner, record, wait_s * 1000)
+        .await?;
+    let job = lease.map(|lease| {
+        let input = serde_json::to_value(&lease.job.request.input).expect("inputs serialize");
+        json!({
+            "job_id": lease.job.id,
+            "job_kind": input["job_kind"],
+            "input": input["input"],
+            "lease_until_ms": lease.lease_until_ms,
+            "max_price": lease.job.request.max_price,
+        })
+    });
+    Ok(HttpResponse::Ok().json(json!({ "job": job })))
+}
+
+/// Body of a miner's result.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultBody {
+    result_b64: String,
+    result_hash: Hash32,
+    gpu_ms: u64,
+    price: Amount,
+    receipt_signature: String,
+}
+
+/// `POST /v1/miners/jobs/{id}/result`: the miner's result and receipt.
+async fn post_result(
+    app: Data,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let (miner, key_hex) = authenticate(&app, &req, &body)?;
+    let job: Hash32 = path
+        .parse()
+        .map_err(|_| ApiError::malformed("a job id is 64 hex characters"))?;
+    let result: ResultBody = strict(&body)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&result.result_b64)
+        .map_err(|_| ApiError::malformed("result_b64 is not base64"))?;
+    let receipt =
+        domain::job::receipt_message(&job, &result.result_hash, result.gpu_ms, result.price);
+    let mut signature = [0u8; 64];
+    hex::decode_to_slice(&result.receipt_signature, &mut signature)
+        .map_err(|_| ApiError::malformed("receipt_signature is 128 hex characters"))?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&key_hex, &mut key).expect("checked by authenticate");
+    let valid =
+        PublicKey::from_bytes(&key).is_some_and(|k| k.verify(receipt.as_bytes(), &signature));
+    if !valid {
+        return Err(TxError::BadResult("the receipt signature does not verify".into()).into());
+    }
+    let step = FollowUp::Job {
+        chain_id: Arc::from(chain_id.as_str()),
+        id: job,
+        command: domain::job::JobCommand::Result {
+            miner,
+            result: Box::new(MinerResult {
+                result: HexBytes(bytes),
+                result_hash: result.result_hash,
+                gpu_ms: result.gpu_ms,
+                price: result.price,
+                receipt_signature: result.receipt_signature.to_ascii_lowercase(),
+                at_ms: app.clock.now_ms(),
+            }),
+        },
+    };
+    let completion = app.router.run_to_end(step).await?;
+    app.projections
+        .wait_applied(completion.last_position + 1)
+        .await
+        .map_err(|stopped| ApiError::new("unavailable", stopped.to_string()))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "receipt_id": Hash32::digest(receipt.as_bytes()),
+        "job_id": job,
+    })))
+}
+
+fn miner_json(app: &App, address: &Address, record: &MinerRecord) -> Value {
+    let now_ms = app.clock.now_ms();
+    let last = app.miner_requests.last_contact(address);
+    json!({
+        "address": address,
+        "public_key": record.public_key,
+        "gpu": record.offer.gpu,
+        "price_per_s": record.offer.price_per_s,
+        "region": record.offer.region,
+        "pool_id": record.offer.pool_id,
+        "capacity": record.offer.capacity,
+        "reputation": record.reputation,
+        "registered_at_ms": record.registered_at_ms,
+        "last_seen_ms": last,
+        "online": last.is_some_and(|t| now_ms.saturating_sub(t) < OFFLINE_AFTER_MS),
+    })
+}
+
+/// `GET /v1/miners`: every registered miner of the chain.
+async fn list_miners(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let miners = app.router.market().state(chain_id.clone()).await?.miners;
+    let mut listed = Vec::new();
+    for miner in miners {
+        let record = miner_record(&app, &chain_id, miner).await?;
+        listed.push(miner_json(&app, &miner, &record));
+    }
+    Ok(HttpResponse::Ok().json(json!({"chain_id": chain_id, "miners": listed})))
+}
+
+async fn job_state(app: &App, chain_id: &str, path: &str) -> Result<JobState, ApiError> {
+    let id: Hash32 = path
+        .parse()
+        .map_err(|_| ApiError::malformed("a job id is 64 hex characters"))?;
+    let job = JobId {
+        chain_id: chain_id.to_string(),
+        id,
+    };
+    let state = app.router.jobs().state(job).await?;
+    match state.job {
+        Some(_) => Ok(state),
+        None => Err(ApiError::not_found(format!("no job {id}"))),
+    }
+}
+
+/// `GET /v1/jobs/{id}`: state, assignments, results, verification, payments.
+async fn get_job(
+    app: Data,
+    path: web::Path<String>,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let state = job_state(&app, &chain_id, &path).await?;
+    let job = state.job.as_ref().expect("found");
+    let request = serde_json::to_value(&job.request.input).expect("inputs serialize");
+    let assignments: Vec<Value> = state
+        .assignments
+        .iter()
+        .map(|(miner, a)| {
+            json!({
+                "miner": miner,
+                "lease_until_ms": a.lease_until_ms,
+                "expired": a.expired,
+                "result": a.result.as_ref().map(|r| json!({
+                    "result_hash": r.result_hash,
+                    "gpu_ms": r.gpu_ms,
+                    "price": r.price,
+                    "receipt_signature": r.receipt_signature,
+                    "at_ms": r.at_ms,
+                })),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "id": job.id,
+        "chain_id": chain_id,
+        "owner": job.owner,
+        "job_kind": request["job_kind"],
+        "input": request["input"],
+        "max_price": job.request.max_price,
+        "redundancy": job.request.redundancy,
+        "constraints": job.request.constraints,
+        "verification": job.request.verification,
+        "escrow": job.escrow,
+        "submitted_at_ms": job.submitted_at_ms,
+        "deadline_ms": job.deadline_ms,
+        "state": state.status(),
+        "assignments": assignments,
+        "result_hash": state.verified_hash,
+        "reexecuted": state.reexecuted,
+        "payments": state.payments,
+        "refunded": state.refunded,
+    })))
+}
+
+/// `GET /v1/jobs/{id}/result`: the verified result.
+async fn get_result(
+    app: Data,
+    path: web::Path<String>,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let state = job_state(&app, &chain_id, &path).await?;
+    let Some(hash) = state.verified_hash else {
+        return Err(TxError::NotActive(format!(
+            "the job is {:?}: no verified result",
+            state.status()
+        ))
+        .into());
+    };
+    let bytes = state
+        .assignments
+        .values()
+        .filter_map(|a| a.result.as_ref())
+        .find(|r| r.result_hash == hash)
+        .map(|r| r.result.0.clone())
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(json!({
+        "job_id": state.job.as_ref().expect("found").id,
+        "result_hash": hash,
+        "result_b64": base64::engine::general_purpose::STANDARD.encode(bytes),
+    })))
+}
+
+/// The sealed block of `chain_id` whose positions cover `position`, if sealed yet.
+fn block_covering(app: &App, chain_id: &str, position: u64) -> Option<domain::block::Block> {
+    let explorer = &app.projections.read_model;
+    let (_, last) = explorer.chain(chain_id)?;
+    if last.to_position <= position {
+        return None;
+    }
+    let (mut low, mut high) = (1, last.height);
+    while low <= high {
+        let middle = low + (high - low) / 2;
+        let block = explorer.block(chain_id, middle)?;
+        if position < block.from_position {
+            high = middle - 1;
+        } else if position >= block.to_position {
+            low = middle + 1;
+        } else {
+            return Some(block);
+        }
+    }
+    None
+}
+
+/// The receipts of `job` (one per result), with their block and inclusion proof once sealed.
+async fn receipts_of(app: &App, chain_id: &str, job: Hash32) -> Result<Vec<Value>, ApiError> {
+    let stream = domain::job::job_stream(chain_id, &job);
+    let events = app
+        .store
+        .read_stream(&stream, 0, 10_000)
+        .await
+        .map_err(|e| ApiError::new("unavailable", e.to_string()))?;
+    let mut receipts = Vec::new();
+    for recorded in events {
+        let decoded = domain::codec::DomainEvent::decode(
+            &recorded.event_type,
+            &recorded.data,
+            recorded.recorded_at_ms,
+        );
+        let Ok(domain::codec::DomainEvent::Job(domain::job::JobEvent::ResultSubmitted {
+            miner,
+            result,
+            job_kind,
+            ..
+        })) = decoded
+        else {
+            continue;
+        };
+        let id = domain::job::receipt_id(&job, &result);
+        let mut receipt = json!({
+            "receipt_id": id,
+            "job_id": job,
+            "job_kind": job_kind,
+            "miner": miner,
+            "result_hash": result.result_hash,
+            "gpu_ms": result.gpu_ms,
+            "price": result.price,
+            "receipt_signature": result.receipt_signature,
+            "block_height": Value::Null,
+        });
+        if let Some(block) = block_covering(app, chain_id, recorded.position) {
+            receipt["block_height"] = json!(block.height);
+            receipt["block_hash"] = json!(block.hash);
+            receipt["merkle_root"] = json!(block.merkle_root);
+            receipt["proof"] = json!(block.receipt_proof(&id));
+        }
+        receipts.push(receipt);
+    }
+    Ok(receipts)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptsQuery {
+    chain: Option<String>,
+    job_id: Hash32,
+}
+
+/// `GET /v1/receipts?job_id=`: a job's receipts.
+async fn list_receipts(
+    app: Data,
+    query: web::Query<ReceiptsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let receipts = receipts_of(&app, &chain_id, query.job_id).await?;
+    Ok(HttpResponse::Ok().json(json!({"job_id": query.job_id, "receipts": receipts})))
+}
+
+/// `GET /v1/receipts/{id}`: one receipt, with its block and proof once sealed.
+async fn get_receipt(
+    app: Data,
+    path: web::Path<String>,
+    query: web::Query<ChainQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let id: Hash32 = path
+        .parse()
+        .map_err(|_| ApiError::malformed("a receipt id is 64 hex characters"))?;
+    let job = app
+        .router
+        .market()
+        .query(chain_id.clone(), move |state| {
+            state.receipts.get(&id).copied()
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no receipt {id}")))?;
+    let receipts = receipts_of(&app, &chain_id, job).await?;
+    let receipt = receipts
+        .into_iter()
+        .find(|r| r["receipt_id"] == json!(id))
+        .ok_or_else(|| ApiError::not_found(format!("no receipt {id}")))?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
