@@ -310,7 +310,7 @@ fn jobs_bench(ctx: &Context, jobs: usize, miners: usize) -> anyhow::Result<()> {
     let client = SigningKey::generate().map_err(|e| anyhow!("{e}"))?;
     ctx.post(
         "/v1/faucet",
-        &json!({"address": client.address(), "amount": (jobs as u128) * 1_000, "chain_id": chain_id}),
+        &json!({"address": client.address(), "amount": ((jobs as u128) * 1_000).to_string(), "chain_id": chain_id}),
     )?;
     let keys: Vec<SigningKey> = (0..miners)
         .map(|_| SigningKey::generate().map_err(|e| anyhow!("{e}")))
