@@ -24,8 +24,6 @@ use tokio::sync::oneshot;
 use crate::error::CommandError;
 use crate::router::Router;
 
-/// How long a lease lasts (never past the job's deadline).
-pub const LEASE_MS: u64 = 30_000;
 /// Longest long poll.
 pub const WAIT_MS_MAX: u64 = 30_000;
 
@@ -67,9 +65,11 @@ pub struct Lease {
 }
 
 /// The scheduler. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Scheduler {
     board: Arc<Mutex<Board>>,
+    /// How long a lease lasts (never past the job's deadline).
+    lease_ms: u64,
 }
 
 fn fits(job: &JobRecord, miner: &MinerRecord) -> bool {
@@ -89,9 +89,12 @@ fn fits(job: &JobRecord, miner: &MinerRecord) -> bool {
 }
 
 impl Scheduler {
-    /// An empty scheduler.
-    pub fn new() -> Self {
-        Scheduler::default()
+    /// An empty scheduler whose leases last `lease_ms`.
+    pub fn new(lease_ms: u64) -> Self {
+        Scheduler {
+            board: Arc::default(),
+            lease_ms,
+        }
     }
 
     /// The publisher the job registry calls with each job's state (see
@@ -190,7 +193,7 @@ impl Scheduler {
             };
             if let Some(job) = picked {
                 let now_ms = clock.now_ms();
-                let lease_until_ms = now_ms.saturating_add(LEASE_MS).min(job.deadline_ms);
+                let lease_until_ms = now_ms.saturating_add(self.lease_ms).min(job.deadline_ms);
                 let step = FollowUp::Job {
                     chain_id: Arc::from(chain_id),
                     id: job.id,

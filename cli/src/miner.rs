@@ -43,6 +43,10 @@ pub struct MinerArgs {
     /// Testing only: return wrong results, to show that the platform catches them.
     #[arg(long, hide = true)]
     forge_results: bool,
+    /// Testing only: wait this long after taking a job before running it (to be killed
+    /// mid-job).
+    #[arg(long, hide = true)]
+    hold_ms: Option<u64>,
 }
 
 #[derive(clap::Subcommand)]
@@ -263,6 +267,9 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             continue;
         }
         let id = job["job_id"].as_str().unwrap_or_default().to_string();
+        if let Some(hold_ms) = args.hold_ms {
+            std::thread::sleep(Duration::from_millis(hold_ms));
+        }
         let started = std::time::Instant::now();
         let mut result = match run_job(&executor, job) {
             Ok(result) => result,

@@ -34,6 +34,28 @@ pub struct NodeConfig {
     pub http_workers: Option<usize>,
     /// Hosted chains.
     pub chains: Vec<ChainConfig>,
+    /// GPU jobs.
+    #[serde(default)]
+    pub jobs: JobsConfig,
+}
+
+/// The `[jobs]` table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// How long a miner's lease on a job lasts, seconds (1..=3600).
+    pub lease_s: u64,
+    /// Share of `sampled` jobs the platform re-executes, basis points (0..=10000).
+    pub sample_bps: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            lease_s: 30,
+            sample_bps: domain::job::SAMPLE_BPS_DEFAULT,
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -117,6 +139,11 @@ impl NodeConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=3600).contains(&self.jobs.lease_s) || self.jobs.sample_bps > 10_000 {
+            return Err(ConfigError::Invalid(
+                "[jobs] lease_s is 1..=3600 and sample_bps 0..=10000".into(),
+            ));
+        }
         if self.chains.is_empty() {
             return Err(ConfigError::Invalid(
                 "at least one chain must be configured".into(),
@@ -214,6 +241,7 @@ pub fn create_devnet(
         listen: listen.to_string(),
         default_chain: DEVNET_CHAIN_ID.into(),
         http_workers: None,
+        jobs: JobsConfig::default(),
         chains: vec![ChainConfig {
             block_time_ms: 1000,
             empty_blocks: false,

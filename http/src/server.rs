@@ -116,15 +116,12 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             let hosted = hosted.clone();
             move |id: &AgentId| hosted(&id.chain_id)
         });
-    let scheduler = Scheduler::new();
+    let scheduler = Scheduler::new(config.jobs.lease_s * 1000);
+    let sample_bps = config.jobs.sample_bps;
     let jobs: Registry<JobAggregate> =
         Registry::new(store.clone(), clock.clone(), handles.clone(), {
             let hosted = hosted.clone();
-            move |id: &JobId| {
-                hosted(&id.chain_id).map(|()| JobFacts {
-                    sample_bps: domain::job::SAMPLE_BPS_DEFAULT,
-                })
-            }
+            move |id: &JobId| hosted(&id.chain_id).map(|()| JobFacts { sample_bps })
         })
         .publishing(scheduler.publisher());
     let miners: Registry<MinerAggregate> =

@@ -17,6 +17,18 @@ fn spawn_miner(
     name: &str,
     forge: bool,
 ) -> Child {
+    let extra: &[&str] = if forge { &["--forge-results"] } else { &[] };
+    spawn_miner_with(node, key, dir, name, extra)
+}
+
+/// An `aitbc miner` process for `key` that runs one job, with `extra` arguments.
+fn spawn_miner_with(
+    node: &TestNode,
+    key: &SigningKey,
+    dir: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+) -> Child {
     let file = dir.join(format!("{name}.key"));
     std::fs::write(&file, hex::encode(key.secret_bytes())).unwrap();
     let mut command = Command::new(binary());
@@ -27,10 +39,8 @@ fn spawn_miner(
         .env("XDG_RUNTIME_DIR", dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if forge {
-        command.arg("--forge-results");
-    }
+        .stderr(Stdio::null())
+        .args(extra);
     command.spawn().expect("the miner starts")
 }
 
@@ -144,4 +154,99 @@ fn jobs_from_the_command_line() {
     assert_eq!(cli.run(&["miner", "status"]).json()["miners"], json!([]));
     let keyless = cli.run(&["miner"]);
     assert!(keyless.err().contains("--key"), "{keyless:#?}");
+}
+
+#[test]
+fn a_miner_killed_mid_job_loses_its_lease_and_another_completes_the_job_once() {
+    let dir = tempdir();
+    let (config, mut chains) = write_config(dir.path(), &[(DEVNET, 0)], 200);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replacen("[[chains]]", "[jobs]\nlease_s = 2\n\n[[chains]]", 1);
+    std::fs::write(&config, text).unwrap();
+    let node = TestNode::start_with_config(dir.path(), &config);
+    let _chain = chains.remove(0);
+    let (stalled, rescuer, client) = (new_key(), new_key(), new_key());
+    let mut doomed = spawn_miner_with(
+        &node,
+        &stalled,
+        dir.path(),
+        "stalled",
+        &["--hold-ms", "600000"],
+    );
+    wait_for("the first miner to register", || {
+        node.get("/v1/miners").1["miners"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
+    });
+    node.faucet(&client.address(), AIT);
+    let body = json!({
+        "job_kind": "pow",
+        "input": {"prefix": "61697462", "difficulty_bits": 8, "start_nonce": 0, "end_nonce": 65536},
+        "max_price": "1000", "redundancy": 1, "deadline_s": 300,
+    });
+    let (status, answer) = node.submit(&signed(DEVNET, &client, 0, "submit_job", body));
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["tx_hash"].as_str().unwrap().to_string();
+    wait_for("the first miner to take the job", || {
+        node.get(&format!("/v1/jobs/{id}")).1["state"] == "assigned"
+    });
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let mut rescue = spawn_miner(&node, &rescuer, dir.path(), "rescuer", false);
+    let mut job = Value::Null;
+    wait_for("another miner to complete the job", || {
+        job = node.get(&format!("/v1/jobs/{id}")).1;
+        job["state"] == "completed"
+    });
+    let assignments = job["assignments"].as_array().unwrap();
+    assert_eq!(assignments.len(), 2, "{job}");
+    let expired: Vec<&Value> = assignments
+        .iter()
+        .filter(|a| a["expired"] == true)
+        .collect();
+    assert_eq!(expired.len(), 1, "the killed miner's lease ran out: {job}");
+    assert_eq!(expired[0]["miner"], stalled.address().to_string());
+    assert_eq!(
+        job["payments"].as_array().unwrap().len(),
+        1,
+        "completed once: {job}"
+    );
+    assert!(
+        node.account(&rescuer.address()).0 > 0,
+        "the rescuer is paid"
+    );
+    assert_eq!(node.account(&stalled.address()).0, 0);
+    let (_, miners) = node.get("/v1/miners");
+    let stalled_view = miners["miners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["address"] == stalled.address().to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        stalled_view["reputation"], 80,
+        "a lease that ran out costs reputation"
+    );
+    let nonce = u64::from_le_bytes(
+        hex::decode(job_result_hex(&node, &id))
+            .unwrap()
+            .try_into()
+            .expect("a nonce was found"),
+    );
+    let digest = domain::job::pow_digest(b"aitb", nonce);
+    assert!(
+        domain::job::leading_zero_bits(&digest) >= 8,
+        "the GPU's answer holds"
+    );
+    assert!(rescue.wait().unwrap().success());
+}
+
+fn job_result_hex(node: &TestNode, id: &str) -> String {
+    use base64::Engine;
+    let (_, result) = node.get(&format!("/v1/jobs/{id}/result"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(result["result_b64"].as_str().unwrap())
+        .unwrap();
+    hex::encode(bytes)
 }
