@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::limits::{PAGE_DEFAULT, PAGE_MAX};
+use crate::routes::{ChainQuery, page_limit};
 
 type Data = web::Data<Arc<App>>;
 
@@ -47,12 +47,7 @@ struct AgentsQuery {
 /// Agents in registration order, optionally of one role; the cursor is the last one returned.
 async fn list_agents(app: Data, query: web::Query<AgentsQuery>) -> Result<HttpResponse, ApiError> {
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
-    let limit = query.limit.unwrap_or(PAGE_DEFAULT);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::malformed(format!(
-            "limit must be between 1 and {PAGE_MAX}"
-        )));
-    }
+    let limit = page_limit(query.limit)?;
     let addresses = app.router.dao().state(chain_id.clone()).await?.agents;
     let start = match query.cursor {
         None => 0,
@@ -81,12 +76,6 @@ async fn list_agents(app: Data, query: web::Query<AgentsQuery>) -> Result<HttpRe
         "agents": page,
         "next_cursor": if more { json!(last) } else { Value::Null },
     })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChainQuery {
-    chain: Option<String>,
 }
 
 async fn get_agent(

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::limits::{PAGE_DEFAULT, PAGE_MAX};
+use crate::routes::{ChainQuery, PageQuery, page_limit};
 
 type Data = web::Data<Arc<App>>;
 
@@ -32,25 +32,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChainQuery {
-    chain: Option<String>,
-}
-
 fn parse<T: std::str::FromStr<Err: std::fmt::Display>>(text: &str) -> Result<T, ApiError> {
     text.parse()
         .map_err(|e| ApiError::malformed(format!("{text:?}: {e}")))
-}
-
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    let limit = limit.unwrap_or(PAGE_DEFAULT);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::malformed(format!(
-            "limit must be between 1 and {PAGE_MAX}"
-        )));
-    }
-    Ok(limit)
 }
 
 /// Every settable parameter with its value in force and its range, the council and the
@@ -303,19 +287,11 @@ async fn get_proposal(
     Ok(HttpResponse::Ok().json(proposal_json(&chain_id, &proposal, voters, now_ms)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VotesQuery {
-    chain: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
 /// A proposal's votes in voter address order; the cursor is the last voter returned.
 async fn list_votes(
     app: Data,
     path: web::Path<String>,
-    query: web::Query<VotesQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
     let id: Hash32 = parse(&path)?;

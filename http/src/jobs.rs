@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::routes::ChainQuery;
 
 type Data = web::Data<Arc<App>>;
 
@@ -73,12 +74,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/jobs/{id}/result", web::get().to(get_result))
         .route("/receipts", web::get().to(list_receipts))
         .route("/receipts/{id}", web::get().to(get_receipt));
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChainQuery {
-    chain: Option<String>,
 }
 
 fn unauthorized(message: impl Into<String>) -> ApiError {

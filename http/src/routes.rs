@@ -103,10 +103,11 @@ fn parse_amount(text: &str) -> Result<Amount, ApiError> {
         .map_err(|e| ApiError::malformed(format!("{text:?}: {e}")))
 }
 
+/// `?chain=`: the chain a read is about (the node's default when absent).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ChainQuery {
-    chain: Option<String>,
+pub(crate) struct ChainQuery {
+    pub(crate) chain: Option<String>,
 }
 
 async fn health(app: Data) -> HttpResponse {
@@ -243,14 +244,14 @@ pub fn account_json(app: &App, address: &str, chain: Option<&str>) -> Result<Val
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
-    chain: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
+pub(crate) struct PageQuery {
+    pub(crate) chain: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// The checked `limit` of a list request (API.md: ≤ 1000, default 100).
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     let limit = limit.unwrap_or(PAGE_DEFAULT);
     if limit == 0 || limit > PAGE_MAX {
         return Err(ApiError::malformed(format!(
