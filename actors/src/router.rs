@@ -32,6 +32,7 @@ use domain::wallet::{WalletCommand, WalletEvent, WalletId};
 
 use crate::power;
 use store::EventStore;
+use store::blobs::BlobStore;
 
 use crate::aggregate::Applied;
 use crate::dao::PauseBoard;
@@ -106,6 +107,8 @@ pub struct Router {
     miners: Registry<MinerAggregate>,
     market: Registry<MarketIndex>,
     pauses: PauseBoard,
+    /// Job inputs too large for a transaction (none in tests that run no such job).
+    blobs: Option<Arc<BlobStore>>,
 }
 
 /// What a step's command recorded in `owner`'s stream, as stored events.
@@ -169,6 +172,16 @@ impl Router {
             miners,
             market,
             pauses,
+            blobs: None,
+        }
+    }
+
+    /// The router with the node's blob store (jobs whose input is a blob are re-executed with
+    /// its bytes).
+    pub fn with_blobs(self, blobs: Arc<BlobStore>) -> Self {
+        Router {
+            blobs: Some(blobs),
+            ..self
         }
     }
 
@@ -428,14 +441,21 @@ impl Router {
                     .flatten()
             })
             .await?;
-        let reference = match input {
-            None => None,
-            Some(input) => Some(
-                tokio::task::spawn_blocking(move || input.reference())
-                    .await
-                    .map_err(|e| CommandError::Unavailable(format!("reference run: {e}")))?,
-            ),
+        let Some(input) = input else {
+            return Ok(JobCommand::Verify { reference: None });
         };
+        let blobs = self.blobs.clone();
+        let run = move || {
+            let blob = match (input.blobs().first(), &blobs) {
+                (Some(hash), Some(store)) => store.get(hash).ok().flatten(),
+                _ => None,
+            };
+            // A blob gone since submission: no reference (the job fails if results disagree).
+            input.reference(blob.as_deref()).ok()
+        };
+        let reference = tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("reference run: {e}")))?;
         Ok(JobCommand::Verify { reference })
     }
 

@@ -231,9 +231,14 @@ impl Scheduler {
         self.board.lock().waiting.retain(|w| w.miner != *miner);
     }
 
-    /// Open jobs the board holds, for reads.
-    pub fn open_jobs(&self) -> usize {
-        self.board.lock().jobs.len()
+    /// The blobs open jobs refer to (the blob collector keeps them).
+    pub fn referenced_blobs(&self) -> std::collections::BTreeSet<Hash32> {
+        self.board
+            .lock()
+            .jobs
+            .values()
+            .flat_map(|job| job.record.request.input.blobs())
+            .collect()
     }
 }
 

@@ -164,18 +164,44 @@ pub fn result_body(
     })
 }
 
+impl Client {
+    /// The bytes of blob `hash` (blobs are public; the hash is checked).
+    fn blob(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+        let response = self
+            .agent
+            .get(&format!("{}/v1/blobs/{hash}", self.node))
+            .call()
+            .map_err(|e| anyhow!("blob {hash}: {e}"))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes)?;
+        if Hash32::digest(&bytes).to_string() != hash {
+            return Err(anyhow!("blob {hash} came back with other bytes"));
+        }
+        Ok(bytes)
+    }
+}
+
+/// The messages of a sha256 job: inline, or framed in its blob.
+fn sha256_messages(client: &Client, input: &Value) -> anyhow::Result<Vec<Vec<u8>>> {
+    if let Some(hash) = input["messages_blob"].as_str() {
+        let bytes = client.blob(hash)?;
+        return domain::job::framed_messages(&bytes).map_err(|e| anyhow!("{e}"));
+    }
+    input["messages"]
+        .as_array()
+        .ok_or_else(|| anyhow!("a sha256 job without messages"))?
+        .iter()
+        .map(|m| hex::decode(m.as_str().unwrap_or("")).context("a message is not hex"))
+        .collect()
+}
+
 /// The result bytes of a job, run on the executor.
-pub fn run_job(executor: &gpu::Executor, job: &Value) -> anyhow::Result<Vec<u8>> {
+pub fn run_job(client: &Client, executor: &gpu::Executor, job: &Value) -> anyhow::Result<Vec<u8>> {
     let input = &job["input"];
     let limits = gpu::JobLimits::default();
     match job["job_kind"].as_str() {
         Some("sha256") => {
-            let messages: Vec<Vec<u8>> = input["messages"]
-                .as_array()
-                .ok_or_else(|| anyhow!("a sha256 job without messages"))?
-                .iter()
-                .map(|m| hex::decode(m.as_str().unwrap_or("")).context("a message is not hex"))
-                .collect::<anyhow::Result<_>>()?;
+            let messages = sha256_messages(client, input)?;
             let digests = executor
                 .sha256_batch(messages, &limits)
                 .map_err(|e| anyhow!("{e}"))?;
@@ -271,7 +297,7 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             std::thread::sleep(Duration::from_millis(hold_ms));
         }
         let started = std::time::Instant::now();
-        let mut result = match run_job(&executor, job) {
+        let mut result = match run_job(&client, &executor, job) {
             Ok(result) => result,
             Err(error) => {
                 eprintln!("miner: job {id} failed: {error}; its lease will run out");

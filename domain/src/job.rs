@@ -99,10 +99,15 @@ impl<'de> Deserialize<'de> for HexBytes {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "job_kind", content = "input", rename_all = "snake_case")]
 pub enum JobInput {
-    /// SHA-256 of each message → the digests concatenated, in order.
+    /// SHA-256 of each message → the digests concatenated, in order. The messages are inline,
+    /// or in a blob (each message as u32 LE length + bytes).
     Sha256 {
-        /// The messages.
+        /// The messages, inline.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         messages: Vec<HexBytes>,
+        /// The blob holding them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        messages_blob: Option<Hash32>,
     },
     /// The smallest nonce in `[start_nonce, end_nonce)` whose SHA-256(prefix ‖ nonce as 8 bytes
     /// LE) has at least `difficulty_bits` leading zero bits → the nonce as 8 bytes LE, or no
@@ -123,7 +128,10 @@ pub enum JobInput {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Sha256Wire {
-    messages: Vec<HexBytes>,
+    #[serde(default)]
+    messages: Option<Vec<HexBytes>>,
+    #[serde(default)]
+    messages_blob: Option<Hash32>,
 }
 
 /// The input of a `pow` job.
@@ -143,8 +151,20 @@ impl JobInput {
         let parsed = match job_kind {
             "sha256" => {
                 let wire: Sha256Wire = serde_json::from_str(input).map_err(malformed)?;
-                JobInput::Sha256 {
-                    messages: wire.messages,
+                match (wire.messages, wire.messages_blob) {
+                    (Some(messages), None) => JobInput::Sha256 {
+                        messages,
+                        messages_blob: None,
+                    },
+                    (None, Some(blob)) => JobInput::Sha256 {
+                        messages: Vec::new(),
+                        messages_blob: Some(blob),
+                    },
+                    _ => {
+                        return Err(TxError::Malformed(
+                            "a sha256 input has messages or a messages_blob".into(),
+                        ));
+                    }
                 }
             }
             "pow" => {
@@ -169,7 +189,11 @@ impl JobInput {
     fn check(&self) -> Result<(), TxError> {
         let limit = |what: String| Err(TxError::LimitExceeded(what));
         match self {
-            JobInput::Sha256 { messages } => {
+            JobInput::Sha256 {
+                messages_blob: Some(_),
+                ..
+            } => {}
+            JobInput::Sha256 { messages, .. } => {
                 if messages.is_empty() || messages.len() > SHA_MESSAGES_MAX {
                     return limit(format!("a sha256 job has 1 to {SHA_MESSAGES_MAX} messages"));
                 }
@@ -211,12 +235,46 @@ impl JobInput {
         }
     }
 
-    /// The platform's reference: the exact result bytes, on a CPU core.
-    pub fn reference(&self) -> Vec<u8> {
+    /// The blobs the input refers to.
+    pub fn blobs(&self) -> Vec<Hash32> {
         match self {
-            JobInput::Sha256 { messages } => messages
+            JobInput::Sha256 {
+                messages_blob: Some(blob),
+                ..
+            } => vec![*blob],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The messages of a `sha256` job, from `blob` (the bytes of its `messages_blob`) when
+    /// it has one.
+    pub fn sha256_messages(&self, blob: Option<&[u8]>) -> Result<Vec<Vec<u8>>, TxError> {
+        match (self, blob) {
+            (
+                JobInput::Sha256 {
+                    messages_blob: Some(hash),
+                    ..
+                },
+                blob,
+            ) => {
+                let bytes = blob.ok_or_else(|| TxError::NotFound(format!("no blob {hash}")))?;
+                framed_messages(bytes)
+            }
+            (JobInput::Sha256 { messages, .. }, _) => {
+                Ok(messages.iter().map(|m| m.0.clone()).collect())
+            }
+            (JobInput::Pow { .. }, _) => Err(TxError::Malformed("not a sha256 job".into())),
+        }
+    }
+
+    /// The platform's reference: the exact result bytes, on a CPU core; `blob` holds the bytes
+    /// of the blob the input refers to, if any.
+    pub fn reference(&self, blob: Option<&[u8]>) -> Result<Vec<u8>, TxError> {
+        Ok(match self {
+            JobInput::Sha256 { .. } => self
+                .sha256_messages(blob)?
                 .iter()
-                .flat_map(|m| Sha256::digest(&m.0).to_vec())
+                .flat_map(|m| Sha256::digest(m).to_vec())
                 .collect(),
             JobInput::Pow {
                 prefix,
@@ -227,8 +285,36 @@ impl JobInput {
                 .find(|nonce| leading_zero_bits(&pow_digest(&prefix.0, *nonce)) >= *difficulty_bits)
                 .map(|nonce| nonce.to_le_bytes().to_vec())
                 .unwrap_or_default(),
-        }
+        })
     }
+}
+
+/// The messages framed in a blob: each as its length (u32 LE) then its bytes, nothing after
+/// the last; at most [`SHA_MESSAGES_MAX`] of them (the digests travel inline).
+pub fn framed_messages(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, TxError> {
+    let mut messages = Vec::new();
+    while !bytes.is_empty() {
+        if messages.len() == SHA_MESSAGES_MAX {
+            return Err(TxError::LimitExceeded(format!(
+                "a sha256 job has at most {SHA_MESSAGES_MAX} messages"
+            )));
+        }
+        let (length, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| TxError::Malformed("a message's length is cut short".into()))?;
+        let length = u32::from_le_bytes(*length) as usize;
+        if rest.len() < length {
+            return Err(TxError::Malformed("a message is cut short".into()));
+        }
+        messages.push(rest[..length].to_vec());
+        bytes = &rest[length..];
+    }
+    if messages.is_empty() {
+        return Err(TxError::Malformed(
+            "a messages_blob holds no message".into(),
+        ));
+    }
+    Ok(messages)
 }
 
 /// SHA-256(prefix ‖ nonce as 8 bytes LE).
@@ -830,7 +916,21 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
     let accepted = match &reference {
         Some(bytes) => Hash32::digest(bytes),
         // Every result agrees (else the host re-executed): the common hash.
-        None => results[0].1.result_hash,
+        None if results
+            .windows(2)
+            .all(|w| w[0].1.result_hash == w[1].1.result_hash) =>
+        {
+            results[0].1.result_hash
+        }
+        // Results disagree and nothing can settle it (the input's blob is gone): no result is
+        // accepted, nobody is blamed, the client is refunded.
+        None => {
+            return Some(JobEvent::Failed {
+                disproved: Vec::new(),
+                owner: job.owner,
+                refund: job.escrow,
+            });
+        }
     };
     let (correct, wrong): (Vec<_>, Vec<_>) = results
         .into_iter()

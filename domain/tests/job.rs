@@ -155,7 +155,8 @@ fn reference() -> Vec<u8> {
     SubmitJob::parse(&body(1, "sampled"))
         .unwrap()
         .input
-        .reference()
+        .reference(None)
+        .unwrap()
 }
 
 #[test]
@@ -224,7 +225,7 @@ fn the_reference_computes_each_kind_exactly() {
         start_nonce: 0,
         end_nonce: 100_000,
     };
-    let nonce = u64::from_le_bytes(pow.reference().try_into().expect("found"));
+    let nonce = u64::from_le_bytes(pow.reference(None).unwrap().try_into().expect("found"));
     assert!(job::leading_zero_bits(&job::pow_digest(b"aitbc", nonce)) >= 12);
     assert!(
         (0..nonce).all(|n| job::leading_zero_bits(&job::pow_digest(b"aitbc", n)) < 12),
@@ -237,7 +238,7 @@ fn the_reference_computes_each_kind_exactly() {
         end_nonce: 1_000,
     };
     assert!(
-        none.reference().is_empty(),
+        none.reference(None).unwrap().is_empty(),
         "no bytes when nothing is found"
     );
 }
@@ -512,4 +513,76 @@ proptest! {
         let correct = right.iter().take(usize::from(redundancy)).filter(|r| **r).count();
         prop_assert_eq!(paid_miners, correct);
     }
+}
+
+#[test]
+fn messages_in_a_blob_are_framed_by_their_lengths() {
+    let framed = |messages: &[&[u8]]| -> Vec<u8> {
+        messages
+            .iter()
+            .flat_map(|m| [(m.len() as u32).to_le_bytes().to_vec(), m.to_vec()].concat())
+            .collect()
+    };
+    let bytes = framed(&[b"abc", b"", b"aitbc"]);
+    assert_eq!(
+        job::framed_messages(&bytes).unwrap(),
+        vec![b"abc".to_vec(), Vec::new(), b"aitbc".to_vec()]
+    );
+    assert_eq!(
+        job::framed_messages(&bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .code(),
+        "malformed"
+    );
+    assert_eq!(
+        job::framed_messages(&[1, 0]).unwrap_err().code(),
+        "malformed"
+    );
+    assert_eq!(job::framed_messages(&[]).unwrap_err().code(), "malformed");
+    let many: Vec<&[u8]> = vec![b"x"; job::SHA_MESSAGES_MAX + 1];
+    assert_eq!(
+        job::framed_messages(&framed(&many)).unwrap_err().code(),
+        "limit_exceeded"
+    );
+
+    let blob = Hash32::digest(&bytes);
+    let text = format!(
+        r#"{{"job_kind":"sha256","input":{{"messages_blob":"{blob}"}},"max_price":"1","redundancy":1,"deadline_s":60}}"#
+    );
+    let request = SubmitJob::parse(&text).unwrap();
+    assert_eq!(request.input.blobs(), vec![blob]);
+    let inline = SubmitJob::parse(&body(1, "sampled")).unwrap();
+    assert!(inline.input.blobs().is_empty());
+    assert_eq!(
+        request.input.reference(None).unwrap_err().code(),
+        "not_found"
+    );
+    let digests = request.input.reference(Some(&bytes)).unwrap();
+    assert_eq!(
+        &digests[..32],
+        &reference()[..32],
+        "SHA-256(abc) either way"
+    );
+    let both = text.replace(
+        "\"messages_blob\"",
+        "\"messages\":[\"00\"],\"messages_blob\"",
+    );
+    assert_eq!(SubmitJob::parse(&both).unwrap_err().code(), "malformed");
+}
+
+#[test]
+fn results_that_disagree_with_no_reference_to_settle_them_fail_without_blame() {
+    let mut job = Job::submitted(2);
+    job.assign(MINERS[0], 2_000);
+    job.assign(MINERS[1], 2_000);
+    job.submit_result(MINERS[0], &reference(), 900, 3_000)
+        .unwrap();
+    job.submit_result(MINERS[1], b"other", 900, 3_000).unwrap();
+    let failed = job
+        .run(JobCommand::Verify { reference: None }, 3_100)
+        .unwrap();
+    assert!(
+        matches!(&failed[..], [JobEvent::Failed { disproved, refund: Amount(2_000), .. }] if disproved.is_empty())
+    );
+    assert!(job.outcomes().is_empty(), "nobody loses reputation");
 }

@@ -103,6 +103,8 @@ pub struct App {
     pub scheduler: actors::scheduler::Scheduler,
     /// Signed miner requests seen lately (replays are refused) and miners' last contact.
     pub miner_requests: crate::jobs::MinerRequests,
+    /// Job inputs and results too large for a transaction.
+    pub blobs: Arc<store::blobs::BlobStore>,
 }
 
 /// The long-running actors a node cannot serve correctly without.
@@ -277,6 +279,10 @@ impl App {
             .into());
         }
         let hash = tx.hash;
+        if let Err(error) = self.check_blobs(&tx) {
+            // A committed job whose blob was collected since is still answered as before.
+            return self.known_or(hash, error).await;
+        }
         // A resubmission of a committed transaction fails the checks of a new one (its nonce is
         // used, a claim is made, its module may be paused since): only then is it looked up, so
         // a new transaction never searches the history.
@@ -295,6 +301,23 @@ impl App {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// A job whose input is a blob needs the blob stored and well formed (else nothing is
+    /// escrowed).
+    fn check_blobs(&self, tx: &VerifiedTx) -> Result<(), ApiError> {
+        let domain::kinds::TxAction::SubmitJob(request) = &tx.action else {
+            return Ok(());
+        };
+        for hash in request.input.blobs() {
+            let bytes = self
+                .blobs
+                .get(&hash)
+                .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+                .ok_or_else(|| ApiError::not_found(format!("no blob {hash}: upload it first")))?;
+            request.input.sha256_messages(Some(&bytes))?;
+        }
+        Ok(())
     }
 
     /// The answer of committed transaction `hash` (after making sure every step is done, and

@@ -47,6 +47,10 @@ pub struct JobsConfig {
     pub lease_s: u64,
     /// Share of `sampled` jobs the platform re-executes, basis points (0..=10000).
     pub sample_bps: u32,
+    /// Bytes of blobs one account may store, MiB.
+    pub blob_quota_mb: u64,
+    /// A blob no open job refers to is collected this long after its upload, seconds.
+    pub blob_ttl_s: u64,
 }
 
 impl Default for JobsConfig {
@@ -54,6 +58,8 @@ impl Default for JobsConfig {
         JobsConfig {
             lease_s: 30,
             sample_bps: domain::job::SAMPLE_BPS_DEFAULT,
+            blob_quota_mb: 256,
+            blob_ttl_s: 3600,
         }
     }
 }
@@ -139,9 +145,16 @@ impl NodeConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=3600).contains(&self.jobs.lease_s) || self.jobs.sample_bps > 10_000 {
+        let jobs = &self.jobs;
+        if !(1..=3600).contains(&jobs.lease_s)
+            || jobs.sample_bps > 10_000
+            || !(1..=1 << 20).contains(&jobs.blob_quota_mb)
+            || !(1..=30 * 24 * 3600).contains(&jobs.blob_ttl_s)
+        {
             return Err(ConfigError::Invalid(
-                "[jobs] lease_s is 1..=3600 and sample_bps 0..=10000".into(),
+                "[jobs] lease_s is 1..=3600, sample_bps 0..=10000, blob_quota_mb 1..=1048576 \
+                 and blob_ttl_s 1..=2592000"
+                    .into(),
             ));
         }
         if self.chains.is_empty() {

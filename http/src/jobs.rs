@@ -80,8 +80,13 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     TxError::Unauthorized(message.into()).into()
 }
 
-/// The signing miner of a request: its signature, time window and freshness checked.
-fn authenticate(app: &App, req: &HttpRequest, body: &[u8]) -> Result<(Address, String), ApiError> {
+/// The signer of a request (a miner, or a blob's uploader): its signature, time window and
+/// freshness checked.
+pub(crate) fn authenticate(
+    app: &App,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(Address, String), ApiError> {
     let header = |name: &str| {
         req.headers()
             .get(name)

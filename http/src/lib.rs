@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod app;
+pub mod blobs;
 pub mod config;
 pub mod custody;
 pub mod error;

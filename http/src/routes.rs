@@ -66,7 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/wallet/send", web::post().to(wallet_send))
             .configure(crate::governance::routes)
             .configure(crate::agents::routes)
-            .configure(crate::jobs::routes),
+            .configure(crate::jobs::routes)
+            .configure(crate::blobs::routes),
     )
     .default_service(web::to(no_such_endpoint));
 }

@@ -117,6 +117,11 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
             move |id: &AgentId| hosted(&id.chain_id)
         });
     let scheduler = Scheduler::new(config.jobs.lease_s * 1000);
+    let blob_quota = config.jobs.blob_quota_mb << 20;
+    let blobs = Arc::new(
+        store::blobs::BlobStore::open(data_dir.join("blobs"), blob_quota)
+            .map_err(|e| fail("blobs")(e.to_string()))?,
+    );
     let sample_bps = config.jobs.sample_bps;
     let jobs: Registry<JobAggregate> =
         Registry::new(store.clone(), clock.clone(), handles.clone(), {
@@ -151,7 +156,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         miners,
         market: market.clone(),
     };
-    let router = Router::new(registries, pauses);
+    let router = Router::new(registries, pauses).with_blobs(blobs.clone());
 
     let explorer_file = data_dir.join("projections").join("explorer.redb");
     let started = std::time::Instant::now();
@@ -260,6 +265,12 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     }
 
     arbiters.extend([sealer_arbiter, manager_arbiter]);
+    actix_rt::spawn(crate::blobs::collect_forever(
+        blobs.clone(),
+        scheduler.clone(),
+        clock.clone(),
+        config.jobs.blob_ttl_s * 1000,
+    ));
 
     let ready = Arc::new(AtomicBool::new(false));
     let head_at_start = store.next_position();
@@ -299,6 +310,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         key_cache: dashmap::DashMap::new(),
         scheduler,
         miner_requests: crate::jobs::MinerRequests::default(),
+        blobs: blobs.clone(),
     });
     let data = web::Data::new(app.clone());
     let mut server = HttpServer::new(move || {

@@ -261,6 +261,18 @@ impl TestNode {
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// GET `path` → (status, body bytes).
+    pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let response = match self.agent.get(&self.url_of(path)).call() {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("GET {path}: {e}"),
+        };
+        let status = response.status();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).expect("body");
+        (status, bytes)
+    }
+
     /// POST JSON.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.try_post(path, body)

@@ -250,3 +250,101 @@ fn job_result_hex(node: &TestNode, id: &str) -> String {
         .unwrap();
     hex::encode(bytes)
 }
+
+/// Headers of a request signed by `key` (the miner protocol's signature, also for blobs).
+fn signed_headers(
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    use sha2::Digest;
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let digest = hex::encode(sha2::Sha256::digest(body));
+    let signed = format!("AITBC-REQ-V1\n{method}\n{path}\n{time_ms}\n{digest}");
+    vec![
+        ("X-AITBC-Key", hex::encode(key.public_key())),
+        ("X-AITBC-Time", time_ms.to_string()),
+        (
+            "X-AITBC-Signature",
+            hex::encode(key.sign(signed.as_bytes())),
+        ),
+    ]
+}
+
+#[test]
+fn a_job_whose_messages_are_a_blob_is_run_by_a_miner_that_fetches_it() {
+    let dir = tempdir();
+    let (config, mut chains) = write_config(dir.path(), &[(DEVNET, 0)], 200);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("[[chains]]", "[jobs]\nblob_quota_mb = 1\n\n[[chains]]", 1);
+    std::fs::write(&config, text).unwrap();
+    let node = TestNode::start_with_config(dir.path(), &config);
+    let _chain = chains.remove(0);
+    let (client, miner) = (new_key(), new_key());
+    let messages: Vec<Vec<u8>> = (0..100u32)
+        .map(|i| vec![i as u8; 1_000 + i as usize])
+        .collect();
+    let blob: Vec<u8> = messages
+        .iter()
+        .flat_map(|m| [(m.len() as u32).to_le_bytes().to_vec(), m.clone()].concat())
+        .collect();
+
+    let upload = |key: &SigningKey, bytes: &[u8]| {
+        let headers = signed_headers(key, "POST", "/v1/blobs", bytes);
+        node.request("POST", "/v1/blobs", &headers, Some(bytes))
+    };
+    let (status, body) = upload(&client, &blob);
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "unauthorized"),
+        "an unfunded account: {body}"
+    );
+    node.faucet(&client.address(), AIT);
+    let (status, body) = upload(&client, &blob);
+    assert_eq!(status, 200, "{body}");
+    let hash = body["hash"].as_str().unwrap().to_string();
+    assert_eq!(hash, hex::encode(domain::hash::Hash32::digest(&blob).0));
+    let (status, _) = node.request("POST", "/v1/blobs", &[], Some(&blob));
+    assert_eq!(status, 401, "unsigned");
+    let (status, body) = upload(&client, &vec![7u8; 1 << 20]);
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "limit_exceeded"),
+        "over the quota: {body}"
+    );
+    let (status, fetched) = node.get_bytes(&format!("/v1/blobs/{hash}"));
+    assert_eq!((status, fetched == blob), (200, true), "the same bytes");
+
+    let submit = |nonce: u64, input: Value| {
+        let body = json!({"job_kind": "sha256", "input": input, "max_price": "1000",
+            "redundancy": 1, "deadline_s": 300, "verification": "always"});
+        node.submit(&signed(DEVNET, &client, nonce, "submit_job", body))
+    };
+    let missing = hex::encode(domain::hash::Hash32::digest(b"never uploaded").0);
+    let (status, body) = submit(0, json!({"messages_blob": missing}));
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
+    let (status, answer) = submit(0, json!({"messages_blob": hash}));
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["tx_hash"].as_str().unwrap().to_string();
+    let mut running = spawn_miner(&node, &miner, dir.path(), "miner", false);
+    let mut job = Value::Null;
+    wait_for("the job to complete", || {
+        job = node.get(&format!("/v1/jobs/{id}")).1;
+        job["state"] == "completed"
+    });
+    assert_eq!(job["reexecuted"], true, "{job}");
+    let expected: Vec<u8> = messages
+        .iter()
+        .flat_map(|m| domain::hash::Hash32::digest(m).0)
+        .collect();
+    assert_eq!(
+        job_result_hex(&node, &id),
+        hex::encode(expected),
+        "the GPU's digests of the blob's messages"
+    );
+    assert!(running.wait().unwrap().success());
+}

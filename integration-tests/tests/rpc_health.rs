@@ -138,6 +138,8 @@ fn health_metrics_and_openapi() {
         ("/v1/jobs/{id}/result", "get"),
         ("/v1/receipts", "get"),
         ("/v1/receipts/{id}", "get"),
+        ("/v1/blobs", "post"),
+        ("/v1/blobs/{hash}", "get"),
     ];
     for (path, method) in expected {
         let item = paths

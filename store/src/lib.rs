@@ -30,6 +30,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+pub mod blobs;
 mod codec;
 mod file;
 pub mod limits;
