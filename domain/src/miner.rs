@@ -106,6 +106,9 @@ pub struct MinerRecord {
     pub reputation: u16,
     /// When it first registered.
     pub registered_at_ms: u64,
+    /// Whether it is in contact (a registration counts; silence for a while does not).
+    #[serde(default)]
+    pub online: bool,
 }
 
 /// State of a miner's stream.
@@ -150,6 +153,13 @@ pub enum MinerCommand {
         /// The request's time.
         at_ms: u64,
     },
+    /// Its contact changed: heard from again after silence (`online`), or silent too long.
+    Presence {
+        /// Online or offline.
+        online: bool,
+        /// When the change was seen.
+        at_ms: u64,
+    },
     /// An outcome of one of its jobs.
     Outcome {
         /// The job.
@@ -174,6 +184,13 @@ pub enum MinerEvent {
         /// Its first registration (the index lists it).
         first: bool,
     },
+    /// It is in contact again, or went silent: the only events its heartbeats cause.
+    PresenceChanged {
+        /// Online or offline.
+        online: bool,
+        /// When.
+        at_ms: u64,
+    },
     /// Its reputation changed.
     ReputationChanged {
         /// The job.
@@ -187,13 +204,18 @@ pub enum MinerEvent {
 
 impl MinerEvent {
     /// Every type name, for the decoder.
-    pub const TYPES: [&'static str; 2] = ["MinerRegistered.v1", "MinerReputationChanged.v1"];
+    pub const TYPES: [&'static str; 3] = [
+        "MinerRegistered.v1",
+        "MinerReputationChanged.v1",
+        "MinerPresenceChanged.v1",
+    ];
 
     /// Versioned type name.
     pub fn event_type(&self) -> &'static str {
         match self {
             MinerEvent::Registered { .. } => Self::TYPES[0],
             MinerEvent::ReputationChanged { .. } => Self::TYPES[1],
+            MinerEvent::PresenceChanged { .. } => Self::TYPES[2],
         }
     }
 }
@@ -217,6 +239,14 @@ pub fn outcome_event_id(job: &Hash32, miner: &Address, outcome: Outcome) -> u128
     subject.extend_from_slice(&miner.0);
     subject.push(outcome as u8);
     event_id("miner-outcome", &subject)
+}
+
+/// Id of the event a change of presence at `at_ms` records.
+pub fn presence_event_id(miner: &Address, online: bool, at_ms: u64) -> u128 {
+    let mut subject = miner.0.to_vec();
+    subject.push(u8::from(online));
+    subject.extend_from_slice(&at_ms.to_be_bytes());
+    event_id("miner-presence", &subject)
 }
 
 /// Id of the event a registration at `at_ms` records.
@@ -259,6 +289,13 @@ impl Aggregate for MinerAggregate {
                     first: state.record.is_none(),
                 }])
             }
+            MinerCommand::Presence { online, at_ms } => {
+                let changed = state.record.as_ref().is_some_and(|r| r.online != online);
+                Ok(match changed {
+                    true => vec![MinerEvent::PresenceChanged { online, at_ms }],
+                    false => Vec::new(),
+                })
+            }
             MinerCommand::Outcome { job, outcome } => {
                 let current = state
                     .record
@@ -283,16 +320,25 @@ impl Aggregate for MinerAggregate {
                 at_ms,
                 ..
             } => match &mut state.record {
-                Some(record) => record.offer = offer.clone(),
+                Some(record) => {
+                    record.offer = offer.clone();
+                    record.online = true;
+                }
                 None => {
                     state.record = Some(MinerRecord {
                         public_key: public_key.clone(),
                         offer: offer.clone(),
                         reputation: REPUTATION_START,
                         registered_at_ms: *at_ms,
+                        online: true,
                     })
                 }
             },
+            MinerEvent::PresenceChanged { online, .. } => {
+                if let Some(record) = &mut state.record {
+                    record.online = *online;
+                }
+            }
             MinerEvent::ReputationChanged { reputation, .. } => {
                 if let Some(record) = &mut state.record {
                     record.reputation = *reputation;
@@ -307,6 +353,9 @@ impl Aggregate for MinerAggregate {
             MinerEvent::ReputationChanged { job, outcome, .. } => {
                 outcome_event_id(job, &id.miner, *outcome)
             }
+            MinerEvent::PresenceChanged { online, at_ms } => {
+                presence_event_id(&id.miner, *online, *at_ms)
+            }
         }
     }
 
@@ -314,6 +363,9 @@ impl Aggregate for MinerAggregate {
         Some(match command {
             MinerCommand::Register { at_ms, .. } => register_event_id(&id.miner, *at_ms),
             MinerCommand::Outcome { job, outcome } => outcome_event_id(job, &id.miner, *outcome),
+            MinerCommand::Presence { online, at_ms } => {
+                presence_event_id(&id.miner, *online, *at_ms)
+            }
         })
     }
 
@@ -498,5 +550,94 @@ impl Aggregate for MarketIndex {
             DomainEvent::Market(event) => Some(event),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::replay;
+
+    fn decide(events: &[MinerEvent], command: MinerCommand) -> Vec<MinerEvent> {
+        let id = MinerId {
+            chain_id: "c".into(),
+            miner: Address([5; 20]),
+        };
+        let ctx = Context {
+            id: &id,
+            facts: &(),
+            now_ms: 0,
+        };
+        MinerAggregate::decide(&replay::<MinerAggregate>(events), &ctx, command).unwrap()
+    }
+
+    fn offer() -> RegisterMiner {
+        RegisterMiner {
+            gpu: GpuReport {
+                name: "gpu".into(),
+                backend: "vulkan".into(),
+                device_type: "cpu".into(),
+                vram_mb: None,
+            },
+            price_per_s: Amount(1),
+            region: None,
+            pool_id: None,
+            capacity: 1,
+        }
+    }
+
+    #[test]
+    fn only_changes_of_presence_are_events_and_reputation_stays_in_range() {
+        let register = MinerCommand::Register {
+            public_key: "ab".repeat(32),
+            offer: offer(),
+            at_ms: 1,
+        };
+        let mut events = decide(&[], register);
+        assert!(matches!(
+            &events[..],
+            [MinerEvent::Registered { first: true, .. }]
+        ));
+        let presence = |online, at_ms| MinerCommand::Presence { online, at_ms };
+        assert!(
+            decide(&events, presence(true, 2)).is_empty(),
+            "online already"
+        );
+        events.extend(decide(&events, presence(false, 3)));
+        assert!(!replay::<MinerAggregate>(&events).record.unwrap().online);
+        assert!(
+            decide(&events, presence(false, 4)).is_empty(),
+            "offline already"
+        );
+        let update = MinerCommand::Register {
+            public_key: "ab".repeat(32),
+            offer: offer(),
+            at_ms: 5,
+        };
+        let again = decide(&events, update);
+        assert!(matches!(
+            &again[..],
+            [MinerEvent::Registered { first: false, .. }]
+        ));
+        events.extend(again);
+        assert!(
+            replay::<MinerAggregate>(&events).record.unwrap().online,
+            "registering is contact"
+        );
+        for n in 0..20u8 {
+            let job = Hash32::digest(&[n]);
+            events.extend(decide(
+                &events,
+                MinerCommand::Outcome {
+                    job,
+                    outcome: Outcome::Disproved,
+                },
+            ));
+        }
+        assert_eq!(
+            replay::<MinerAggregate>(&events).record.unwrap().reputation,
+            0,
+            "never below 0"
+        );
     }
 }

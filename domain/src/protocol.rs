@@ -134,6 +134,9 @@ impl FollowUp {
                     miner::outcome_event_id(job, miner, *outcome)
                 }
                 MinerCommand::Register { at_ms, .. } => miner::register_event_id(miner, *at_ms),
+                MinerCommand::Presence { online, at_ms } => {
+                    miner::presence_event_id(miner, *online, *at_ms)
+                }
             },
             FollowUp::Market { command, .. } => miner::market_event_id(command),
         }

@@ -51,6 +51,8 @@ pub struct JobsConfig {
     pub blob_quota_mb: u64,
     /// A blob no open job refers to is collected this long after its upload, seconds.
     pub blob_ttl_s: u64,
+    /// A miner silent this long is recorded offline, seconds.
+    pub offline_after_s: u64,
 }
 
 impl Default for JobsConfig {
@@ -60,6 +62,7 @@ impl Default for JobsConfig {
             sample_bps: domain::job::SAMPLE_BPS_DEFAULT,
             blob_quota_mb: 256,
             blob_ttl_s: 3600,
+            offline_after_s: 60,
         }
     }
 }
@@ -150,10 +153,11 @@ impl NodeConfig {
             || jobs.sample_bps > 10_000
             || !(1..=1 << 20).contains(&jobs.blob_quota_mb)
             || !(1..=30 * 24 * 3600).contains(&jobs.blob_ttl_s)
+            || !(1..=3600).contains(&jobs.offline_after_s)
         {
             return Err(ConfigError::Invalid(
-                "[jobs] lease_s is 1..=3600, sample_bps 0..=10000, blob_quota_mb 1..=1048576 \
-                 and blob_ttl_s 1..=2592000"
+                "[jobs] lease_s is 1..=3600, sample_bps 0..=10000, blob_quota_mb 1..=1048576, \
+                 blob_ttl_s 1..=2592000 and offline_after_s 1..=3600"
                     .into(),
             ));
         }

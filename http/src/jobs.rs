@@ -33,17 +33,24 @@ type Data = web::Data<Arc<App>>;
 pub const REQUEST_PREFIX: &str = "AITBC-REQ-V1\n";
 /// Most a request's time may differ from the node's clock.
 pub const REQUEST_SKEW_MS: u64 = 30_000;
-/// A miner not heard from for this long is offline.
-pub const OFFLINE_AFTER_MS: u64 = 60_000;
-
-/// Signatures of recent miner requests (a replay is refused) and each miner's last contact.
-#[derive(Default)]
+/// Signatures of recent miner requests (a replay is refused) and each miner's last contact
+/// since the node started.
 pub struct MinerRequests {
     seen: Mutex<HashMap<String, u64>>,
     last_seen: Mutex<HashMap<Address, u64>>,
+    started_ms: u64,
 }
 
 impl MinerRequests {
+    /// Nothing seen yet; the node started at `started_ms`.
+    pub fn new(started_ms: u64) -> MinerRequests {
+        MinerRequests {
+            seen: Mutex::default(),
+            last_seen: Mutex::default(),
+            started_ms,
+        }
+    }
+
     /// Records `signature` made at `time_ms`; `false` if it was seen before. Forgets those too
     /// old to be accepted again.
     fn first_time(&self, signature: &str, time_ms: u64, now_ms: u64) -> bool {
@@ -61,6 +68,76 @@ impl MinerRequests {
     fn last_contact(&self, miner: &Address) -> Option<u64> {
         self.last_seen.lock().get(miner).copied()
     }
+
+    /// When `miner` was last heard from, counting the node's start as a contact (after a
+    /// restart a miner has the whole grace period to show up).
+    fn heard_at(&self, miner: &Address) -> u64 {
+        self.last_contact(miner).unwrap_or(self.started_ms)
+    }
+}
+
+/// Records that `miner`, recorded offline, is in contact again (its heartbeats cause no other
+/// event).
+async fn came_online(
+    app: &App,
+    chain_id: &str,
+    miner: Address,
+    record: &MinerRecord,
+) -> Result<(), ApiError> {
+    if record.online {
+        return Ok(());
+    }
+    let step = FollowUp::Miner {
+        chain_id: Arc::from(chain_id),
+        miner,
+        command: MinerCommand::Presence {
+            online: true,
+            at_ms: app.clock.now_ms(),
+        },
+    };
+    app.router.run_to_end(step).await?;
+    Ok(())
+}
+
+/// Every `offline_after_ms / 4`, records as offline the miners of every chain silent for
+/// `offline_after_ms`.
+pub async fn watch_presence(app: Arc<App>, offline_after_ms: u64) {
+    let every = std::time::Duration::from_millis((offline_after_ms / 4).clamp(250, 10_000));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for chain_id in app.chains.keys() {
+            if let Err(error) = mark_silent(&app, chain_id, offline_after_ms).await {
+                tracing::warn!(%chain_id, message = %error.message, "miner presence not updated");
+            }
+        }
+    }
+}
+
+async fn mark_silent(app: &App, chain_id: &str, offline_after_ms: u64) -> Result<(), ApiError> {
+    let miners = app
+        .router
+        .market()
+        .state(chain_id.to_string())
+        .await?
+        .miners;
+    let now_ms = app.clock.now_ms();
+    for miner in miners {
+        let silent = now_ms.saturating_sub(app.miner_requests.heard_at(&miner)) >= offline_after_ms;
+        if !silent || !miner_record(app, chain_id, miner).await?.online {
+            continue;
+        }
+        let step = FollowUp::Miner {
+            chain_id: Arc::from(chain_id),
+            miner,
+            command: MinerCommand::Presence {
+                online: false,
+                at_ms: now_ms,
+            },
+        };
+        app.router.run_to_end(step).await?;
+    }
+    Ok(())
 }
 
 /// Registers the job and miner routes on the `/v1` scope.
@@ -187,6 +264,7 @@ async fn heartbeat(
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
     let (miner, _) = authenticate(&app, &req, &body)?;
     let record = miner_record(&app, &chain_id, miner).await?;
+    came_online(&app, &chain_id, miner, &record).await?;
     Ok(HttpResponse::Ok().json(json!({"address": miner, "reputation": record.reputation})))
 }
 
@@ -210,6 +288,7 @@ async fn poll(
         return Err(ApiError::malformed("wait_s is 0..=30"));
     }
     let record = miner_record(&app, &chain_id, miner).await?;
+    came_online(&app, &chain_id, miner, &record).await?;
     let lease = app
         .scheduler
         .take(&app.router, &chain_id, miner, record, wait_s * 1000)
@@ -294,7 +373,6 @@ async fn post_result(
 }
 
 fn miner_json(app: &App, address: &Address, record: &MinerRecord) -> Value {
-    let now_ms = app.clock.now_ms();
     let last = app.miner_requests.last_contact(address);
     json!({
         "address": address,
@@ -307,7 +385,7 @@ fn miner_json(app: &App, address: &Address, record: &MinerRecord) -> Value {
         "reputation": record.reputation,
         "registered_at_ms": record.registered_at_ms,
         "last_seen_ms": last,
-        "online": last.is_some_and(|t| now_ms.saturating_sub(t) < OFFLINE_AFTER_MS),
+        "online": record.online,
     })
 }
 

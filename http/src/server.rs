@@ -291,6 +291,7 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
 
     let custody =
         Custody::open(data_dir.join("custody")).map_err(|e| fail("custody")(e.to_string()))?;
+    let started_ms = clock.now_ms();
     let app = Arc::new(App {
         store,
         clock,
@@ -309,9 +310,13 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         },
         key_cache: dashmap::DashMap::new(),
         scheduler,
-        miner_requests: crate::jobs::MinerRequests::default(),
+        miner_requests: crate::jobs::MinerRequests::new(started_ms),
         blobs: blobs.clone(),
     });
+    actix_rt::spawn(crate::jobs::watch_presence(
+        app.clone(),
+        config.jobs.offline_after_s * 1000,
+    ));
     let data = web::Data::new(app.clone());
     let mut server = HttpServer::new(move || {
         actix_web::App::new()

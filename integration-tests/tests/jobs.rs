@@ -374,3 +374,27 @@ fn a_node_killed_mid_job_loses_nothing_and_pays_once() {
     assert_eq!(node.account(&client.address()).0, before - PRICE);
     assert_eq!(escrow_balance(&node), 0);
 }
+
+#[test]
+fn a_silent_miner_is_recorded_offline_and_online_again_when_it_calls() {
+    let dir = tempdir();
+    let (config, _chains) = write_config(dir.path(), &[(DEVNET, 0)], 200);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("[[chains]]", "[jobs]\noffline_after_s = 1\n\n[[chains]]", 1);
+    std::fs::write(&config, text).unwrap();
+    let node = TestNode::start_with_config(dir.path(), &config);
+    let miner = Miner::new();
+    assert_eq!(miner.register(&node)["online"], true);
+    let online = |node: &TestNode| node.get("/v1/miners").1["miners"][0]["online"].clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while online(&node) != false {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded offline"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (status, _) = miner.call(&node, "POST", "/v1/miners/heartbeat", Some(&json!({})));
+    assert_eq!(status, 200);
+    assert_eq!(online(&node), true, "a call brings it back at once");
+}
