@@ -15,7 +15,7 @@ use domain::agent::{self, AgentAggregate, AgentCommand, AgentEvent, AgentId, Age
 use domain::codec::DomainEvent;
 use domain::dao::{Dao, DaoEvent, GovernanceParams};
 use domain::hash::Hash32;
-use domain::job::{self, JobAggregate, JobCommand, JobId, JobState};
+use domain::job::{self, JobAggregate, JobCommand, JobEvent, JobId, JobState};
 use domain::kinds::{self, TxAction};
 use domain::miner::{MarketIndex, MinerAggregate, MinerId};
 use domain::money::Amount;
@@ -109,6 +109,8 @@ pub struct Router {
     pauses: PauseBoard,
     /// Job inputs too large for a transaction (none in tests that run no such job).
     blobs: Option<Arc<BlobStore>>,
+    /// The node's secret in the draw of the jobs it re-executes.
+    sample_secret: [u8; 32],
 }
 
 /// What a step's command recorded in `owner`'s stream, as stored events.
@@ -173,14 +175,16 @@ impl Router {
             market,
             pauses,
             blobs: None,
+            sample_secret: [0; 32],
         }
     }
 
     /// The router with the node's blob store (jobs whose input is a blob are re-executed with
-    /// its bytes).
-    pub fn with_blobs(self, blobs: Arc<BlobStore>) -> Self {
+    /// its bytes) and its secret for drawing the jobs it re-executes.
+    pub fn with_jobs(self, blobs: Arc<BlobStore>, sample_secret: [u8; 32]) -> Self {
         Router {
             blobs: Some(blobs),
+            sample_secret,
             ..self
         }
     }
@@ -433,10 +437,11 @@ impl Router {
     /// on a blocking thread) when the job is re-executed.
     async fn verification(&self, id: &JobId) -> Result<JobCommand, CommandError> {
         let sample_bps = self.jobs.facts(id)?.sample_bps;
+        let secret = self.sample_secret;
         let input = self
             .jobs
             .query(id.clone(), move |state| {
-                job::needs_reference(state, sample_bps)
+                job::needs_reference(state, &secret, sample_bps)
                     .then(|| state.job.as_ref().map(|j| j.request.input.clone()))
                     .flatten()
             })
@@ -445,17 +450,20 @@ impl Router {
             return Ok(JobCommand::Verify { reference: None });
         };
         let blobs = self.blobs.clone();
-        let run = move || {
+        let run = move || -> Result<Option<Vec<u8>>, CommandError> {
             let blob = match (input.blobs().first(), &blobs) {
-                (Some(hash), Some(store)) => store.get(hash).ok().flatten(),
+                // A disk error is retried; only a blob gone since submission means "none".
+                (Some(hash), Some(store)) => store
+                    .get(hash)
+                    .map_err(|e| CommandError::Unavailable(e.to_string()))?,
                 _ => None,
             };
-            // A blob gone since submission: no reference (the job fails if results disagree).
-            input.reference(blob.as_deref()).ok()
+            // A blob gone: no reference (the job fails without blame if results disagree).
+            Ok(input.reference(blob.as_deref()).ok())
         };
         let reference = tokio::task::spawn_blocking(run)
             .await
-            .map_err(|e| CommandError::Unavailable(format!("reference run: {e}")))?;
+            .map_err(|e| CommandError::Unavailable(format!("reference run: {e}")))??;
         Ok(JobCommand::Verify { reference })
     }
 
@@ -732,7 +740,8 @@ impl Router {
                     DomainEvent::Vesting(VestingEvent::ClaimRefused { reason, .. })
                     | DomainEvent::Dao(DaoEvent::CouncilActRefused { reason, .. })
                     | DomainEvent::Proposal(ProposalEvent::Refused { reason, .. })
-                    | DomainEvent::Agent(AgentEvent::Refused { reason, .. }) => {
+                    | DomainEvent::Agent(AgentEvent::Refused { reason, .. })
+                    | DomainEvent::Job(JobEvent::CancelRefused { reason, .. }) => {
                         completion.refused = Some(reason.clone());
                     }
                     _ => {}

@@ -34,12 +34,14 @@ struct OpenJob {
     open_slots: usize,
     /// Miners holding (or having held) a lease on it.
     miners: Vec<Address>,
-    /// Live leases by miner.
-    live: Vec<Address>,
+    /// Miners working on it: a live lease, no result yet.
+    working: Vec<Address>,
 }
 
 /// A miner waiting for work.
 struct Waiter {
+    /// Tells this poll's waiter from the same miner's other polls.
+    token: u64,
     chain_id: String,
     miner: Address,
     record: MinerRecord,
@@ -53,6 +55,7 @@ struct Board {
     /// Where each job sits in `jobs`.
     keys: HashMap<Hash32, (String, u64, Hash32)>,
     waiting: Vec<Waiter>,
+    next_token: u64,
 }
 
 /// A job leased to a miner.
@@ -108,56 +111,62 @@ impl Scheduler {
             if state.is_final() {
                 board.jobs.remove(&key);
                 board.keys.remove(&id.id);
-                return;
+            } else {
+                let working: Vec<Address> = state
+                    .assignments
+                    .iter()
+                    .filter(|(_, a)| !a.expired && a.result.is_none())
+                    .map(|(m, _)| *m)
+                    .collect();
+                let open = OpenJob {
+                    record: record.clone(),
+                    open_slots: state.open_slots(),
+                    miners: state.assignments.keys().copied().collect(),
+                    working,
+                };
+                board.jobs.insert(key.clone(), open);
+                board.keys.insert(id.id, key);
             }
-            let live: Vec<Address> = state
-                .assignments
-                .iter()
-                .filter(|(_, a)| !a.expired)
-                .map(|(m, _)| *m)
-                .collect();
-            let open = OpenJob {
-                record: record.clone(),
-                open_slots: state.open_slots(),
-                miners: state.assignments.keys().copied().collect(),
-                live,
-            };
-            let slots = open.open_slots;
-            board.jobs.insert(key.clone(), open);
-            board.keys.insert(id.id, key);
-            if slots > 0 {
-                wake_best(&mut board, &id.chain_id, record);
-            }
+            // A slot opened, or a miner's capacity was freed: wake who can take work now.
+            rematch(&mut board);
         }
     }
 
-    /// Jobs a miner holds live leases on.
+    /// Jobs a miner is working on (a live lease, no result yet).
     fn load(board: &Board, chain_id: &str, miner: &Address) -> usize {
         board
             .jobs
             .iter()
-            .filter(|((chain, _, _), job)| chain == chain_id && job.live.contains(miner))
+            .filter(|((chain, _, _), job)| chain == chain_id && job.working.contains(miner))
             .count()
     }
 
-    /// The oldest open job on `chain_id` that `miner` fits and may take.
+    /// Whether `miner` may take `job` now: it fits, never took it, and has capacity left.
+    fn may_take(
+        board: &Board,
+        chain_id: &str,
+        job: &OpenJob,
+        miner: &Address,
+        record: &MinerRecord,
+    ) -> bool {
+        job.open_slots > 0
+            && !job.miners.contains(miner)
+            && fits(&job.record, record)
+            && Self::load(board, chain_id, miner) < record.offer.capacity as usize
+    }
+
+    /// The oldest open job on `chain_id` that `miner` may take.
     fn pick(
         board: &Board,
         chain_id: &str,
         miner: &Address,
         record: &MinerRecord,
     ) -> Option<JobRecord> {
-        if Self::load(board, chain_id, miner) >= record.offer.capacity as usize {
-            return None;
-        }
         board
             .jobs
             .iter()
             .filter(|((chain, _, _), job)| {
-                chain == chain_id
-                    && job.open_slots > 0
-                    && !job.miners.contains(miner)
-                    && fits(&job.record, record)
+                chain == chain_id && Self::may_take(board, chain_id, job, miner, record)
             })
             .map(|(_, job)| job.record.clone())
             .next()
@@ -181,13 +190,16 @@ impl Scheduler {
                     Some(job) => (Some(job), None),
                     None => {
                         let (wake, woken) = oneshot::channel();
+                        board.next_token += 1;
+                        let token = board.next_token;
                         board.waiting.push(Waiter {
+                            token,
                             chain_id: chain_id.to_string(),
                             miner,
                             record: record.clone(),
                             wake,
                         });
-                        (None, Some(woken))
+                        (None, Some((token, woken)))
                     }
                 }
             };
@@ -209,26 +221,25 @@ impl Scheduler {
                             lease_until_ms,
                         }));
                     }
-                    // Another miner took the last slot meanwhile: look again.
-                    Err(CommandError::Rejected(_)) => continue,
+                    // Another miner took the last slot meanwhile: look again while time is left.
+                    Err(CommandError::Rejected(_)) if clock.now_ms() < deadline => continue,
+                    Err(CommandError::Rejected(_)) => return Ok(None),
                     Err(error) => return Err(error),
                 }
             }
+            let (token, woken) = woken.expect("a waiter when nothing was picked");
+            // However this wait ends (a wake, the deadline, the request dropped), its waiter goes.
+            let _forget = Forget {
+                board: &self.board,
+                token,
+            };
             let now_ms = clock.now_ms();
             if now_ms >= deadline {
-                self.forget(&miner);
                 return Ok(None);
             }
-            let woken = woken.expect("a waiter when nothing was picked");
             let wait = Duration::from_millis(deadline - now_ms);
             let _ = tokio::time::timeout(wait, woken).await;
-            self.forget(&miner);
         }
-    }
-
-    /// Drops `miner`'s waiters (its poll ended or it was woken).
-    fn forget(&self, miner: &Address) {
-        self.board.lock().waiting.retain(|w| w.miner != *miner);
     }
 
     /// The blobs open jobs refer to (the blob collector keeps them).
@@ -242,22 +253,46 @@ impl Scheduler {
     }
 }
 
-/// Wakes the best waiting miner that fits `job` (highest reputation, then lowest price).
-fn wake_best(board: &mut Board, chain_id: &str, job: &JobRecord) {
-    let best = board
-        .waiting
-        .iter()
-        .enumerate()
-        .filter(|(_, w)| w.chain_id == chain_id && fits(job, &w.record))
-        .max_by(|(_, a), (_, b)| {
-            a.record
-                .reputation
-                .cmp(&b.record.reputation)
-                .then(b.record.offer.price_per_s.cmp(&a.record.offer.price_per_s))
-        })
-        .map(|(i, _)| i);
-    if let Some(index) = best {
-        let waiter = board.waiting.swap_remove(index);
-        let _ = waiter.wake.send(());
+/// Removes one poll's waiter when the poll stops waiting, however it stops.
+struct Forget<'a> {
+    board: &'a Mutex<Board>,
+    token: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.board.lock().waiting.retain(|w| w.token != self.token);
+    }
+}
+
+/// For every open job, oldest first, wakes as many waiting miners as it has open slots among
+/// those that may take it, the best first (highest reputation, then lowest price).
+fn rematch(board: &mut Board) {
+    board.waiting.retain(|w| !w.wake.is_closed());
+    let keys: Vec<(String, u64, Hash32)> = board.jobs.keys().cloned().collect();
+    for key in keys {
+        let job = board.jobs[&key].clone();
+        let mut takers: Vec<usize> = board
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.chain_id == key.0 && Scheduler::may_take(board, &key.0, &job, &w.miner, &w.record)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        takers.sort_by(|a, b| {
+            let (a, b) = (&board.waiting[*a].record, &board.waiting[*b].record);
+            b.reputation
+                .cmp(&a.reputation)
+                .then(a.offer.price_per_s.cmp(&b.offer.price_per_s))
+        });
+        takers.truncate(job.open_slots);
+        // Highest index first, so each removal leaves the others' indexes valid.
+        takers.sort_unstable_by(|a, b| b.cmp(a));
+        for index in takers {
+            let waiter = board.waiting.swap_remove(index);
+            let _ = waiter.wake.send(());
+        }
     }
 }

@@ -228,6 +228,13 @@ pub fn run_job(client: &Client, executor: &gpu::Executor, job: &Value) -> anyhow
     }
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
 /// What a miner asks for a job: its price per second for the (whole) seconds it ran, at least
 /// one, never above the job's max price.
 fn price_of(price_per_s: u128, gpu_ms: u64, max_price: u128) -> u128 {
@@ -324,7 +331,16 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             "receipt_signature": hex::encode(client.key.sign(receipt.as_bytes())),
         });
         let path = format!("/v1/miners/jobs/{id}/result");
-        let (status, answer) = client.call_until_answered("POST", &path, Some(&body));
+        let lease_until_ms = job["lease_until_ms"].as_u64().unwrap_or(0);
+        let (status, answer) = loop {
+            let (status, answer) = client.call_until_answered("POST", &path, Some(&body));
+            // The node is busy or restarting: the result is worth retrying while the lease runs.
+            if status >= 500 && now_ms() < lease_until_ms {
+                std::thread::sleep(RETRY_AFTER);
+                continue;
+            }
+            break (status, answer);
+        };
         match status {
             200 => eprintln!(
                 "miner: job {id} done in {gpu_ms} ms, receipt {}",

@@ -35,6 +35,8 @@ pub const FEE_BPS: u128 = 250;
 pub const SHA_MESSAGES_MAX: usize = 256;
 /// Most bytes of a `sha256` job's messages together (inputs travel in the transaction).
 pub const SHA_BYTES_MAX: usize = 16 * 1024;
+/// Most bytes of a `sha256` job's messages in a blob (a miner's lease must be able to hold it).
+pub const SHA_BLOB_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Longest proof-of-work prefix.
 pub const POW_PREFIX_MAX: usize = 256;
 /// Most nonces a proof-of-work job searches (the platform re-executes it on a CPU core).
@@ -60,10 +62,16 @@ pub fn receipt_message(job: &Hash32, result_hash: &Hash32, gpu_ms: u64, price: A
     format!("{RECEIPT_PREFIX}{job}\n{result_hash}\n{gpu_ms}\n{price}")
 }
 
-/// A receipt's id: the SHA-256 of its signed bytes.
+/// A receipt's id: the SHA-256 of its signed bytes, a newline and its signature (hex): two
+/// miners returning the same result at the same price still have distinct receipts.
 pub fn receipt_id(job: &Hash32, result: &MinerResult) -> Hash32 {
     let message = receipt_message(job, &result.result_hash, result.gpu_ms, result.price);
-    Hash32::digest(message.as_bytes())
+    let signature = result.receipt_signature.to_ascii_lowercase();
+    Hash32::digest_parts(&[message.as_bytes(), b"\n", signature.as_bytes()])
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Stream of a job.
@@ -292,6 +300,11 @@ impl JobInput {
 /// The messages framed in a blob: each as its length (u32 LE) then its bytes, nothing after
 /// the last; at most [`SHA_MESSAGES_MAX`] of them (the digests travel inline).
 pub fn framed_messages(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, TxError> {
+    if bytes.len() > SHA_BLOB_BYTES_MAX + 4 * SHA_MESSAGES_MAX {
+        return Err(TxError::LimitExceeded(format!(
+            "a messages_blob holds at most {SHA_BLOB_BYTES_MAX} bytes of messages"
+        )));
+    }
     let mut messages = Vec::new();
     while !bytes.is_empty() {
         if messages.len() == SHA_MESSAGES_MAX {
@@ -683,6 +696,9 @@ pub enum JobEvent {
         miner: Address,
         /// The lease's end.
         lease_until_ms: u64,
+        /// Whether it costs the miner reputation (not when the deadline cut the lease short).
+        #[serde(default = "yes")]
+        penalized: bool,
     },
     /// A miner returned a result.
     ResultSubmitted {
@@ -835,27 +851,42 @@ pub fn command_event_id(id: &Hash32, command: &JobCommand) -> u128 {
     }
 }
 
-/// Whether the platform re-executes job `id` when its verification is `sampled`: a share of
-/// `sample_bps` basis points, chosen by the job's id (anyone can tell which).
-pub fn sampled(id: &Hash32, sample_bps: u32) -> bool {
-    let draw = u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % 10_000;
-    draw < sample_bps
+/// Whether the platform re-executes a `sampled` job: a share of `sample_bps` basis points,
+/// drawn from the node's secret, the job and its results. A miner cannot tell beforehand
+/// whether its result will be re-executed (the draw depends on a secret and on every result);
+/// the decision is recorded with the verification, so replays never draw again.
+pub fn sampled(secret: &[u8; 32], state: &JobState, sample_bps: u32) -> bool {
+    let Some(job) = &state.job else { return false };
+    let mut parts: Vec<&[u8]> = vec![secret, &job.id.0];
+    let results: Vec<&MinerResult> = state
+        .live()
+        .filter_map(|(_, a)| a.result.as_ref())
+        .collect();
+    parts.extend(results.iter().map(|r| &r.result_hash.0[..]));
+    let draw = Hash32::digest_parts(&parts);
+    u32::from_be_bytes([draw.0[0], draw.0[1], draw.0[2], draw.0[3]]) % 10_000 < sample_bps
 }
 
-/// Whether the host must compute the platform's reference for a job whose results are all in.
-pub fn needs_reference(state: &JobState, sample_bps: u32) -> bool {
+/// Whether the host must compute the platform's reference for a job whose results are all in:
+/// the job asks it always, the draw picks it ([`sampled`]), or its results disagree.
+pub fn needs_reference(state: &JobState, secret: &[u8; 32], sample_bps: u32) -> bool {
     let Some(job) = &state.job else { return false };
+    if state.is_final() {
+        return false;
+    }
     let hashes: Vec<Hash32> = state
         .live()
         .filter_map(|(_, a)| a.result.as_ref().map(|r| r.result_hash))
         .collect();
     let disagree = hashes.windows(2).any(|w| w[0] != w[1]);
-    job.request.verification == Verification::Always || sampled(&job.id, sample_bps) || disagree
+    job.request.verification == Verification::Always
+        || sampled(secret, state, sample_bps)
+        || disagree
 }
 
-/// The platform's fee on `price`.
+/// The platform's fee on `price` (rounded down).
 pub fn fee_of(price: Amount) -> Amount {
-    Amount(price.0 * FEE_BPS / 10_000)
+    Amount((price.0 / 10_000) * FEE_BPS + (price.0 % 10_000) * FEE_BPS / 10_000)
 }
 
 /// Why `miner` may not return a result for the job in `state` at `now_ms`.
@@ -993,7 +1024,10 @@ impl Aggregate for JobAggregate {
                 escrow,
                 committed_at_ms,
             } => {
-                assert!(state.job.is_none(), "a job's id is its transaction");
+                if state.job.is_some() {
+                    // Its event is older than the host remembers: nothing new to record.
+                    return Ok(Vec::new());
+                }
                 let deadline_ms =
                     committed_at_ms.saturating_add(request.deadline_s.saturating_mul(1000));
                 Some(JobEvent::Submitted(Box::new(JobRecord {
@@ -1022,6 +1056,10 @@ impl Aggregate for JobAggregate {
             } => {
                 if state.open_slots() == 0 || state.assignments.contains_key(&miner) {
                     return Err(TxError::NotActive("the job takes no more miners".into()));
+                }
+                let deadline_ms = state.job.as_ref().map_or(0, |j| j.deadline_ms);
+                if lease_until_ms <= now_ms || now_ms >= deadline_ms {
+                    return Err(TxError::NotActive("the job is past its deadline".into()));
                 }
                 Some(JobEvent::Assigned {
                     miner,
@@ -1056,14 +1094,24 @@ impl Aggregate for JobAggregate {
                 .map(|_| JobEvent::LeaseExpired {
                     miner,
                     lease_until_ms,
+                    // A lease the deadline cut short costs the miner nothing.
+                    penalized: state
+                        .job
+                        .as_ref()
+                        .is_some_and(|j| lease_until_ms < j.deadline_ms),
                 }),
             JobCommand::Verify { reference } => {
                 Some(verify(state, reference).unwrap_or(JobEvent::VerificationSkipped))
             }
+            // A job whose results are all in is settled by its verification, not its deadline.
             JobCommand::Expire => state
                 .job
                 .as_ref()
-                .filter(|job| !state.is_final() && now_ms >= job.deadline_ms)
+                .filter(|job| {
+                    !state.is_final()
+                        && state.status() != JobStatus::Running
+                        && now_ms >= job.deadline_ms
+                })
                 .map(|job| JobEvent::Expired {
                     owner: job.owner,
                     refund: job.escrow,
@@ -1145,6 +1193,7 @@ impl Aggregate for JobAggregate {
             JobEvent::LeaseExpired {
                 miner,
                 lease_until_ms,
+                ..
             } => keyed("job-lease-expired", id, Some(miner), Some(*lease_until_ms)),
             JobEvent::Verified { .. } | JobEvent::Failed { .. } | JobEvent::VerificationSkipped => {
                 keyed("job-verified", id, None, None)

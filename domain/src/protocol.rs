@@ -561,7 +561,11 @@ fn job_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &JobEvent) -> Vec<Foll
             }
             steps
         }
-        JobEvent::LeaseExpired { miner, .. } => vec![outcome(*miner, Outcome::LeaseExpired)],
+        JobEvent::LeaseExpired {
+            miner,
+            penalized: true,
+            ..
+        } => vec![outcome(*miner, Outcome::LeaseExpired)],
         JobEvent::Verified {
             payments,
             disproved,

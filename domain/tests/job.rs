@@ -343,7 +343,7 @@ fn a_disproved_result_is_not_paid_and_the_correct_one_is() {
     let state = job.state();
     assert_eq!(state.status(), JobStatus::Running);
     assert!(
-        job::needs_reference(&state, 0),
+        job::needs_reference(&state, &[0; 32], 0),
         "results that disagree are re-executed"
     );
     let verified = job
@@ -585,4 +585,111 @@ fn results_that_disagree_with_no_reference_to_settle_them_fail_without_blame() {
         matches!(&failed[..], [JobEvent::Failed { disproved, refund: Amount(2_000), .. }] if disproved.is_empty())
     );
     assert!(job.outcomes().is_empty(), "nobody loses reputation");
+}
+
+#[test]
+fn the_re_executed_sample_is_drawn_from_the_nodes_secret_and_the_results() {
+    let state_with = |result: &[u8]| {
+        let mut job = Job::submitted(1);
+        job.assign(MINERS[0], 2_000);
+        job.submit_result(MINERS[0], result, 1, 3_000).unwrap();
+        job.state()
+    };
+    let states: Vec<JobState> = (0..200u32).map(|i| state_with(&i.to_le_bytes())).collect();
+    let drawn = |secret: &[u8; 32], bps| {
+        states
+            .iter()
+            .filter(|s| job::sampled(secret, s, bps))
+            .count()
+    };
+    assert_eq!(drawn(&[1; 32], 0), 0);
+    assert_eq!(drawn(&[1; 32], 10_000), 200);
+    let half = drawn(&[1; 32], 5_000);
+    assert!(
+        (60..=140).contains(&half),
+        "about half of the results: {half}"
+    );
+    let picks = |secret: &[u8; 32]| -> Vec<bool> {
+        states
+            .iter()
+            .map(|s| job::sampled(secret, s, 5_000))
+            .collect()
+    };
+    assert_ne!(
+        picks(&[1; 32]),
+        picks(&[2; 32]),
+        "without the secret nobody can tell"
+    );
+    assert!(
+        !job::needs_reference(&states[0], &[1; 32], 0),
+        "agreeing results, not drawn"
+    );
+}
+
+#[test]
+fn no_lease_is_granted_past_the_deadline_and_one_it_cut_short_costs_nothing() {
+    let mut job = Job::submitted(1);
+    let late = JobCommand::Assign {
+        miner: MINERS[0],
+        lease_until_ms: 70_000,
+    };
+    assert_eq!(
+        job.run(late, 61_000).unwrap_err(),
+        "not_active",
+        "past the deadline"
+    );
+    let stale = JobCommand::Assign {
+        miner: MINERS[0],
+        lease_until_ms: 5_000,
+    };
+    assert_eq!(
+        job.run(stale, 5_000).unwrap_err(),
+        "not_active",
+        "a lease already over"
+    );
+    job.run(
+        JobCommand::Assign {
+            miner: MINERS[0],
+            lease_until_ms: 61_000,
+        },
+        40_000,
+    )
+    .unwrap();
+    let ended = job
+        .run(
+            JobCommand::LeaseEnd {
+                miner: MINERS[0],
+                lease_until_ms: 61_000,
+            },
+            61_000,
+        )
+        .unwrap();
+    assert!(matches!(
+        &ended[..],
+        [JobEvent::LeaseExpired {
+            penalized: false,
+            ..
+        }]
+    ));
+    assert!(
+        job.outcomes().is_empty(),
+        "the deadline cut it short: no reputation lost"
+    );
+}
+
+#[test]
+fn receipts_of_two_miners_with_the_same_result_are_distinct() {
+    let result = |signature: &str| MinerResult {
+        result: HexBytes(reference()),
+        result_hash: Hash32::digest(&reference()),
+        gpu_ms: 1,
+        price: Amount(1),
+        receipt_signature: signature.into(),
+        at_ms: 0,
+    };
+    let id = Hash32::digest(b"job");
+    assert_ne!(
+        job::receipt_id(&id, &result(&"aa".repeat(64))),
+        job::receipt_id(&id, &result(&"bb".repeat(64)))
+    );
 }

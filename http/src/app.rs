@@ -279,7 +279,7 @@ impl App {
             .into());
         }
         let hash = tx.hash;
-        if let Err(error) = self.check_blobs(&tx) {
+        if let Err(error) = self.check_blobs(&tx).await {
             // A committed job whose blob was collected since is still answered as before.
             return self.known_or(hash, error).await;
         }
@@ -305,19 +305,26 @@ impl App {
 
     /// A job whose input is a blob needs the blob stored and well formed (else nothing is
     /// escrowed).
-    fn check_blobs(&self, tx: &VerifiedTx) -> Result<(), ApiError> {
+    async fn check_blobs(&self, tx: &VerifiedTx) -> Result<(), ApiError> {
         let domain::kinds::TxAction::SubmitJob(request) = &tx.action else {
             return Ok(());
         };
-        for hash in request.input.blobs() {
-            let bytes = self
-                .blobs
-                .get(&hash)
-                .map_err(|e| ApiError::new("unavailable", e.to_string()))?
-                .ok_or_else(|| ApiError::not_found(format!("no blob {hash}: upload it first")))?;
-            request.input.sha256_messages(Some(&bytes))?;
-        }
-        Ok(())
+        let (blobs, input) = (self.blobs.clone(), request.input.clone());
+        // Reading and hashing up to 64 MiB: off the request thread.
+        actix_web::web::block(move || -> Result<(), ApiError> {
+            for hash in input.blobs() {
+                let bytes = blobs
+                    .get(&hash)
+                    .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+                    .ok_or_else(|| {
+                        ApiError::not_found(format!("no blob {hash}: upload it first"))
+                    })?;
+                input.sha256_messages(Some(&bytes))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
     }
 
     /// The answer of committed transaction `hash` (after making sure every step is done, and

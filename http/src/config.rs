@@ -225,6 +225,39 @@ fn write_secret(path: &Path, key: &SigningKey) -> Result<(), ConfigError> {
     file.sync_all().map_err(io_error(path))
 }
 
+/// The node's 32-byte secret kept in `path` (64 hex), made from the OS's randomness the first
+/// time. It never leaves the node.
+pub fn node_secret(path: &Path) -> Result<[u8; 32], ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "{} does not hold 64 hex characters",
+                path.display()
+            ))
+        })?;
+        return Ok(secret);
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| ConfigError::Invalid(format!("no OS randomness: {e}")))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.write_all(hex::encode(secret).as_bytes())
+        .map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))?;
+    Ok(secret)
+}
+
 /// Devnet faucet funds: one billion AIT.
 pub fn devnet_faucet_supply() -> Amount {
     Amount::tokens(1_000_000_000).expect("fits")

@@ -346,19 +346,45 @@ async fn post_result(
     if !valid {
         return Err(TxError::BadResult("the receipt signature does not verify".into()).into());
     }
+    // A result posted again (a retry after a network error) is answered with its receipt and
+    // runs nothing again.
+    let job_id = JobId {
+        chain_id: chain_id.clone(),
+        id: job,
+    };
+    let stored = app
+        .router
+        .jobs()
+        .query(job_id, move |state| {
+            state.assignments.get(&miner).and_then(|a| a.result.clone())
+        })
+        .await?;
+    if let Some(stored) = stored {
+        let same = stored.result_hash == result.result_hash
+            && (stored.gpu_ms, stored.price) == (result.gpu_ms, result.price);
+        if !same {
+            return Err(TxError::NotActive(format!("{miner} already returned its result")).into());
+        }
+        return Ok(HttpResponse::Ok().json(json!({
+            "receipt_id": domain::job::receipt_id(&job, &stored),
+            "job_id": job,
+        })));
+    }
+    let submitted = MinerResult {
+        result: HexBytes(bytes),
+        result_hash: result.result_hash,
+        gpu_ms: result.gpu_ms,
+        price: result.price,
+        receipt_signature: result.receipt_signature.to_ascii_lowercase(),
+        at_ms: app.clock.now_ms(),
+    };
+    let receipt_id = domain::job::receipt_id(&job, &submitted);
     let step = FollowUp::Job {
         chain_id: Arc::from(chain_id.as_str()),
         id: job,
         command: domain::job::JobCommand::Result {
             miner,
-            result: Box::new(MinerResult {
-                result: HexBytes(bytes),
-                result_hash: result.result_hash,
-                gpu_ms: result.gpu_ms,
-                price: result.price,
-                receipt_signature: result.receipt_signature.to_ascii_lowercase(),
-                at_ms: app.clock.now_ms(),
-            }),
+            result: Box::new(submitted),
         },
     };
     let completion = app.router.run_to_end(step).await?;
@@ -367,7 +393,7 @@ async fn post_result(
         .await
         .map_err(|stopped| ApiError::new("unavailable", stopped.to_string()))?;
     Ok(HttpResponse::Ok().json(json!({
-        "receipt_id": Hash32::digest(receipt.as_bytes()),
+        "receipt_id": receipt_id,
         "job_id": job,
     })))
 }
@@ -426,6 +452,8 @@ async fn get_job(
     let state = job_state(&app, &chain_id, &path).await?;
     let job = state.job.as_ref().expect("found");
     let request = serde_json::to_value(&job.request.input).expect("inputs serialize");
+    // Until the job is over its results stay hidden: a redundant miner must not copy another's.
+    let reveal = state.is_final();
     let assignments: Vec<Value> = state
         .assignments
         .iter()
@@ -434,13 +462,16 @@ async fn get_job(
                 "miner": miner,
                 "lease_until_ms": a.lease_until_ms,
                 "expired": a.expired,
-                "result": a.result.as_ref().map(|r| json!({
-                    "result_hash": r.result_hash,
-                    "gpu_ms": r.gpu_ms,
-                    "price": r.price,
-                    "receipt_signature": r.receipt_signature,
-                    "at_ms": r.at_ms,
-                })),
+                "result": a.result.as_ref().map(|r| match reveal {
+                    true => json!({
+                        "result_hash": r.result_hash,
+                        "gpu_ms": r.gpu_ms,
+                        "price": r.price,
+                        "receipt_signature": r.receipt_signature,
+                        "at_ms": r.at_ms,
+                    }),
+                    false => json!({ "at_ms": r.at_ms }),
+                }),
             })
         })
         .collect();

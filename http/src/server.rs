@@ -156,7 +156,9 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
         miners,
         market: market.clone(),
     };
-    let router = Router::new(registries, pauses).with_blobs(blobs.clone());
+    let sample_secret = crate::config::node_secret(&data_dir.join("keys").join("job-sample.key"))
+        .map_err(|e| fail("job sample secret")(e.to_string()))?;
+    let router = Router::new(registries, pauses).with_jobs(blobs.clone(), sample_secret);
 
     let explorer_file = data_dir.join("projections").join("explorer.redb");
     let started = std::time::Instant::now();

@@ -60,6 +60,9 @@ pub struct BlobStore {
     quota: u64,
     /// Every blob's record (rebuilt from the files at open).
     index: Mutex<BTreeMap<Hash32, BlobMeta>>,
+    /// Held by every change (store, collect): a quota check and its write, or a collection and
+    /// an upload of the same bytes, never interleave.
+    writing: Mutex<()>,
 }
 
 fn meta_path(dir: &Path, hash: &Hash32) -> PathBuf {
@@ -129,6 +132,7 @@ impl BlobStore {
             dir,
             quota,
             index: Mutex::new(index),
+            writing: Mutex::new(()),
         })
     }
 
@@ -143,13 +147,19 @@ impl BlobStore {
     }
 
     /// Stores `bytes` for `owner` at `now_ms`; returns their hash. Storing bytes already
-    /// stored changes nothing and counts nothing.
+    /// stored counts nothing and only renews their time (so the collector keeps them).
     pub fn put(&self, owner: Address, bytes: &[u8], now_ms: u64) -> Result<Hash32, BlobError> {
         if bytes.len() > BLOB_LEN_MAX {
             return Err(BlobError::TooLarge);
         }
         let hash = Hash32::digest(bytes);
-        if self.index.lock().contains_key(&hash) {
+        let _writing = self.writing.lock();
+        let known = self.index.lock().get(&hash).copied();
+        if let Some(mut meta) = known {
+            meta.stored_at_ms = meta.stored_at_ms.max(now_ms);
+            let record = serde_json::to_vec(&meta).expect("records serialize");
+            write_atomically(&self.dir, &meta_path(&self.dir, &hash), &record)?;
+            self.index.lock().insert(hash, meta);
             return Ok(hash);
         }
         let (stored, adding) = (self.usage(&owner), bytes.len() as u64);
@@ -201,6 +211,7 @@ impl BlobStore {
         older_than_ms: u64,
         referenced: &BTreeSet<Hash32>,
     ) -> Result<usize, BlobError> {
+        let _writing = self.writing.lock();
         let doomed: Vec<Hash32> = self
             .index
             .lock()
@@ -208,10 +219,14 @@ impl BlobStore {
             .filter(|(hash, meta)| meta.stored_at_ms < older_than_ms && !referenced.contains(hash))
             .map(|(hash, _)| *hash)
             .collect();
+        let gone = |result: std::io::Result<()>| match result {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
         for hash in &doomed {
             self.index.lock().remove(hash);
-            std::fs::remove_file(meta_path(&self.dir, hash))?;
-            std::fs::remove_file(blob_path(&self.dir, hash))?;
+            gone(std::fs::remove_file(meta_path(&self.dir, hash)))?;
+            gone(std::fs::remove_file(blob_path(&self.dir, hash)))?;
         }
         Ok(doomed.len())
     }
