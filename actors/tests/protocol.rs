@@ -6,6 +6,8 @@
 //! conserved at EVERY position, nothing is left in flight, and every balance and nonce equals
 //! a plain model's.
 
+mod support;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,18 +152,6 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
         handles.clone(),
         |_: &String| Ok(()),
     );
-    let vesting = Registry::new(
-        dyn_store.clone(),
-        clock.clone(),
-        handles.clone(),
-        |_: &_| Ok(()),
-    );
-    let proposals = Registry::new(
-        dyn_store.clone(),
-        clock.clone(),
-        handles.clone(),
-        |_: &_| Ok(()),
-    );
     let pauses = actors::dao::PauseBoard::default();
     let dao = Registry::new(
         dyn_store.clone(),
@@ -174,37 +164,7 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Running {
     ensure_chain(&chains, &wallets, &genesis(), &[validator])
         .await
         .expect("chain boots");
-    let agents = Registry::new(
-        dyn_store.clone(),
-        clock.clone(),
-        handles.clone(),
-        |_: &_| Ok(()),
-    );
-    let registries = actors::router::Registries {
-        wallets,
-        vesting,
-        dao,
-        proposals,
-        agents,
-        jobs: Registry::new(
-            dyn_store.clone(),
-            clock.clone(),
-            handles.clone(),
-            |_: &_| Ok(domain::job::JobFacts { sample_bps: 0 }),
-        ),
-        miners: Registry::new(
-            dyn_store.clone(),
-            clock.clone(),
-            handles.clone(),
-            |_: &_| Ok(()),
-        ),
-        market: Registry::new(
-            dyn_store.clone(),
-            clock.clone(),
-            handles.clone(),
-            |_: &_| Ok(()),
-        ),
-    };
+    let registries = support::registries(&dyn_store, clock.clone(), &handles, wallets, dao);
     let router = Router::new(registries, pauses);
     let recovered = Arc::new(AtomicBool::new(false));
     let manager = ProtocolManager::load(router.clone(), recovered.clone())

@@ -4,6 +4,8 @@
 //! was down, and when the checkpoint has moved past the event that set it), a renewed pause
 //! ignores the old timer, and a checkpoint ahead of the log is discarded rather than trusted.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,24 +71,6 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Node {
         handles.clone(),
         wallet_facts([&genesis()]),
     ));
-    let vesting = Registry::new(
-        dyn_store.clone(),
-        clock.clone(),
-        handles.clone(),
-        |_: &_| Ok(()),
-    );
-    let proposals = Registry::new(
-        dyn_store.clone(),
-        clock.clone(),
-        handles.clone(),
-        |_: &_| Ok(()),
-    );
-    let agents = Registry::new(
-        dyn_store.clone(),
-        clock.clone(),
-        handles.clone(),
-        |_: &_| Ok(()),
-    );
     let dao = Registry::new(
         dyn_store.clone(),
         clock.clone(),
@@ -95,31 +79,7 @@ async fn boot(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Node {
     )
     .publishing(publish_to(board.clone()));
     dao.state(CHAIN.to_string()).await.expect("the DAO loads");
-    let registries = actors::router::Registries {
-        wallets,
-        vesting,
-        dao: dao.clone(),
-        proposals,
-        agents,
-        jobs: Registry::new(
-            dyn_store.clone(),
-            clock.clone(),
-            handles.clone(),
-            |_: &_| Ok(domain::job::JobFacts { sample_bps: 0 }),
-        ),
-        miners: Registry::new(
-            dyn_store.clone(),
-            clock.clone(),
-            handles.clone(),
-            |_: &_| Ok(()),
-        ),
-        market: Registry::new(
-            dyn_store.clone(),
-            clock.clone(),
-            handles.clone(),
-            |_: &_| Ok(()),
-        ),
-    };
+    let registries = support::registries(&dyn_store, clock.clone(), &handles, wallets, dao.clone());
     let router = Router::new(registries, board.clone());
     let recovered = Arc::new(AtomicBool::new(false));
     let manager = ProtocolManager::load(router, recovered.clone())

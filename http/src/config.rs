@@ -212,6 +212,11 @@ pub fn read_key_file(data_dir: &Path, file: &Path) -> Result<SigningKey, ConfigE
 }
 
 fn write_secret(path: &Path, key: &SigningKey) -> Result<(), ConfigError> {
+    write_private(path, &key.secret_bytes())
+}
+
+/// Writes `secret` as hex to a new file only its owner can read, synced.
+fn write_private(path: &Path, secret: &[u8]) -> Result<(), ConfigError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -220,7 +225,7 @@ fn write_secret(path: &Path, key: &SigningKey) -> Result<(), ConfigError> {
         .mode(0o600)
         .open(path)
         .map_err(io_error(path))?;
-    file.write_all(hex::encode(key.secret_bytes()).as_bytes())
+    file.write_all(hex::encode(secret).as_bytes())
         .map_err(io_error(path))?;
     file.sync_all().map_err(io_error(path))
 }
@@ -228,8 +233,6 @@ fn write_secret(path: &Path, key: &SigningKey) -> Result<(), ConfigError> {
 /// The node's 32-byte secret kept in `path` (64 hex), made from the OS's randomness the first
 /// time. It never leaves the node.
 pub fn node_secret(path: &Path) -> Result<[u8; 32], ConfigError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Ok(text) = std::fs::read_to_string(path) {
         let mut secret = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| {
@@ -246,15 +249,7 @@ pub fn node_secret(path: &Path) -> Result<[u8; 32], ConfigError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error(path))?;
-    file.write_all(hex::encode(secret).as_bytes())
-        .map_err(io_error(path))?;
-    file.sync_all().map_err(io_error(path))?;
+    write_private(path, &secret)?;
     Ok(secret)
 }
 
