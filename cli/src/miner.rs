@@ -334,8 +334,9 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
         let lease_until_ms = job["lease_until_ms"].as_u64().unwrap_or(0);
         let (status, answer) = loop {
             let (status, answer) = client.call_until_answered("POST", &path, Some(&body));
-            // The node is busy or restarting: the result is worth retrying while the lease runs.
-            if status >= 500 && now_ms() < lease_until_ms {
+            // The node is busy or restarting (a request signed just before its start is refused):
+            // the result, signed again, is worth retrying while the lease runs.
+            if (status >= 500 || status == 401) && now_ms() < lease_until_ms {
                 std::thread::sleep(RETRY_AFTER);
                 continue;
             }

@@ -14,19 +14,15 @@ use store::blobs::{BLOB_LEN_MAX, BlobError, BlobStore};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::jobs::authenticate;
+use crate::jobs::{signed_headers, verify_signed};
 use crate::routes::ChainQuery;
 
 type Data = web::Data<Arc<App>>;
 
 /// Registers the blob routes on the `/v1` scope.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/blobs")
-            .app_data(web::PayloadConfig::new(BLOB_LEN_MAX))
-            .route(web::post().to(upload)),
-    )
-    .route("/blobs/{hash}", web::get().to(download));
+    cfg.route("/blobs", web::post().to(upload))
+        .route("/blobs/{hash}", web::get().to(download));
 }
 
 fn blob_error(error: BlobError) -> ApiError {
@@ -62,22 +58,35 @@ pub async fn collect_forever(
     }
 }
 
-/// `POST /v1/blobs`: stores the body for the signing account.
+/// `POST /v1/blobs`: stores the body for the signing account. The signature's headers, their
+/// time and the signer's funds are checked before the body (up to 64 MiB) is read.
 async fn upload(
     app: Data,
     req: HttpRequest,
-    body: web::Bytes,
+    mut payload: web::Payload,
     query: web::Query<ChainQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    use futures::StreamExt;
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
-    let (owner, _) = authenticate(&app, &req, &body)?;
-    let balance = app.router.wallets().state(&chain_id, owner).await?.balance;
+    let headers = signed_headers(&app, &req)?;
+    let signer = headers.signer();
+    let balance = app.router.wallets().state(&chain_id, signer).await?.balance;
     if balance == domain::money::Amount::ZERO {
         return Err(TxError::Unauthorized(format!(
-            "{owner} holds nothing on {chain_id}: blobs are stored for funded accounts"
+            "{signer} holds nothing on {chain_id}: blobs are stored for funded accounts"
         ))
         .into());
     }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::malformed(format!("body: {e}")))?;
+        if body.len() + chunk.len() > BLOB_LEN_MAX {
+            return Err(blob_error(BlobError::TooLarge));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    let (owner, _) = verify_signed(&app, &req, headers, &body)?;
     let now_ms = app.clock.now_ms();
     let blobs = app.blobs.clone();
     let hash = web::block(move || blobs.put(owner, &body, now_ms))

@@ -157,29 +157,42 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     TxError::Unauthorized(message.into()).into()
 }
 
-/// The signer of a request (a miner, or a blob's uploader): its signature, time window and
-/// freshness checked.
-pub(crate) fn authenticate(
-    app: &App,
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<(Address, String), ApiError> {
+/// The signature headers of a request, checked for shape and time before its body is read.
+pub(crate) struct SignedHeaders {
+    key: [u8; 32],
+    key_hex: String,
+    signature: [u8; 64],
+    signature_hex: String,
+    time_ms: u64,
+}
+
+impl SignedHeaders {
+    /// The signer's address.
+    pub(crate) fn signer(&self) -> Address {
+        Address::from_public_key(&self.key)
+    }
+}
+
+/// The signature headers of `req`: present, well formed, and made within 30 s of the node's
+/// clock and not before the node started (its memory of seen requests starts then too, so a
+/// request signed before a restart cannot be replayed after it).
+pub(crate) fn signed_headers(app: &App, req: &HttpRequest) -> Result<SignedHeaders, ApiError> {
     let header = |name: &str| {
         req.headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| unauthorized(format!("a miner request carries {name}")))
     };
-    let (key_hex, time, signature) = (
+    let (key_hex, time, signature_hex) = (
         header("X-AITBC-Key")?,
         header("X-AITBC-Time")?,
         header("X-AITBC-Signature")?,
     );
     let mut key = [0u8; 32];
-    let mut sig = [0u8; 64];
+    let mut signature = [0u8; 64];
     hex::decode_to_slice(key_hex, &mut key)
         .map_err(|_| unauthorized("X-AITBC-Key is 64 hex characters"))?;
-    hex::decode_to_slice(signature, &mut sig)
+    hex::decode_to_slice(signature_hex, &mut signature)
         .map_err(|_| unauthorized("X-AITBC-Signature is 128 hex characters"))?;
     let time_ms: u64 = time
         .parse()
@@ -191,28 +204,63 @@ pub(crate) fn authenticate(
             REQUEST_SKEW_MS / 1000
         )));
     }
+    if time_ms < app.miner_requests.started_ms {
+        return Err(unauthorized(
+            "the request was signed before the node started: sign it again",
+        ));
+    }
+    Ok(SignedHeaders {
+        key,
+        key_hex: key_hex.to_ascii_lowercase(),
+        signature,
+        signature_hex: signature_hex.to_ascii_lowercase(),
+        time_ms,
+    })
+}
+
+/// Checks that `headers` sign `req` with `body`, and that the request is new; records the
+/// signer's contact. Returns the signer's address and key (hex).
+pub(crate) fn verify_signed(
+    app: &App,
+    req: &HttpRequest,
+    headers: SignedHeaders,
+    body: &[u8],
+) -> Result<(Address, String), ApiError> {
     let path = req
         .uri()
         .path_and_query()
         .map_or(req.path(), |p| p.as_str());
     let signed = format!(
-        "{REQUEST_PREFIX}{}\n{path}\n{time_ms}\n{}",
+        "{REQUEST_PREFIX}{}\n{path}\n{}\n{}",
         req.method(),
+        headers.time_ms,
         Hash32::digest(body)
     );
-    let valid = PublicKey::from_bytes(&key).is_some_and(|k| k.verify(signed.as_bytes(), &sig));
-    if !valid {
+    let key = PublicKey::from_bytes(&headers.key);
+    if !key.is_some_and(|k| k.verify(signed.as_bytes(), &headers.signature)) {
         return Err(unauthorized("the request's signature does not verify"));
     }
+    let now_ms = app.clock.now_ms();
     if !app
         .miner_requests
-        .first_time(&signature.to_ascii_lowercase(), time_ms, now_ms)
+        .first_time(&headers.signature_hex, headers.time_ms, now_ms)
     {
         return Err(unauthorized("this request was seen before (a replay)"));
     }
-    let miner = Address::from_public_key(&key);
-    app.miner_requests.contact(miner, now_ms);
-    Ok((miner, key_hex.to_ascii_lowercase()))
+    let signer = headers.signer();
+    app.miner_requests.contact(signer, now_ms);
+    Ok((signer, headers.key_hex))
+}
+
+/// The signer of a request (a miner, or a blob's uploader): its signature, time window and
+/// freshness checked.
+pub(crate) fn authenticate(
+    app: &App,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(Address, String), ApiError> {
+    let headers = signed_headers(app, req)?;
+    verify_signed(app, req, headers, body)
 }
 
 fn strict<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -352,8 +352,15 @@ fn a_node_killed_mid_job_loses_nothing_and_pays_once() {
     let id = submit(&node, &client, 1, "sampled");
     let leased = miner.poll(&node);
     assert_eq!(leased["job_id"], id.as_str());
+    let signed_before = miner.headers("POST", "/v1/miners/heartbeat", b"{}", now_ms());
     node.kill9();
     node.restart();
+    let (status, body) = node.request("POST", "/v1/miners/heartbeat", &signed_before, Some(b"{}"));
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "unauthorized"),
+        "a request signed before the restart cannot be replayed after it: {body}"
+    );
     assert_eq!(job(&node, &id)["state"], "assigned", "the lease survived");
     assert_eq!(escrow_balance(&node), MAX_PRICE, "the escrow survived");
     let (status, first) = miner.answer(&node, &leased, &digests(&leased), PRICE);
