@@ -451,15 +451,22 @@ impl Router {
         };
         let blobs = self.blobs.clone();
         let run = move || -> Result<Option<Vec<u8>>, CommandError> {
-            let blob = match (input.blobs().first(), &blobs) {
-                // A disk error is retried; only a blob gone since submission means "none".
-                (Some(hash), Some(store)) => store
-                    .get(hash)
-                    .map_err(|e| CommandError::Unavailable(e.to_string()))?,
-                _ => None,
-            };
-            // A blob gone: no reference (the job fails without blame if results disagree).
-            Ok(input.reference(blob.as_deref()).ok())
+            let mut bytes = Vec::new();
+            for hash in input.blobs() {
+                // A disk error is retried; a blob gone since submission means no reference
+                // (the job then fails without blame if its results disagree).
+                let blob = match &blobs {
+                    Some(store) => store
+                        .get(&hash)
+                        .map_err(|e| CommandError::Unavailable(e.to_string()))?,
+                    None => None,
+                };
+                match blob {
+                    Some(blob) => bytes.push(blob),
+                    None => return Ok(None),
+                }
+            }
+            Ok(input.reference(&bytes).ok())
         };
         let reference = tokio::task::spawn_blocking(run)
             .await

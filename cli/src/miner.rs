@@ -207,6 +207,29 @@ pub fn run_job(client: &Client, executor: &gpu::Executor, job: &Value) -> anyhow
                 .map_err(|e| anyhow!("{e}"))?;
             Ok(digests.concat())
         }
+        Some("matmul") => {
+            let dimension = |name: &str| {
+                input[name]
+                    .as_u64()
+                    .and_then(|d| u32::try_from(d).ok())
+                    .ok_or_else(|| anyhow!("a matmul job without {name}"))
+            };
+            let blob = |name: &str| -> anyhow::Result<Vec<f32>> {
+                let hash = input[name]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("a matmul job without {name}"))?;
+                Ok(domain::matmul::floats(&client.blob(hash)?))
+            };
+            let job = gpu::kernels::matmul::Matmul {
+                m: dimension("m")?,
+                k: dimension("k")?,
+                n: dimension("n")?,
+                a: blob("a_blob")?,
+                b: blob("b_blob")?,
+            };
+            let c = executor.matmul(job, &limits).map_err(|e| anyhow!("{e}"))?;
+            Ok(domain::matmul::bytes(&c))
+        }
         Some("pow") => {
             let start = input["start_nonce"].as_u64().unwrap_or(0);
             let end = input["end_nonce"].as_u64().unwrap_or(0);

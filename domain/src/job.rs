@@ -47,8 +47,12 @@ pub const POW_BITS_MAX: u32 = 64;
 pub const DEADLINE_S_MAX: u64 = 7 * 24 * 3600;
 /// Most miners per job.
 pub const REDUNDANCY_MAX: u8 = 3;
-/// Longest result bytes (sha256 of the largest batch).
-pub const RESULT_LEN_MAX: usize = 32 * SHA_MESSAGES_MAX;
+/// Longest dimension of a `matmul` job.
+pub const MATMUL_DIM_MAX: u32 = 1024;
+/// Most elements of a `matmul` job's product (its result travels inline: 128 KiB).
+pub const MATMUL_RESULT_ELEMENTS_MAX: u64 = 32 * 1024;
+/// Longest result bytes (a `matmul` product at its largest).
+pub const RESULT_LEN_MAX: usize = 4 * MATMUL_RESULT_ELEMENTS_MAX as usize;
 /// Share of `sampled` jobs the platform re-executes, basis points (5 %).
 pub const SAMPLE_BPS_DEFAULT: u32 = 500;
 /// Reputation a new miner starts with.
@@ -117,6 +121,20 @@ pub enum JobInput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         messages_blob: Option<Hash32>,
     },
+    /// C = A·B of f32 matrices (row-major, little-endian) held in blobs → C's bytes; results
+    /// agree within [`crate::matmul::TOLERANCE`].
+    Matmul {
+        /// Rows of A and C.
+        m: u32,
+        /// Columns of A, rows of B.
+        k: u32,
+        /// Columns of B and C.
+        n: u32,
+        /// A, m·k values.
+        a_blob: Hash32,
+        /// B, k·n values.
+        b_blob: Hash32,
+    },
     /// The smallest nonce in `[start_nonce, end_nonce)` whose SHA-256(prefix ‖ nonce as 8 bytes
     /// LE) has at least `difficulty_bits` leading zero bits → the nonce as 8 bytes LE, or no
     /// bytes when there is none.
@@ -140,6 +158,17 @@ struct Sha256Wire {
     messages: Option<Vec<HexBytes>>,
     #[serde(default)]
     messages_blob: Option<Hash32>,
+}
+
+/// The input of a `matmul` job.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatmulWire {
+    m: u32,
+    k: u32,
+    n: u32,
+    a_blob: Hash32,
+    b_blob: Hash32,
 }
 
 /// The input of a `pow` job.
@@ -184,9 +213,19 @@ impl JobInput {
                     end_nonce: wire.end_nonce,
                 }
             }
+            "matmul" => {
+                let wire: MatmulWire = serde_json::from_str(input).map_err(malformed)?;
+                JobInput::Matmul {
+                    m: wire.m,
+                    k: wire.k,
+                    n: wire.n,
+                    a_blob: wire.a_blob,
+                    b_blob: wire.b_blob,
+                }
+            }
             other => {
                 return Err(TxError::Malformed(format!(
-                    "job_kind {other:?} is not one this node runs (sha256, pow)"
+                    "job_kind {other:?} is not one this node runs (sha256, pow, matmul)"
                 )));
             }
         };
@@ -209,6 +248,16 @@ impl JobInput {
                 if bytes > SHA_BYTES_MAX {
                     return limit(format!(
                         "a sha256 job's messages hold at most {SHA_BYTES_MAX} bytes"
+                    ));
+                }
+            }
+            JobInput::Matmul { m, k, n, .. } => {
+                if [m, k, n].iter().any(|d| !(1..=MATMUL_DIM_MAX).contains(*d)) {
+                    return limit(format!("m, k and n are 1..={MATMUL_DIM_MAX}"));
+                }
+                if u64::from(*m) * u64::from(*n) > MATMUL_RESULT_ELEMENTS_MAX {
+                    return limit(format!(
+                        "a product has at most {MATMUL_RESULT_ELEMENTS_MAX} elements"
                     ));
                 }
             }
@@ -239,18 +288,53 @@ impl JobInput {
     pub fn kind(&self) -> &'static str {
         match self {
             JobInput::Sha256 { .. } => "sha256",
+            JobInput::Matmul { .. } => "matmul",
             JobInput::Pow { .. } => "pow",
         }
     }
 
-    /// The blobs the input refers to.
+    /// The blobs the input refers to, in the order [`JobInput::reference`] takes their bytes.
     pub fn blobs(&self) -> Vec<Hash32> {
         match self {
             JobInput::Sha256 {
                 messages_blob: Some(blob),
                 ..
             } => vec![*blob],
+            JobInput::Matmul { a_blob, b_blob, .. } => vec![*a_blob, *b_blob],
             _ => Vec::new(),
+        }
+    }
+
+    /// Checks the bytes of the input's blobs (in [`JobInput::blobs`]'s order): a sha256
+    /// job's framing, a matmul job's matrix sizes.
+    pub fn check_blobs(&self, blobs: &[Vec<u8>]) -> Result<(), TxError> {
+        match self {
+            JobInput::Sha256 { .. } => self
+                .sha256_messages(blobs.first().map(Vec::as_slice))
+                .map(|_| ()),
+            JobInput::Matmul { m, k, n, .. } => {
+                let sizes = [u64::from(*m) * u64::from(*k), u64::from(*k) * u64::from(*n)];
+                for (blob, elements) in blobs.iter().zip(sizes) {
+                    if blob.len() as u64 != 4 * elements {
+                        return Err(TxError::Malformed(format!(
+                            "a matrix blob of {} bytes, {} expected ({elements} f32 values)",
+                            blob.len(),
+                            4 * elements
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            JobInput::Pow { .. } => Ok(()),
+        }
+    }
+
+    /// Whether two results agree: exactly for the integer kernels, within the tolerance for
+    /// `matmul`.
+    pub fn agree(&self, x: &[u8], y: &[u8]) -> bool {
+        match self {
+            JobInput::Matmul { .. } => crate::matmul::agree(x, y),
+            _ => x == y,
         }
     }
 
@@ -271,19 +355,32 @@ impl JobInput {
             (JobInput::Sha256 { messages, .. }, _) => {
                 Ok(messages.iter().map(|m| m.0.clone()).collect())
             }
-            (JobInput::Pow { .. }, _) => Err(TxError::Malformed("not a sha256 job".into())),
+            (JobInput::Pow { .. } | JobInput::Matmul { .. }, _) => {
+                Err(TxError::Malformed("not a sha256 job".into()))
+            }
         }
     }
 
-    /// The platform's reference: the exact result bytes, on a CPU core; `blob` holds the bytes
-    /// of the blob the input refers to, if any.
-    pub fn reference(&self, blob: Option<&[u8]>) -> Result<Vec<u8>, TxError> {
+    /// The platform's reference: the result bytes, on a CPU core; `blobs` holds the bytes of
+    /// the input's blobs in [`JobInput::blobs`]'s order.
+    pub fn reference(&self, blobs: &[Vec<u8>]) -> Result<Vec<u8>, TxError> {
+        let missing = || TxError::NotFound("an input blob is gone".into());
         Ok(match self {
             JobInput::Sha256 { .. } => self
-                .sha256_messages(blob)?
+                .sha256_messages(blobs.first().map(Vec::as_slice))?
                 .iter()
                 .flat_map(|m| Sha256::digest(m).to_vec())
                 .collect(),
+            JobInput::Matmul { m, k, n, .. } => {
+                self.check_blobs(blobs)?;
+                let (a, b) = (
+                    blobs.first().ok_or_else(missing)?,
+                    blobs.get(1).ok_or_else(missing)?,
+                );
+                let (a, b) = (crate::matmul::floats(a), crate::matmul::floats(b));
+                let c = crate::matmul::product(*m as usize, *k as usize, *n as usize, &a, &b);
+                crate::matmul::bytes(&c)
+            }
             JobInput::Pow {
                 prefix,
                 difficulty_bits,
@@ -874,11 +971,14 @@ pub fn needs_reference(state: &JobState, secret: &[u8; 32], sample_bps: u32) -> 
     if state.is_final() {
         return false;
     }
-    let hashes: Vec<Hash32> = state
+    let results: Vec<&MinerResult> = state
         .live()
-        .filter_map(|(_, a)| a.result.as_ref().map(|r| r.result_hash))
+        .filter_map(|(_, a)| a.result.as_ref())
         .collect();
-    let disagree = hashes.windows(2).any(|w| w[0] != w[1]);
+    let input = &job.request.input;
+    let disagree = results
+        .windows(2)
+        .any(|w| !input.agree(&w[0].result.0, &w[1].result.0));
     job.request.verification == Verification::Always
         || sampled(secret, state, sample_bps)
         || disagree
@@ -944,14 +1044,15 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
         .live()
         .filter_map(|(m, a)| a.result.as_ref().map(|r| (*m, r)))
         .collect();
-    let accepted = match &reference {
-        Some(bytes) => Hash32::digest(bytes),
-        // Every result agrees (else the host re-executed): the common hash.
+    let input = &job.request.input;
+    // The yardstick: the platform's reference, or (when every result agrees) the first result.
+    let yardstick: &[u8] = match &reference {
+        Some(bytes) => bytes,
         None if results
             .windows(2)
-            .all(|w| w[0].1.result_hash == w[1].1.result_hash) =>
+            .all(|w| input.agree(&w[0].1.result.0, &w[1].1.result.0)) =>
         {
-            results[0].1.result_hash
+            &results[0].1.result.0
         }
         // Results disagree and nothing can settle it (the input's blob is gone): no result is
         // accepted, nobody is blamed, the client is refunded.
@@ -965,7 +1066,7 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
     };
     let (correct, wrong): (Vec<_>, Vec<_>) = results
         .into_iter()
-        .partition(|(_, r)| r.result_hash == accepted);
+        .partition(|(_, r)| input.agree(&r.result.0, yardstick));
     let disproved: Vec<Address> = wrong.into_iter().map(|(m, _)| m).collect();
     if correct.is_empty() {
         return Some(JobEvent::Failed {
@@ -986,6 +1087,9 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
         })
         .collect();
     let spent: u128 = correct.iter().map(|(_, r)| r.price.0).sum();
+    // The accepted result is a correct miner's (a float one may differ from the reference in
+    // its last bits).
+    let accepted = correct[0].1.result_hash;
     Some(JobEvent::Verified {
         result_hash: accepted,
         reexecuted: reference.is_some(),

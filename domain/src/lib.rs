@@ -32,6 +32,7 @@ pub mod keys;
 pub mod keystore;
 pub mod kinds;
 pub mod limits;
+pub mod matmul;
 pub mod merkle;
 pub mod miner;
 pub mod money;

@@ -155,7 +155,7 @@ fn reference() -> Vec<u8> {
     SubmitJob::parse(&body(1, "sampled"))
         .unwrap()
         .input
-        .reference(None)
+        .reference(&[])
         .unwrap()
 }
 
@@ -225,7 +225,7 @@ fn the_reference_computes_each_kind_exactly() {
         start_nonce: 0,
         end_nonce: 100_000,
     };
-    let nonce = u64::from_le_bytes(pow.reference(None).unwrap().try_into().expect("found"));
+    let nonce = u64::from_le_bytes(pow.reference(&[]).unwrap().try_into().expect("found"));
     assert!(job::leading_zero_bits(&job::pow_digest(b"aitbc", nonce)) >= 12);
     assert!(
         (0..nonce).all(|n| job::leading_zero_bits(&job::pow_digest(b"aitbc", n)) < 12),
@@ -238,7 +238,7 @@ fn the_reference_computes_each_kind_exactly() {
         end_nonce: 1_000,
     };
     assert!(
-        none.reference(None).unwrap().is_empty(),
+        none.reference(&[]).unwrap().is_empty(),
         "no bytes when nothing is found"
     );
 }
@@ -554,10 +554,13 @@ fn messages_in_a_blob_are_framed_by_their_lengths() {
     let inline = SubmitJob::parse(&body(1, "sampled")).unwrap();
     assert!(inline.input.blobs().is_empty());
     assert_eq!(
-        request.input.reference(None).unwrap_err().code(),
+        request.input.reference(&[]).unwrap_err().code(),
         "not_found"
     );
-    let digests = request.input.reference(Some(&bytes)).unwrap();
+    let digests = request
+        .input
+        .reference(std::slice::from_ref(&bytes))
+        .unwrap();
     assert_eq!(
         &digests[..32],
         &reference()[..32],
@@ -691,5 +694,104 @@ fn receipts_of_two_miners_with_the_same_result_are_distinct() {
     assert_ne!(
         job::receipt_id(&id, &result(&"aa".repeat(64))),
         job::receipt_id(&id, &result(&"bb".repeat(64)))
+    );
+}
+
+#[test]
+fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
+    use domain::matmul;
+    let (a_blob, b_blob) = (Hash32::digest(b"A"), Hash32::digest(b"B"));
+    let text = |m: u32, k: u32, n: u32| {
+        format!(
+            r#"{{"job_kind":"matmul","input":{{"m":{m},"k":{k},"n":{n},"a_blob":"{a_blob}","b_blob":"{b_blob}"}},
+               "max_price":"1000","redundancy":2,"deadline_s":60}}"#
+        )
+    };
+    assert_eq!(
+        SubmitJob::parse(&text(0, 2, 2)).unwrap_err().code(),
+        "limit_exceeded"
+    );
+    assert_eq!(
+        SubmitJob::parse(&text(1024, 2, 1024)).unwrap_err().code(),
+        "limit_exceeded",
+        "the product travels inline"
+    );
+    let request = SubmitJob::parse(&text(2, 3, 2)).unwrap();
+    assert_eq!(request.input.blobs(), vec![a_blob, b_blob]);
+    let a = matmul::bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = matmul::bytes(&[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+    assert_eq!(
+        request
+            .input
+            .check_blobs(&[a.clone(), b[..20].to_vec()])
+            .unwrap_err()
+            .code(),
+        "malformed"
+    );
+    let c = request.input.reference(&[a, b]).unwrap();
+    assert_eq!(matmul::floats(&c), vec![58.0, 64.0, 139.0, 154.0]);
+
+    // Two GPUs' results differing in their last bits both count; a wrong one does not.
+    let mut job = Job {
+        events: Vec::new(),
+        id: Hash32::digest(b"matmul"),
+    };
+    let escrow = request.escrow();
+    job.run(
+        JobCommand::Submit {
+            tx: job.id,
+            owner: CLIENT,
+            request: Box::new(request),
+            escrow,
+            committed_at_ms: 1_000,
+        },
+        1_000,
+    )
+    .unwrap();
+    for miner in &MINERS[..2] {
+        job.assign(*miner, 2_000);
+    }
+    let close = matmul::bytes(&[58.0001, 64.0, 139.0, 154.0001]);
+    job.submit_result(MINERS[0], &c, 100, 3_000).unwrap();
+    job.submit_result(MINERS[1], &close, 100, 3_000).unwrap();
+    assert!(
+        !job::needs_reference(&job.state(), &[0; 32], 0),
+        "within the tolerance: they agree"
+    );
+    let verified = job
+        .run(JobCommand::Verify { reference: None }, 3_100)
+        .unwrap();
+    assert!(
+        matches!(&verified[..], [JobEvent::Verified { payments, disproved, .. }]
+        if payments.len() == 2 && disproved.is_empty()),
+        "{verified:?}"
+    );
+
+    let mut off = Job {
+        events: job.events[..3].to_vec(),
+        id: job.id,
+    };
+    off.submit_result(MINERS[0], &c, 100, 3_000).unwrap();
+    off.submit_result(
+        MINERS[1],
+        &matmul::bytes(&[58.5, 64.0, 139.0, 154.0]),
+        100,
+        3_000,
+    )
+    .unwrap();
+    assert!(
+        job::needs_reference(&off.state(), &[0; 32], 0),
+        "beyond the tolerance: re-executed"
+    );
+    let verified = off
+        .run(
+            JobCommand::Verify {
+                reference: Some(c.clone()),
+            },
+            3_100,
+        )
+        .unwrap();
+    assert!(
+        matches!(&verified[..], [JobEvent::Verified { disproved, .. }] if disproved == &vec![MINERS[1]])
     );
 }

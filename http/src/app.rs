@@ -312,16 +312,17 @@ impl App {
         let (blobs, input) = (self.blobs.clone(), request.input.clone());
         // Reading and hashing up to 64 MiB: off the request thread.
         actix_web::web::block(move || -> Result<(), ApiError> {
+            let mut bytes = Vec::new();
             for hash in input.blobs() {
-                let bytes = blobs
+                let blob = blobs
                     .get(&hash)
                     .map_err(|e| ApiError::new("unavailable", e.to_string()))?
                     .ok_or_else(|| {
                         ApiError::not_found(format!("no blob {hash}: upload it first"))
                     })?;
-                input.sha256_messages(Some(&bytes))?;
+                bytes.push(blob);
             }
-            Ok(())
+            Ok(input.check_blobs(&bytes)?)
         })
         .await
         .map_err(|e| ApiError::new("unavailable", e.to_string()))?

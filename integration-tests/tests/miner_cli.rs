@@ -348,3 +348,57 @@ fn a_job_whose_messages_are_a_blob_is_run_by_a_miner_that_fetches_it() {
     );
     assert!(running.wait().unwrap().success());
 }
+
+#[test]
+fn a_matmul_job_is_run_by_two_miners_on_their_gpus_and_their_results_agree_within_the_tolerance() {
+    let dir = tempdir();
+    let (node, _chain) = fast_devnet(dir.path(), 0);
+    let (client, first, second) = (new_key(), new_key(), new_key());
+    node.faucet(&client.address(), AIT);
+    let (m, k, n) = (48usize, 40usize, 32usize);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 104_729) % 1000) as f32 / 250.0 - 2.0)
+        .collect();
+    let mut hashes = Vec::new();
+    for matrix in [&a, &b] {
+        let bytes = domain::matmul::bytes(matrix);
+        let headers = signed_headers(&client, "POST", "/v1/blobs", &bytes);
+        let (status, body) = node.request("POST", "/v1/blobs", &headers, Some(&bytes));
+        assert_eq!(status, 200, "{body}");
+        hashes.push(body["hash"].as_str().unwrap().to_string());
+    }
+    let body = json!({
+        "job_kind": "matmul",
+        "input": {"m": m, "k": k, "n": n, "a_blob": hashes[0], "b_blob": hashes[1]},
+        "max_price": "1000", "redundancy": 2, "deadline_s": 300, "verification": "always",
+    });
+    let (status, answer) = node.submit(&signed(DEVNET, &client, 0, "submit_job", body));
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["tx_hash"].as_str().unwrap().to_string();
+    let mut miners = [
+        spawn_miner(&node, &first, dir.path(), "first", false),
+        spawn_miner(&node, &second, dir.path(), "second", false),
+    ];
+    let mut job = Value::Null;
+    wait_for("the job to complete", || {
+        job = node.get(&format!("/v1/jobs/{id}")).1;
+        job["state"] == "completed"
+    });
+    assert_eq!(
+        job["payments"].as_array().unwrap().len(),
+        2,
+        "both agree: {job}"
+    );
+    let result = hex::decode(job_result_hex(&node, &id)).unwrap();
+    let expected = domain::matmul::bytes(&domain::matmul::product(m, k, n, &a, &b));
+    assert!(
+        domain::matmul::agree(&result, &expected),
+        "the GPU's product is the CPU's, within the tolerance"
+    );
+    for miner in &mut miners {
+        assert!(miner.wait().unwrap().success());
+    }
+}
