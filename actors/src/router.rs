@@ -246,11 +246,19 @@ impl Router {
     }
 
     /// An account's reputation: an agent's, 0 for any other.
+    ///
+    /// An agent's reputation is earned by verified work: when the agent is also a miner, its
+    /// miner's reputation (from its jobs' verified outcomes); otherwise what its record holds.
     pub async fn reputation(&self, chain_id: &str, address: Address) -> Result<u16, CommandError> {
-        Ok(self
-            .agent(chain_id, address)
-            .await?
-            .map_or(0, |record| record.reputation))
+        let Some(agent) = self.agent(chain_id, address).await? else {
+            return Ok(0);
+        };
+        let miner = MinerId {
+            chain_id: chain_id.to_string(),
+            miner: address,
+        };
+        let mined = self.miners.state(miner).await?.record.map(|m| m.reputation);
+        Ok(mined.unwrap_or(agent.reputation))
     }
 
     /// The proposals.

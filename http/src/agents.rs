@@ -21,13 +21,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/agents/{address}", web::get().to(get_agent));
 }
 
-fn agent_json(address: &Address, record: &AgentRecord) -> Value {
+/// An agent as API.md shows it; `reputation` is the one its votes carry (see
+/// `Router::reputation`).
+fn agent_json(address: &Address, record: &AgentRecord, reputation: u16) -> Value {
     json!({
         "address": address,
         "role": record.role,
         "owner": record.owner,
         "callers": record.callers,
-        "reputation": record.reputation,
+        "reputation": reputation,
         "strategy": record.strategy,
         "auto_vote": record.auto_vote,
         "active": record.active,
@@ -67,7 +69,8 @@ async fn list_agents(app: Data, query: web::Query<AgentsQuery>) -> Result<HttpRe
         if page.len() == limit {
             break;
         }
-        page.push(agent_json(address, &record));
+        let reputation = app.router.reputation(&chain_id, *address).await?;
+        page.push(agent_json(address, &record, reputation));
         last = Some(*address);
     }
     let more = page.len() == limit && addresses.last() != last.as_ref();
@@ -88,7 +91,10 @@ async fn get_agent(
         .parse()
         .map_err(|e| ApiError::malformed(format!("{:?}: {e}", path.as_str())))?;
     match app.router.agent(&chain_id, address).await? {
-        Some(record) => Ok(HttpResponse::Ok().json(agent_json(&address, &record))),
+        Some(record) => {
+            let reputation = app.router.reputation(&chain_id, address).await?;
+            Ok(HttpResponse::Ok().json(agent_json(&address, &record, reputation)))
+        }
         None => Err(ApiError::not_found(format!(
             "{address} is not an agent on {chain_id}"
         ))),

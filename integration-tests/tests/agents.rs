@@ -248,3 +248,51 @@ fn only_the_owner_manages_an_agent_and_its_callers_sign_for_it_until_stopped() {
     let (status, _) = node.get(&format!("/v1/agents/{}", stranger.address()));
     assert_eq!(status, 404);
 }
+
+#[test]
+fn an_agent_that_mines_votes_with_the_reputation_its_verified_work_earned() {
+    let dir = tempdir();
+    let (node, chain, _council) = governance_devnet(dir.path());
+    let (owner, bot) = (new_key(), new_key());
+    give(&node, &chain, &bot.address(), 1_000 * AIT);
+    let power = |node: &TestNode| node.get(&format!("/v1/accounts/{}/power", bot.address())).1;
+    assert_eq!(power(&node)["reputation"], 0, "not an agent: no multiplier");
+    applied(
+        &node,
+        &bot,
+        "register_agent",
+        json!({"role": "provider", "owner": owner.address()}),
+    );
+    assert_eq!(
+        power(&node)["reputation"],
+        0,
+        "an agent with no verified work yet"
+    );
+    // The agent registers as a miner too (the signed miner protocol): it starts at 100.
+    let offer = serde_json::to_vec(&json!({
+        "gpu": {"name": "gpu", "backend": "vulkan", "device_type": "cpu"},
+        "price_per_s": "1", "capacity": 1,
+    }))
+    .unwrap();
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let digest = domain::hash::Hash32::digest(&offer);
+    let signed = format!("AITBC-REQ-V1\nPOST\n/v1/miners/register\n{time_ms}\n{digest}");
+    let headers = vec![
+        ("X-AITBC-Key", hex::encode(bot.public_key())),
+        ("X-AITBC-Time", time_ms.to_string()),
+        (
+            "X-AITBC-Signature",
+            hex::encode(bot.sign(signed.as_bytes())),
+        ),
+    ];
+    let (status, body) = node.request("POST", "/v1/miners/register", &headers, Some(&offer));
+    assert_eq!(status, 200, "{body}");
+    let with_work = power(&node);
+    assert_eq!(with_work["reputation"], 100, "{with_work}");
+    assert_eq!(with_work["multiplier_bps"], 11_000, "× (1 + 100/1000)");
+    let (_, shown) = node.get(&format!("/v1/agents/{}", bot.address()));
+    assert_eq!(shown["reputation"], 100, "{shown}");
+}
