@@ -99,6 +99,11 @@ fn two_miner_processes_run_a_redundant_job_and_the_forger_is_not_paid() {
         ),
         "the digests computed on the GPU"
     );
+    // Each miner's result was answered once the payments were made: wait for both to exit.
+    for miner in &mut miners {
+        let status = miner.wait().expect("the miner exits after its job");
+        assert!(status.success(), "{status}");
+    }
     let price = 100; // the miner's price per second, for its one (started) second
     assert_eq!(
         node.account(&honest.address()).0,
@@ -109,10 +114,6 @@ fn two_miner_processes_run_a_redundant_job_and_the_forger_is_not_paid() {
         0,
         "the forger is not paid"
     );
-    for miner in &mut miners {
-        let status = miner.wait().expect("the miner exits after its job");
-        assert!(status.success(), "{status}");
-    }
 }
 
 #[test]
@@ -198,6 +199,8 @@ fn a_miner_killed_mid_job_loses_its_lease_and_another_completes_the_job_once() {
         job = node.get(&format!("/v1/jobs/{id}")).1;
         job["state"] == "completed"
     });
+    // The rescuer's result was answered once its payments were made: wait for it to exit.
+    assert!(rescue.wait().unwrap().success());
     let assignments = job["assignments"].as_array().unwrap();
     assert_eq!(assignments.len(), 2, "{job}");
     let expired: Vec<&Value> = assignments
@@ -239,7 +242,6 @@ fn a_miner_killed_mid_job_loses_its_lease_and_another_completes_the_job_once() {
         domain::job::leading_zero_bits(&digest) >= 8,
         "the GPU's answer holds"
     );
-    assert!(rescue.wait().unwrap().success());
 }
 
 fn job_result_hex(node: &TestNode, id: &str) -> String {
