@@ -29,6 +29,7 @@ use domain::twas::Power;
 use domain::tx::VerifiedTx;
 use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId};
 use domain::wallet::{WalletCommand, WalletEvent, WalletId};
+use domain::wgsl::{ShaderError, ShaderHost};
 
 use crate::power;
 use store::EventStore;
@@ -111,6 +112,8 @@ pub struct Router {
     blobs: Option<Arc<BlobStore>>,
     /// The node's secret in the draw of the jobs it re-executes.
     sample_secret: [u8; 32],
+    /// The node's GPU executor, for `wgsl` jobs (none: the node takes no such job).
+    shaders: Option<Arc<dyn ShaderHost>>,
 }
 
 /// What a step's command recorded in `owner`'s stream, as stored events.
@@ -176,6 +179,7 @@ impl Router {
             pauses,
             blobs: None,
             sample_secret: [0; 32],
+            shaders: None,
         }
     }
 
@@ -187,6 +191,19 @@ impl Router {
             sample_secret,
             ..self
         }
+    }
+
+    /// The router with the node's GPU executor: `wgsl` jobs are validated and re-executed there.
+    pub fn with_shaders(self, shaders: Arc<dyn ShaderHost>) -> Self {
+        Router {
+            shaders: Some(shaders),
+            ..self
+        }
+    }
+
+    /// The node's GPU executor for `wgsl` jobs, if it has one.
+    pub fn shaders(&self) -> Option<&Arc<dyn ShaderHost>> {
+        self.shaders.as_ref()
     }
 
     /// The jobs.
@@ -457,7 +474,7 @@ impl Router {
         let Some(input) = input else {
             return Ok(JobCommand::Verify { reference: None });
         };
-        let blobs = self.blobs.clone();
+        let (blobs, shaders) = (self.blobs.clone(), self.shaders.clone());
         let run = move || -> Result<Option<Vec<u8>>, CommandError> {
             let mut bytes = Vec::new();
             for hash in input.blobs() {
@@ -474,7 +491,15 @@ impl Router {
                     None => return Ok(None),
                 }
             }
-            Ok(input.reference(&bytes).ok())
+            let shaders = shaders.as_deref();
+            match input.reference(&bytes, shaders) {
+                Ok(reference) => Ok(Some(reference)),
+                Err(ShaderError::Busy(reason)) => Err(CommandError::Unavailable(reason)),
+                Err(reason) => {
+                    tracing::warn!(%reason, "no reference for a job");
+                    Ok(None)
+                }
+            }
         };
         let reference = tokio::task::spawn_blocking(run)
             .await

@@ -7,6 +7,7 @@ mod council;
 mod gov;
 mod gpu;
 mod job;
+mod kernels;
 mod keystore;
 mod miner;
 mod node;

@@ -12,6 +12,7 @@ use anyhow::{Context as _, anyhow};
 use base64::Engine;
 use clap::Args;
 use domain::hash::Hash32;
+use domain::job::JobInput;
 use domain::keys::SigningKey;
 use serde_json::{Value, json};
 
@@ -181,74 +182,18 @@ impl Client {
     }
 }
 
-/// The messages of a sha256 job: inline, or framed in its blob.
-fn sha256_messages(client: &Client, input: &Value) -> anyhow::Result<Vec<Vec<u8>>> {
-    if let Some(hash) = input["messages_blob"].as_str() {
-        let bytes = client.blob(hash)?;
-        return domain::job::framed_messages(&bytes).map_err(|e| anyhow!("{e}"));
-    }
-    input["messages"]
-        .as_array()
-        .ok_or_else(|| anyhow!("a sha256 job without messages"))?
-        .iter()
-        .map(|m| hex::decode(m.as_str().unwrap_or("")).context("a message is not hex"))
-        .collect()
-}
-
-/// The result bytes of a job, run on the executor.
+/// The result bytes of a job, run on the executor (its blobs fetched from the node).
 pub fn run_job(client: &Client, executor: &gpu::Executor, job: &Value) -> anyhow::Result<Vec<u8>> {
-    let input = &job["input"];
-    let limits = gpu::JobLimits::default();
-    match job["job_kind"].as_str() {
-        Some("sha256") => {
-            let messages = sha256_messages(client, input)?;
-            let digests = executor
-                .sha256_batch(messages, &limits)
-                .map_err(|e| anyhow!("{e}"))?;
-            Ok(digests.concat())
-        }
-        Some("matmul") => {
-            let dimension = |name: &str| {
-                input[name]
-                    .as_u64()
-                    .and_then(|d| u32::try_from(d).ok())
-                    .ok_or_else(|| anyhow!("a matmul job without {name}"))
-            };
-            let blob = |name: &str| -> anyhow::Result<Vec<f32>> {
-                let hash = input[name]
-                    .as_str()
-                    .ok_or_else(|| anyhow!("a matmul job without {name}"))?;
-                Ok(domain::matmul::floats(&client.blob(hash)?))
-            };
-            let job = gpu::kernels::matmul::Matmul {
-                m: dimension("m")?,
-                k: dimension("k")?,
-                n: dimension("n")?,
-                a: blob("a_blob")?,
-                b: blob("b_blob")?,
-            };
-            let c = executor.matmul(job, &limits).map_err(|e| anyhow!("{e}"))?;
-            Ok(domain::matmul::bytes(&c))
-        }
-        Some("pow") => {
-            let start = input["start_nonce"].as_u64().unwrap_or(0);
-            let end = input["end_nonce"].as_u64().unwrap_or(0);
-            let job = gpu::kernels::sha256::ProofOfWork {
-                prefix: hex::decode(input["prefix"].as_str().unwrap_or(""))?,
-                difficulty_bits: input["difficulty_bits"].as_u64().unwrap_or(0) as u32,
-                start_nonce: start,
-                max_nonces: end.saturating_sub(start),
-            };
-            let outcome = executor
-                .proof_of_work(job, &limits)
-                .map_err(|e| anyhow!("{e}"))?;
-            Ok(outcome
-                .solution
-                .map(|s| s.nonce.to_le_bytes().to_vec())
-                .unwrap_or_default())
-        }
-        other => Err(anyhow!("job kind {other:?} is not one this miner runs")),
-    }
+    let kind = job["job_kind"]
+        .as_str()
+        .ok_or_else(|| anyhow!("a job without a kind"))?;
+    let input = JobInput::parse(kind, &job["input"].to_string())?;
+    let blobs = input
+        .blobs()
+        .iter()
+        .map(|hash| client.blob(&hash.to_string()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::kernels::run(executor, &input, &blobs)
 }
 
 fn now_ms() -> u64 {

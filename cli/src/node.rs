@@ -46,7 +46,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let node = http::server::start(config.clone(), &args.data_dir)
+        let shaders: std::sync::Arc<dyn domain::wgsl::ShaderHost> =
+            std::sync::Arc::new(crate::kernels::NodeShaders);
+        let node = http::server::start(config.clone(), &args.data_dir, Some(shaders))
             .await
             .map_err(|e| anyhow!("{e}"))?;
         for chain in &config.chains {

@@ -6,8 +6,9 @@
 //! scheduler leases the job to `redundancy` distinct miners, each lease ending at
 //! `lease_until_ms` (a durable timer: an expired lease without a result frees the slot and costs
 //! the miner reputation). A miner's result carries its receipt signature (checked by the node);
-//! once `redundancy` results are in, the job is verified: results are compared exactly (the kinds
-//! here are integer kernels), and the platform's own reference re-executes the job when the job
+//! once `redundancy` results are in, the job is verified: results are compared (exactly, or
+//! within a tolerance for float kernels: [`JobInput::agree`]), and the platform's own reference
+//! re-executes the job when the job
 //! asks for it (`always`), when its deterministic sample falls within `sample_bps`, or when the
 //! results disagree. Verified → each correct miner is paid its `price` less the 2.5% fee (to the
 //! treasury), the rest of the escrow is refunded; a miner whose result is disproved is paid
@@ -26,8 +27,10 @@ use crate::codec::DomainEvent;
 use crate::error::TxError;
 use crate::event_id::event_id;
 use crate::hash::Hash32;
+use crate::mlp::{self, LayerShape};
 use crate::money::Amount;
 use crate::vesting::Refusal;
+use crate::wgsl::{Compare, ShaderError, ShaderHost, ShaderJob};
 
 /// The platform's fee on a miner's price, basis points.
 pub const FEE_BPS: u128 = 250;
@@ -148,6 +151,20 @@ pub enum JobInput {
         /// One past the last nonce.
         end_nonce: u64,
     },
+    /// A dense network (ReLU between layers) over a batch of samples → `batch × last outputs`
+    /// f32 LE values; the layout of the blobs is [`crate::mlp`]'s.
+    MlpInference {
+        /// The layers' shapes, input first.
+        layers: Vec<LayerShape>,
+        /// Every layer's weights then biases (f32 LE).
+        weights_blob: Hash32,
+        /// `batch × layers[0].inputs` values (f32 LE).
+        inputs_blob: Hash32,
+        /// Samples.
+        batch: u32,
+    },
+    /// A client's compute shader → its output buffers concatenated ([`crate::wgsl`]).
+    Wgsl(ShaderJob),
 }
 
 /// The input of a `sha256` job.
@@ -169,6 +186,16 @@ struct MatmulWire {
     n: u32,
     a_blob: Hash32,
     b_blob: Hash32,
+}
+
+/// The input of an `mlp_inference` job.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MlpWire {
+    layers: Vec<LayerShape>,
+    weights_blob: Hash32,
+    inputs_blob: Hash32,
+    batch: u32,
 }
 
 /// The input of a `pow` job.
@@ -223,9 +250,20 @@ impl JobInput {
                     b_blob: wire.b_blob,
                 }
             }
+            "mlp_inference" => {
+                let wire: MlpWire = serde_json::from_str(input).map_err(malformed)?;
+                JobInput::MlpInference {
+                    layers: wire.layers,
+                    weights_blob: wire.weights_blob,
+                    inputs_blob: wire.inputs_blob,
+                    batch: wire.batch,
+                }
+            }
+            "wgsl" => JobInput::Wgsl(serde_json::from_str(input).map_err(malformed)?),
             other => {
                 return Err(TxError::Malformed(format!(
-                    "job_kind {other:?} is not one this node runs (sha256, pow, matmul)"
+                    "job_kind {other:?} is not one this node runs \
+                     (sha256, pow, matmul, mlp_inference, wgsl)"
                 )));
             }
         };
@@ -280,6 +318,8 @@ impl JobInput {
                     ));
                 }
             }
+            JobInput::MlpInference { layers, batch, .. } => mlp::check_shapes(layers, *batch)?,
+            JobInput::Wgsl(shader) => shader.check()?,
         }
         Ok(())
     }
@@ -290,6 +330,8 @@ impl JobInput {
             JobInput::Sha256 { .. } => "sha256",
             JobInput::Matmul { .. } => "matmul",
             JobInput::Pow { .. } => "pow",
+            JobInput::MlpInference { .. } => "mlp_inference",
+            JobInput::Wgsl(_) => "wgsl",
         }
     }
 
@@ -301,12 +343,19 @@ impl JobInput {
                 ..
             } => vec![*blob],
             JobInput::Matmul { a_blob, b_blob, .. } => vec![*a_blob, *b_blob],
+            JobInput::MlpInference {
+                weights_blob,
+                inputs_blob,
+                ..
+            } => vec![*weights_blob, *inputs_blob],
+            JobInput::Wgsl(shader) => shader.input_blobs(),
             _ => Vec::new(),
         }
     }
 
     /// Checks the bytes of the input's blobs (in [`JobInput::blobs`]'s order): a sha256
-    /// job's framing, a matmul job's matrix sizes.
+    /// job's framing, a matmul or mlp job's value counts, a wgsl job's non-empty inputs (its
+    /// source is the [`ShaderHost`]'s to check).
     pub fn check_blobs(&self, blobs: &[Vec<u8>]) -> Result<(), TxError> {
         match self {
             JobInput::Sha256 { .. } => self
@@ -325,15 +374,38 @@ impl JobInput {
                 }
                 Ok(())
             }
+            JobInput::MlpInference { layers, batch, .. } => {
+                let sizes = [
+                    ("weights", mlp::weights_len(layers)),
+                    ("inputs", u64::from(*batch) * u64::from(layers[0].inputs)),
+                ];
+                for (blob, (what, values)) in blobs.iter().zip(sizes) {
+                    if blob.len() as u64 != 4 * values {
+                        return Err(TxError::Malformed(format!(
+                            "a {what} blob of {} bytes, {} expected ({values} f32 values)",
+                            blob.len(),
+                            4 * values
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            JobInput::Wgsl(_) => match blobs.iter().position(Vec::is_empty) {
+                Some(i) => Err(TxError::Malformed(format!("input buffer {i} is empty"))),
+                None => Ok(()),
+            },
             JobInput::Pow { .. } => Ok(()),
         }
     }
 
-    /// Whether two results agree: exactly for the integer kernels, within the tolerance for
-    /// `matmul`.
+    /// Whether two results agree: exactly for the integer kernels and `wgsl` (unless it asks
+    /// for `f32`), within the float tolerance for `matmul` and `mlp_inference`.
     pub fn agree(&self, x: &[u8], y: &[u8]) -> bool {
         match self {
-            JobInput::Matmul { .. } => crate::matmul::agree(x, y),
+            JobInput::Matmul { .. } | JobInput::MlpInference { .. } => crate::matmul::agree(x, y),
+            JobInput::Wgsl(shader) if shader.compare == Compare::F32 => {
+                x.len().is_multiple_of(4) && crate::matmul::agree(x, y)
+            }
             _ => x == y,
         }
     }
@@ -355,15 +427,33 @@ impl JobInput {
             (JobInput::Sha256 { messages, .. }, _) => {
                 Ok(messages.iter().map(|m| m.0.clone()).collect())
             }
-            (JobInput::Pow { .. } | JobInput::Matmul { .. }, _) => {
-                Err(TxError::Malformed("not a sha256 job".into()))
-            }
+            _ => Err(TxError::Malformed("not a sha256 job".into())),
         }
     }
 
-    /// The platform's reference: the result bytes, on a CPU core; `blobs` holds the bytes of
-    /// the input's blobs in [`JobInput::blobs`]'s order.
-    pub fn reference(&self, blobs: &[Vec<u8>]) -> Result<Vec<u8>, TxError> {
+    /// The platform's reference: the result bytes, on a CPU core (a `wgsl` job on the node's
+    /// GPU executor, `shaders`); `blobs` holds the bytes of the input's blobs in
+    /// [`JobInput::blobs`]'s order. [`ShaderError::Busy`] asks to try again later; any other
+    /// error means the platform has no reference for this job.
+    pub fn reference(
+        &self,
+        blobs: &[Vec<u8>],
+        shaders: Option<&dyn ShaderHost>,
+    ) -> Result<Vec<u8>, ShaderError> {
+        match self {
+            JobInput::Wgsl(shader) => {
+                let host = shaders.ok_or_else(|| {
+                    ShaderError::NotRun("this node has no GPU executor for wgsl jobs".into())
+                })?;
+                host.run(shader, blobs)
+            }
+            _ => self
+                .cpu_reference(blobs)
+                .map_err(|e| ShaderError::NotRun(e.to_string())),
+        }
+    }
+
+    fn cpu_reference(&self, blobs: &[Vec<u8>]) -> Result<Vec<u8>, TxError> {
         let missing = || TxError::NotFound("an input blob is gone".into());
         Ok(match self {
             JobInput::Sha256 { .. } => self
@@ -390,6 +480,21 @@ impl JobInput {
                 .find(|nonce| leading_zero_bits(&pow_digest(&prefix.0, *nonce)) >= *difficulty_bits)
                 .map(|nonce| nonce.to_le_bytes().to_vec())
                 .unwrap_or_default(),
+            JobInput::MlpInference { layers, batch, .. } => {
+                self.check_blobs(blobs)?;
+                let (weights, inputs) = (
+                    blobs.first().ok_or_else(missing)?,
+                    blobs.get(1).ok_or_else(missing)?,
+                );
+                let (weights, inputs) = (
+                    crate::matmul::floats(weights),
+                    crate::matmul::floats(inputs),
+                );
+                crate::matmul::bytes(&mlp::forward(layers, &weights, &inputs, *batch as usize))
+            }
+            JobInput::Wgsl(_) => {
+                return Err(TxError::Malformed("a shader runs on a GPU executor".into()));
+            }
         })
     }
 }

@@ -35,6 +35,7 @@ pub mod limits;
 pub mod matmul;
 pub mod merkle;
 pub mod miner;
+pub mod mlp;
 pub mod money;
 pub mod proposal;
 pub mod protocol;
@@ -42,6 +43,7 @@ pub mod twas;
 pub mod tx;
 pub mod vesting;
 pub mod wallet;
+pub mod wgsl;
 
 pub use address::Address;
 pub use error::TxError;

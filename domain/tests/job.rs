@@ -155,7 +155,7 @@ fn reference() -> Vec<u8> {
     SubmitJob::parse(&body(1, "sampled"))
         .unwrap()
         .input
-        .reference(&[])
+        .reference(&[], None)
         .unwrap()
 }
 
@@ -225,7 +225,7 @@ fn the_reference_computes_each_kind_exactly() {
         start_nonce: 0,
         end_nonce: 100_000,
     };
-    let nonce = u64::from_le_bytes(pow.reference(&[]).unwrap().try_into().expect("found"));
+    let nonce = u64::from_le_bytes(pow.reference(&[], None).unwrap().try_into().expect("found"));
     assert!(job::leading_zero_bits(&job::pow_digest(b"aitbc", nonce)) >= 12);
     assert!(
         (0..nonce).all(|n| job::leading_zero_bits(&job::pow_digest(b"aitbc", n)) < 12),
@@ -238,7 +238,7 @@ fn the_reference_computes_each_kind_exactly() {
         end_nonce: 1_000,
     };
     assert!(
-        none.reference(&[]).unwrap().is_empty(),
+        none.reference(&[], None).unwrap().is_empty(),
         "no bytes when nothing is found"
     );
 }
@@ -553,13 +553,13 @@ fn messages_in_a_blob_are_framed_by_their_lengths() {
     assert_eq!(request.input.blobs(), vec![blob]);
     let inline = SubmitJob::parse(&body(1, "sampled")).unwrap();
     assert!(inline.input.blobs().is_empty());
-    assert_eq!(
-        request.input.reference(&[]).unwrap_err().code(),
-        "not_found"
-    );
+    assert!(matches!(
+        request.input.reference(&[], None).unwrap_err(),
+        domain::wgsl::ShaderError::NotRun(reason) if reason.contains("no blob")
+    ));
     let digests = request
         .input
-        .reference(std::slice::from_ref(&bytes))
+        .reference(std::slice::from_ref(&bytes), None)
         .unwrap();
     assert_eq!(
         &digests[..32],
@@ -728,7 +728,7 @@ fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
             .code(),
         "malformed"
     );
-    let c = request.input.reference(&[a, b]).unwrap();
+    let c = request.input.reference(&[a, b], None).unwrap();
     assert_eq!(matmul::floats(&c), vec![58.0, 64.0, 139.0, 154.0]);
 
     // Two GPUs' results differing in their last bits both count; a wrong one does not.
@@ -793,5 +793,126 @@ fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
         .unwrap();
     assert!(
         matches!(&verified[..], [JobEvent::Verified { disproved, .. }] if disproved == &vec![MINERS[1]])
+    );
+}
+
+#[test]
+fn mlp_jobs_check_their_shapes_and_blobs_and_the_reference_is_the_forward_pass() {
+    use domain::matmul;
+    let (weights_blob, inputs_blob) = (Hash32::digest(b"W"), Hash32::digest(b"X"));
+    let text = |layers: &str, batch: u32| {
+        format!(
+            r#"{{"job_kind":"mlp_inference","input":{{"layers":{layers},"weights_blob":"{weights_blob}",
+               "inputs_blob":"{inputs_blob}","batch":{batch}}},"max_price":"1000","redundancy":1,"deadline_s":60}}"#
+        )
+    };
+    let two = r#"[{"inputs":2,"outputs":2},{"inputs":2,"outputs":1}]"#;
+    let unchained = r#"[{"inputs":2,"outputs":3},{"inputs":2,"outputs":1}]"#;
+    assert_eq!(
+        SubmitJob::parse(&text(unchained, 2)).unwrap_err().code(),
+        "malformed"
+    );
+    assert_eq!(
+        SubmitJob::parse(&text(two, 0)).unwrap_err().code(),
+        "limit_exceeded"
+    );
+    let extra = r#"[{"inputs":2,"outputs":2,"relu":true}]"#;
+    assert_eq!(
+        SubmitJob::parse(&text(extra, 1)).unwrap_err().code(),
+        "malformed"
+    );
+    let request = SubmitJob::parse(&text(two, 2)).unwrap();
+    assert_eq!(request.input.kind(), "mlp_inference");
+    assert_eq!(request.input.blobs(), vec![weights_blob, inputs_blob]);
+    let weights = matmul::bytes(&[1.0, -1.0, 2.0, 1.0, 0.5, -3.0, 1.0, 1.0, -1.0]);
+    let inputs = matmul::bytes(&[1.0, 1.0, -1.0, 0.0]);
+    for (w, x) in [(&weights[..32], &inputs[..]), (&weights[..], &inputs[..12])] {
+        let blobs = [w.to_vec(), x.to_vec()];
+        assert_eq!(
+            request.input.check_blobs(&blobs).unwrap_err().code(),
+            "malformed"
+        );
+    }
+    let y = request.input.reference(&[weights, inputs], None).unwrap();
+    assert_eq!(matmul::floats(&y), vec![2.5, -1.0]);
+    assert!(
+        request.input.agree(&matmul::bytes(&[2.5001, -1.0]), &y),
+        "floats: within the tolerance"
+    );
+    assert!(!request.input.agree(&matmul::bytes(&[2.6, -1.0]), &y));
+}
+
+/// A host that "runs" a shader by reversing its first input: the reference goes through it.
+struct Reverser;
+
+impl domain::wgsl::ShaderHost for Reverser {
+    fn validate(
+        &self,
+        _: &domain::wgsl::ShaderJob,
+        _: &[Vec<u8>],
+    ) -> Result<(), domain::wgsl::ShaderError> {
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        _: &domain::wgsl::ShaderJob,
+        inputs: &[Vec<u8>],
+    ) -> Result<Vec<u8>, domain::wgsl::ShaderError> {
+        Ok(inputs[0].iter().rev().copied().collect())
+    }
+}
+
+#[test]
+fn wgsl_jobs_are_declared_strictly_compared_as_asked_and_re_executed_only_by_a_gpu_host() {
+    use domain::wgsl::ShaderError;
+    let blob = Hash32::digest(b"x");
+    let text = |extra: &str| {
+        format!(
+            r#"{{"job_kind":"wgsl","input":{{"source":"fn main() {{}}","entry_point":"main","workgroups":[1,1,1],
+               "buffers":[{{"binding":0,"blob":"{blob}","output":false}},{{"binding":1,"size":8,"output":true}}]{extra}}},
+               "max_price":"1000","redundancy":1,"deadline_s":60}}"#
+        )
+    };
+    assert_eq!(
+        SubmitJob::parse(&text(r#","threads":4"#))
+            .unwrap_err()
+            .code(),
+        "malformed"
+    );
+    assert_eq!(
+        SubmitJob::parse(&text(r#","compare":"roughly""#))
+            .unwrap_err()
+            .code(),
+        "malformed"
+    );
+    let exact = SubmitJob::parse(&text("")).unwrap().input;
+    let floats = SubmitJob::parse(&text(r#","compare":"f32""#))
+        .unwrap()
+        .input;
+    assert_eq!((exact.kind(), exact.blobs()), ("wgsl", vec![blob]));
+    let (x, y) = (
+        domain::matmul::bytes(&[1.0, 2.0]),
+        domain::matmul::bytes(&[1.0001, 2.0]),
+    );
+    assert!(!exact.agree(&x, &y), "byte for byte");
+    assert!(floats.agree(&x, &y), "as f32 values, within the tolerance");
+    assert_eq!(
+        exact.check_blobs(&[Vec::new()]).unwrap_err().code(),
+        "malformed",
+        "an empty input"
+    );
+    assert!(
+        matches!(
+            exact.reference(&[vec![1, 2, 3, 4]], None),
+            Err(ShaderError::NotRun(_))
+        ),
+        "no CPU reference for a shader"
+    );
+    assert_eq!(
+        exact
+            .reference(&[vec![1, 2, 3, 4]], Some(&Reverser))
+            .unwrap(),
+        vec![4, 3, 2, 1]
     );
 }

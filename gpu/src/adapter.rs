@@ -67,6 +67,23 @@ pub struct AdapterReport {
 }
 
 impl AdapterReport {
+    /// No adapter in particular: the limits every WebGPU adapter offers (wgpu's defaults). A
+    /// job that fits them runs on any conforming GPU; a node checks clients' shaders against
+    /// them, whatever its own adapter.
+    pub fn portable() -> Self {
+        AdapterReport {
+            name: "any WebGPU adapter (default limits)".into(),
+            backend: String::new(),
+            device_type: String::new(),
+            driver: String::new(),
+            driver_info: String::new(),
+            vendor_id: 0,
+            device_id: 0,
+            software: false,
+            limits: AdapterLimits::from_wgpu(&wgpu::Limits::default()),
+        }
+    }
+
     pub(crate) fn from_adapter(adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();
         AdapterReport {

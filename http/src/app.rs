@@ -17,6 +17,7 @@ use domain::address::Address;
 use domain::codec::DomainEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
+use domain::job::JobInput;
 use domain::keys::PublicKey;
 use domain::keys::SigningKey;
 use domain::kinds::{MintBody, TransferBody};
@@ -25,6 +26,7 @@ use domain::protocol::stream_owner;
 use domain::tx::{SignedEnvelope, VerifiedTx};
 use domain::vesting::Refusal;
 use domain::wallet::{SignOrder, SignedAction, WalletEvent};
+use domain::wgsl::ShaderError;
 use projections::explorer::Explorer;
 use projections::runner::{ProjectionHandle, ProjectionRunner};
 use serde::Serialize;
@@ -279,7 +281,7 @@ impl App {
             .into());
         }
         let hash = tx.hash;
-        if let Err(error) = self.check_blobs(&tx).await {
+        if let Err(error) = self.check_job_input(&tx).await {
             // A committed job whose blob was collected since is still answered as before.
             return self.known_or(hash, error).await;
         }
@@ -303,13 +305,14 @@ impl App {
         }
     }
 
-    /// A job whose input is a blob needs the blob stored and well formed (else nothing is
-    /// escrowed).
-    async fn check_blobs(&self, tx: &VerifiedTx) -> Result<(), ApiError> {
+    /// A job whose input is a blob needs the blob stored and well formed, and a shader needs
+    /// to pass the node's GPU executor's validation (else nothing is escrowed).
+    async fn check_job_input(&self, tx: &VerifiedTx) -> Result<(), ApiError> {
         let domain::kinds::TxAction::SubmitJob(request) = &tx.action else {
             return Ok(());
         };
         let (blobs, input) = (self.blobs.clone(), request.input.clone());
+        let shaders = self.router.shaders().cloned();
         // Reading and hashing up to 64 MiB: off the request thread.
         actix_web::web::block(move || -> Result<(), ApiError> {
             let mut bytes = Vec::new();
@@ -322,7 +325,22 @@ impl App {
                     })?;
                 bytes.push(blob);
             }
-            Ok(input.check_blobs(&bytes)?)
+            input.check_blobs(&bytes)?;
+            let JobInput::Wgsl(shader) = &input else {
+                return Ok(());
+            };
+            let Some(shaders) = shaders else {
+                return Err(TxError::UnsupportedKind(
+                    "this node has no GPU executor: it takes no wgsl job".into(),
+                )
+                .into());
+            };
+            shaders.validate(shader, &bytes).map_err(|e| match e {
+                ShaderError::Refused(error) => error.into(),
+                ShaderError::NotRun(reason) | ShaderError::Busy(reason) => {
+                    ApiError::new("unavailable", reason)
+                }
+            })
         })
         .await
         .map_err(|e| ApiError::new("unavailable", e.to_string()))?

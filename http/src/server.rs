@@ -27,6 +27,7 @@ use domain::job::{JobAggregate, JobFacts, JobId};
 use domain::miner::{MarketIndex, MinerAggregate, MinerId};
 use domain::proposal::{ProposalAggregate, ProposalId};
 use domain::vesting::{Vesting, VestingId};
+use domain::wgsl::ShaderHost;
 use projections::explorer::Explorer;
 use projections::runner::ProjectionRunner;
 use store::{EventStore, FileStore};
@@ -58,8 +59,13 @@ pub struct Node {
     _arbiters: Vec<Arbiter>,
 }
 
-/// Starts a node for `config` with its data in `data_dir`. Must run inside an actix system.
-pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartError> {
+/// Starts a node for `config` with its data in `data_dir`; `shaders` is its GPU executor for
+/// `wgsl` jobs (none: it takes no such job). Must run inside an actix system.
+pub async fn start(
+    config: NodeConfig,
+    data_dir: &Path,
+    shaders: Option<Arc<dyn ShaderHost>>,
+) -> Result<Node, StartError> {
     let file_store =
         FileStore::open(data_dir.join("store")).map_err(|e| fail("event log")(e.to_string()))?;
     let store: Arc<dyn EventStore> = file_store.clone();
@@ -158,7 +164,10 @@ pub async fn start(config: NodeConfig, data_dir: &Path) -> Result<Node, StartErr
     };
     let sample_secret = crate::config::node_secret(&data_dir.join("keys").join("job-sample.key"))
         .map_err(|e| fail("job sample secret")(e.to_string()))?;
-    let router = Router::new(registries, pauses).with_jobs(blobs.clone(), sample_secret);
+    let mut router = Router::new(registries, pauses).with_jobs(blobs.clone(), sample_secret);
+    if let Some(shaders) = shaders {
+        router = router.with_shaders(shaders);
+    }
 
     let explorer_file = data_dir.join("projections").join("explorer.redb");
     let started = std::time::Instant::now();

@@ -35,7 +35,12 @@ fn spawn_miner_with(
     command
         .args(["--node", node.url(), "miner", "--key"])
         .arg(&file)
-        .args(["--jobs", "1", "--price-per-s", "100"])
+        .args(["--price-per-s", "100"])
+        .args(if extra.contains(&"--jobs") {
+            &[][..]
+        } else {
+            &["--jobs", "1"][..]
+        })
         .env("XDG_RUNTIME_DIR", dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -403,4 +408,162 @@ fn a_matmul_job_is_run_by_two_miners_on_their_gpus_and_their_results_agree_withi
     for miner in &mut miners {
         assert!(miner.wait().unwrap().success());
     }
+}
+
+/// Uploads `bytes` as a blob signed by `key`; its hash.
+fn upload(node: &TestNode, key: &SigningKey, bytes: &[u8]) -> String {
+    let headers = signed_headers(key, "POST", "/v1/blobs", bytes);
+    let (status, body) = node.request("POST", "/v1/blobs", &headers, Some(bytes));
+    assert_eq!(status, 200, "{body}");
+    body["hash"].as_str().unwrap().to_string()
+}
+
+const SQUARES: &str = "@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read_write> y: array<u32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x < arrayLength(&x)) {
+        y[id.x] = x[id.x] * x[id.x] + id.x;
+    }
+}";
+
+fn wgsl_input(source: &str, blob: &str, values: usize) -> Value {
+    json!({"source": source, "entry_point": "main", "workgroups": [values.div_ceil(64), 1, 1],
+        "buffers": [{"binding": 0, "blob": blob, "output": false},
+                    {"binding": 1, "size": 4 * values, "output": true}]})
+}
+
+#[test]
+fn mlp_and_wgsl_jobs_are_run_by_two_miners_and_re_executed_by_the_platform() {
+    let dir = tempdir();
+    let (node, _chain) = fast_devnet(dir.path(), 0);
+    let (client, first, second) = (new_key(), new_key(), new_key());
+    node.faucet(&client.address(), AIT);
+
+    let layers = [
+        domain::mlp::LayerShape {
+            inputs: 12,
+            outputs: 24,
+        },
+        domain::mlp::LayerShape {
+            inputs: 24,
+            outputs: 5,
+        },
+    ];
+    let batch = 9usize;
+    let weights: Vec<f32> = (0..domain::mlp::weights_len(&layers) as usize)
+        .map(|i| ((i * 7919) % 1000) as f32 / 2000.0 - 0.25)
+        .collect();
+    let inputs: Vec<f32> = (0..batch * 12)
+        .map(|i| ((i * 104_729) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let weights_blob = upload(&node, &client, &domain::matmul::bytes(&weights));
+    let inputs_blob = upload(&node, &client, &domain::matmul::bytes(&inputs));
+    let mlp = json!({"job_kind": "mlp_inference",
+        "input": {"layers": layers.iter().map(|l| json!({"inputs": l.inputs, "outputs": l.outputs}))
+            .collect::<Vec<_>>(), "weights_blob": weights_blob, "inputs_blob": inputs_blob, "batch": batch},
+        "max_price": "1000", "redundancy": 2, "deadline_s": 300, "verification": "always"});
+    let (status, answer) = node.submit(&signed(DEVNET, &client, 0, "submit_job", mlp));
+    assert_eq!(status, 200, "{answer}");
+    let mlp_id = answer["tx_hash"].as_str().unwrap().to_string();
+
+    let values: Vec<u32> = (0..100u32).map(|i| i * 3 + 1).collect();
+    let x: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let x_blob = upload(&node, &client, &x);
+    let wgsl = json!({"job_kind": "wgsl", "input": wgsl_input(SQUARES, &x_blob, values.len()),
+        "max_price": "1000", "redundancy": 2, "deadline_s": 300, "verification": "always"});
+    let (status, answer) = node.submit(&signed(DEVNET, &client, 1, "submit_job", wgsl));
+    assert_eq!(status, 200, "{answer}");
+    let wgsl_id = answer["tx_hash"].as_str().unwrap().to_string();
+
+    let mut miners = [
+        spawn_miner_with(&node, &first, dir.path(), "first", &["--jobs", "2"]),
+        spawn_miner_with(&node, &second, dir.path(), "second", &["--jobs", "2"]),
+    ];
+    for id in [&mlp_id, &wgsl_id] {
+        let mut job = Value::Null;
+        wait_for("the job to complete", || {
+            job = node.get(&format!("/v1/jobs/{id}")).1;
+            job["state"] == "completed"
+        });
+        assert_eq!(job["reexecuted"], true, "{job}");
+        assert_eq!(job["payments"].as_array().unwrap().len(), 2, "{job}");
+    }
+    let result = hex::decode(job_result_hex(&node, &mlp_id)).unwrap();
+    let expected = domain::mlp::forward(&layers, &weights, &inputs, batch);
+    assert_eq!(result.len(), 4 * batch * 5);
+    assert!(
+        domain::matmul::agree(&result, &domain::matmul::bytes(&expected)),
+        "the GPU's network is the CPU's, within the tolerance"
+    );
+    let squares: Vec<u8> = values
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| (v * v + i as u32).to_le_bytes())
+        .collect();
+    assert_eq!(
+        job_result_hex(&node, &wgsl_id),
+        hex::encode(squares),
+        "the client's shader ran"
+    );
+    for miner in &mut miners {
+        assert!(miner.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn a_shader_that_does_not_validate_or_breaks_a_limit_is_refused_and_nothing_is_escrowed() {
+    let dir = tempdir();
+    let (node, _chain) = fast_devnet(dir.path(), 0);
+    let client = new_key();
+    node.faucet(&client.address(), AIT);
+    let x_blob = upload(&node, &client, &[1u8; 64]);
+    let balance = node.account(&client.address()).0;
+    let refusals = [
+        (
+            SQUARES.replace("x[id.x] * x[id.x]", "x[id.x] * z"),
+            400,
+            "malformed",
+            "line 5",
+        ),
+        (
+            SQUARES.replace("main", "start"),
+            400,
+            "malformed",
+            "entry point",
+        ),
+        (
+            SQUARES.replace("var<storage, read> x", "var<storage, read_write> x"),
+            400,
+            "malformed",
+            "input",
+        ),
+        (
+            SQUARES.replace("workgroup_size(64)", "workgroup_size(1024)"),
+            422,
+            "limit_exceeded",
+            "limit",
+        ),
+    ];
+    for (source, status, code, said) in refusals {
+        let body = json!({"job_kind": "wgsl", "input": wgsl_input(&source, &x_blob, 16),
+            "max_price": "1000", "redundancy": 1, "deadline_s": 300});
+        let (got, answer) = node.submit(&signed(DEVNET, &client, 0, "submit_job", body));
+        assert_eq!((got, error_code(&answer)), (status, code), "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(said), "{said:?} in {message:?}");
+    }
+    let missing = hex::encode(domain::hash::Hash32::digest(b"never uploaded").0);
+    let body = json!({"job_kind": "wgsl", "input": wgsl_input(SQUARES, &missing, 16),
+        "max_price": "1000", "redundancy": 1, "deadline_s": 300});
+    let (status, answer) = node.submit(&signed(DEVNET, &client, 0, "submit_job", body));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "not_found"),
+        "{answer}"
+    );
+    assert_eq!(
+        node.account(&client.address()),
+        (balance, 0),
+        "nothing escrowed, nonce unused"
+    );
 }
