@@ -458,21 +458,41 @@ impl Router {
         Ok(bond)
     }
 
-    /// The verification of a job whose results are all in: with the platform's reference (run
-    /// on a blocking thread) when the job is re-executed.
+    /// The verification of a job whose results are all in: the bytes of results that came as
+    /// blobs, and the platform's reference (run on a blocking thread) when the job is
+    /// re-executed.
     async fn verification(&self, id: &JobId) -> Result<JobCommand, CommandError> {
         let sample_bps = self.jobs.facts(id)?.sample_bps;
         let secret = self.sample_secret;
-        let input = self
+        let in_blobs: Vec<Hash32> = self
             .jobs
-            .query(id.clone(), move |state| {
-                job::needs_reference(state, &secret, sample_bps)
-                    .then(|| state.job.as_ref().map(|j| j.request.input.clone()))
-                    .flatten()
+            .query(id.clone(), |state| {
+                state
+                    .assignments
+                    .values()
+                    .filter_map(|a| a.result.as_ref().filter(|r| r.in_blob))
+                    .map(|r| r.result_hash)
+                    .collect()
             })
             .await?;
+        let blob_results = Arc::new(self.load_blobs(in_blobs).await?);
+        let input = self
+            .jobs
+            .query(id.clone(), {
+                let blob_results = Arc::clone(&blob_results);
+                move |state| {
+                    job::needs_reference(state, &secret, sample_bps, &blob_results)
+                        .then(|| state.job.as_ref().map(|j| j.request.input.clone()))
+                        .flatten()
+                }
+            })
+            .await?;
+        let blob_results = Arc::unwrap_or_clone(blob_results);
         let Some(input) = input else {
-            return Ok(JobCommand::Verify { reference: None });
+            return Ok(JobCommand::Verify {
+                reference: None,
+                blob_results,
+            });
         };
         let (blobs, shaders) = (self.blobs.clone(), self.shaders.clone());
         let run = move || -> Result<Option<Vec<u8>>, CommandError> {
@@ -504,7 +524,31 @@ impl Router {
         let reference = tokio::task::spawn_blocking(run)
             .await
             .map_err(|e| CommandError::Unavailable(format!("reference run: {e}")))??;
-        Ok(JobCommand::Verify { reference })
+        Ok(JobCommand::Verify {
+            reference,
+            blob_results,
+        })
+    }
+
+    /// The bytes of the blobs `hashes` that are stored (one gone is left out; a disk error is
+    /// retried).
+    async fn load_blobs(&self, hashes: Vec<Hash32>) -> Result<job::BlobResults, CommandError> {
+        let Some(store) = self.blobs.clone().filter(|_| !hashes.is_empty()) else {
+            return Ok(job::BlobResults::new());
+        };
+        let load = move || -> Result<job::BlobResults, CommandError> {
+            let mut loaded = job::BlobResults::new();
+            for hash in hashes {
+                let blob = store
+                    .get(&hash)
+                    .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+                loaded.extend(blob.map(|bytes| (hash, bytes)));
+            }
+            Ok(loaded)
+        };
+        tokio::task::spawn_blocking(load)
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("loading results: {e}")))?
     }
 
     /// A proposal's record without its votes.
@@ -682,7 +726,9 @@ impl Router {
                     id,
                 };
                 let command = match command {
-                    JobCommand::Verify { reference: None } => self.verification(&job_id).await?,
+                    JobCommand::Verify {
+                        reference: None, ..
+                    } => self.verification(&job_id).await?,
                     other => other,
                 };
                 let applied = self.jobs.execute(job_id, command).await?;

@@ -353,7 +353,7 @@ fn jobs_bench(ctx: &Context, jobs: usize, miners: usize) -> anyhow::Result<()> {
                         continue;
                     };
                     let gpu_ms = run.elapsed().as_millis() as u64;
-                    let body = crate::miner::result_body(key, &id, &result, gpu_ms, 1);
+                    let body = crate::miner::result_body(key, &id, &result, gpu_ms, 1, false);
                     let path = format!("/v1/miners/jobs/{id}/result");
                     let (status, _) = miner.call_until_answered("POST", &path, Some(&body));
                     if status == 200 {

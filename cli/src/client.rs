@@ -59,11 +59,31 @@ impl Context {
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.get_with(path, &[])
+    }
+
+    /// GET `path` with query parameters (encoded here).
+    pub fn get_with(&self, path: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
         let mut request = self.agent.get(&self.url(path));
+        for (name, value) in params {
+            request = request.query(name, value);
+        }
         if let Some(chain) = &self.chain {
             request = request.query("chain", chain);
         }
         self.answer(request.call())
+    }
+
+    /// GET `path`'s raw bytes.
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let response = match self.agent.get(&self.url(path)).call() {
+            Ok(response) => response,
+            Err(error) => return self.answer(Err(error)).map(|_| Vec::new()),
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes)
+            .context("reading the node's answer")?;
+        Ok(bytes)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {

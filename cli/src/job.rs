@@ -4,21 +4,28 @@
 use anyhow::anyhow;
 use base64::Engine;
 use clap::Subcommand;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::client::{Context, print};
 use crate::wallet::{Signer, chain_info, sign_and_submit};
 
 #[derive(Subcommand)]
 pub enum JobCommand {
-    /// Submit a job: `--sha256 HEX` (repeat for several messages) or `--pow PREFIX_HEX` with
-    /// `--difficulty-bits` and `--nonces`.
+    /// Submit a job: `--sha256 HEX` (repeat for several messages), `--pow PREFIX_HEX` with
+    /// `--difficulty-bits` and `--nonces`, or any kind as `--kind KIND --input JSON` (its blobs
+    /// uploaded first with `aitbc blob put`).
     Submit {
         #[command(flatten)]
         signer: Signer,
         /// A message to hash (hex); repeat for a batch.
-        #[arg(long = "sha256", conflicts_with = "pow")]
+        #[arg(long = "sha256", conflicts_with_all = ["pow", "kind"])]
         messages: Vec<String>,
+        /// A job kind (sha256, pow, matmul, mlp_inference, wgsl), with `--input`.
+        #[arg(long, requires = "input", conflicts_with = "pow")]
+        kind: Option<String>,
+        /// The kind's input as JSON (API.md), or `@FILE` to read it from a file.
+        #[arg(long, requires = "kind")]
+        input: Option<String>,
         /// A proof-of-work prefix (hex).
         #[arg(long)]
         pow: Option<String>,
@@ -46,10 +53,29 @@ pub enum JobCommand {
         /// The job id (its submit transaction's hash).
         job_id: String,
     },
-    /// A completed job's verified result (hex).
+    /// A completed job's verified result: hex, or its raw bytes into `--out FILE` (a result
+    /// too long to travel inline is fetched from the blob store).
     Result {
         /// The job id.
         job_id: String,
+        /// Write the raw bytes here.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Jobs, newest first: a client's (`--owner`), in a state (`--state`), of a kind (`--kind`).
+    List {
+        /// The client's address.
+        #[arg(long)]
+        owner: Option<String>,
+        /// queued, assigned, running, completed, failed, expired or canceled.
+        #[arg(long)]
+        state: Option<String>,
+        /// A job kind (sha256, pow, matmul, mlp_inference, wgsl).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Most jobs shown (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Cancel a queued job (the escrow comes back).
     Cancel {
@@ -60,11 +86,22 @@ pub enum JobCommand {
     },
 }
 
+/// A job's input: JSON, or `@FILE` holding it.
+fn parse_input(input: &str) -> anyhow::Result<Value> {
+    let text = match input.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file).map_err(|e| anyhow!("reading {file}: {e}"))?,
+        None => input.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow!("--input is not JSON: {e}"))
+}
+
 pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
     match command {
         JobCommand::Submit {
             signer,
             messages,
+            kind,
+            input,
             pow,
             difficulty_bits,
             nonces,
@@ -73,15 +110,18 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
             deadline_s,
             verification,
         } => {
-            let (job_kind, input) = match (pow, messages.is_empty()) {
-                (Some(prefix), _) => (
-                    "pow",
+            let (job_kind, input) = match (pow, messages.is_empty(), kind.zip(input)) {
+                (_, _, Some((kind, input))) => (kind, parse_input(&input)?),
+                (Some(prefix), _, None) => (
+                    "pow".to_string(),
                     json!({"prefix": prefix, "difficulty_bits": difficulty_bits,
                            "start_nonce": 0, "end_nonce": nonces}),
                 ),
-                (None, false) => ("sha256", json!({ "messages": messages })),
-                (None, true) => {
-                    return Err(anyhow!("give --sha256 HEX (repeatable) or --pow PREFIX"));
+                (None, false, None) => ("sha256".to_string(), json!({ "messages": messages })),
+                (None, true, None) => {
+                    return Err(anyhow!(
+                        "give --sha256 HEX (repeatable), --pow PREFIX, or --kind KIND --input JSON"
+                    ));
                 }
             };
             let chain = chain_info(ctx)?;
@@ -96,11 +136,40 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
             sign_and_submit(ctx, &chain, &signer, "submit_job", body)
         }
         JobCommand::Status { job_id } => print(ctx.get(&format!("/v1/jobs/{job_id}"))),
-        JobCommand::Result { job_id } => {
+        JobCommand::List {
+            owner,
+            state,
+            kind,
+            limit,
+        } => {
+            let limit = limit.to_string();
+            let mut params = vec![("limit", limit.as_str())];
+            let filters = [("owner", &owner), ("state", &state), ("job_kind", &kind)];
+            for (name, value) in filters {
+                if let Some(value) = value {
+                    params.push((name, value.as_str()));
+                }
+            }
+            print(ctx.get_with("/v1/jobs", &params))
+        }
+        JobCommand::Result { job_id, out } => {
             let result = ctx.get(&format!("/v1/jobs/{job_id}/result"))?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(result["result_b64"].as_str().unwrap_or(""))
-                .map_err(|_| anyhow!("the node sent a result that is not base64"))?;
+            let hash = result["result_hash"].as_str().unwrap_or_default();
+            let bytes = match result["result_blob"].as_str() {
+                Some(blob) => ctx.get_bytes(&format!("/v1/blobs/{blob}"))?,
+                None => base64::engine::general_purpose::STANDARD
+                    .decode(result["result_b64"].as_str().unwrap_or(""))
+                    .map_err(|_| anyhow!("the node sent a result that is not base64"))?,
+            };
+            if domain::hash::Hash32::digest(&bytes).to_string() != hash {
+                return Err(anyhow!("the node sent other bytes than result {hash}"));
+            }
+            if let Some(out) = out {
+                std::fs::write(&out, &bytes)
+                    .map_err(|e| anyhow!("writing {}: {e}", out.display()))?;
+                eprintln!("{} bytes written to {}", bytes.len(), out.display());
+                return Ok(());
+            }
             print(Ok(json!({
                 "job_id": result["job_id"],
                 "result_hash": result["result_hash"],

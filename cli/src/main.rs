@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod blob;
 mod client;
 mod council;
 mod gov;
@@ -58,9 +59,12 @@ enum Command {
     /// The council: approve pausing or resuming a module, show pauses and approvals.
     #[command(subcommand)]
     Council(council::CouncilCommand),
-    /// GPU jobs: submit (escrowed), status, result, cancel.
+    /// GPU jobs: submit (escrowed), status, result, list, cancel.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Blobs (job inputs too large for a transaction): put a file, get one by its hash.
+    #[command(subcommand)]
+    Blob(blob::BlobCommand),
     /// Run a remote miner (`--key FILE`): register, take jobs, run them on this GPU, get paid;
     /// `miner status` lists the chain's miners.
     Miner(miner::MinerArgs),
@@ -136,6 +140,7 @@ fn main() {
                 Command::Gov(command) => gov::run(&ctx, command),
                 Command::Agent(command) => agent::run(&ctx, command),
                 Command::Job(command) => job::run(&ctx, command),
+                Command::Blob(command) => blob::run(&ctx, command),
                 Command::Miner(args) => miner::run(&ctx, args),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),

@@ -92,13 +92,29 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
-        let path = self.path(path);
         let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON"));
+        self.send(
+            method,
+            path,
+            bytes.as_deref().map(|b| (b, "application/json")),
+        )
+    }
+
+    /// A signed request whose body is `bytes` of a content type; `Err` for transport errors,
+    /// `Ok((status, JSON body))` otherwise.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&[u8], &str)>,
+    ) -> Result<(u16, Value), String> {
+        let path = self.path(path);
+        let bytes = body.map(|(bytes, _)| bytes);
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
             .as_millis();
-        let digest = Hash32::digest(bytes.as_deref().unwrap_or(&[]));
+        let digest = Hash32::digest(bytes.unwrap_or(&[]));
         let signed = format!("AITBC-REQ-V1\n{method}\n{path}\n{time_ms}\n{digest}");
         let request = self
             .agent
@@ -109,10 +125,10 @@ impl Client {
                 "X-AITBC-Signature",
                 &hex::encode(self.key.sign(signed.as_bytes())),
             );
-        let result = match &bytes {
-            Some(bytes) => request
-                .set("Content-Type", "application/json")
-                .send_bytes(bytes),
+        let result = match body {
+            Some((bytes, content_type)) => {
+                request.set("Content-Type", content_type).send_bytes(bytes)
+            }
             None => request.call(),
         };
         match result {
@@ -146,18 +162,50 @@ impl Client {
     }
 }
 
-/// The signed body of a job's result: the bytes, their hash, the receipt signature.
+impl Client {
+    /// Uploads a result too long to travel inline, retrying while the lease runs; whether it
+    /// is stored.
+    fn upload_until_stored(&self, result: &[u8], lease_until_ms: u64) -> bool {
+        let body = Some((result, "application/octet-stream"));
+        loop {
+            match self.send("POST", "/v1/blobs", body) {
+                Ok((200, _)) => return true,
+                Ok((status, answer)) if status < 500 => {
+                    eprintln!("miner: result upload refused ({status}): {answer}");
+                    return false;
+                }
+                Ok((_, answer)) => eprintln!("miner: result upload: {answer}; retrying"),
+                Err(error) => eprintln!("miner: result upload: {error}; retrying"),
+            }
+            if now_ms() >= lease_until_ms {
+                return false;
+            }
+            std::thread::sleep(RETRY_AFTER);
+        }
+    }
+}
+
+/// The signed body of a job's result: the bytes (or, `in_blob`, the blob holding them), their
+/// hash, the receipt signature.
 pub fn result_body(
     key: &SigningKey,
     job_id: &str,
     result: &[u8],
     gpu_ms: u64,
     price: u128,
+    in_blob: bool,
 ) -> Value {
     let hash = Hash32::digest(result);
     let receipt = format!("AITBC-RECEIPT-V1\n{job_id}\n{hash}\n{gpu_ms}\n{price}");
+    let (field, value) = match in_blob {
+        true => ("result_blob", json!(hash)),
+        false => (
+            "result_b64",
+            json!(base64::engine::general_purpose::STANDARD.encode(result)),
+        ),
+    };
     json!({
-        "result_b64": base64::engine::general_purpose::STANDARD.encode(result),
+        field: value,
         "result_hash": hash,
         "gpu_ms": gpu_ms,
         "price": price.to_string(),
@@ -167,7 +215,7 @@ pub fn result_body(
 
 impl Client {
     /// The bytes of blob `hash` (blobs are public; the hash is checked).
-    fn blob(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+    pub fn blob(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
         let response = self
             .agent
             .get(&format!("{}/v1/blobs/{hash}", self.node))
@@ -288,18 +336,14 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             .unwrap_or("0")
             .parse()
             .unwrap_or(0);
-        let price = price_of(price_per_s, gpu_ms, max_price).to_string();
-        let hash = Hash32::digest(&result);
-        let receipt = format!("AITBC-RECEIPT-V1\n{id}\n{hash}\n{gpu_ms}\n{price}");
-        let body = json!({
-            "result_b64": base64::engine::general_purpose::STANDARD.encode(&result),
-            "result_hash": hash,
-            "gpu_ms": gpu_ms,
-            "price": price,
-            "receipt_signature": hex::encode(client.key.sign(receipt.as_bytes())),
-        });
-        let path = format!("/v1/miners/jobs/{id}/result");
+        let price = price_of(price_per_s, gpu_ms, max_price);
         let lease_until_ms = job["lease_until_ms"].as_u64().unwrap_or(0);
+        let in_blob = result.len() > domain::job::RESULT_INLINE_MAX;
+        if in_blob && !client.upload_until_stored(&result, lease_until_ms) {
+            continue;
+        }
+        let body = result_body(&client.key, &id, &result, gpu_ms, price, in_blob);
+        let path = format!("/v1/miners/jobs/{id}/result");
         let (status, answer) = loop {
             let (status, answer) = client.call_until_answered("POST", &path, Some(&body));
             // The node is busy or restarting (a request signed just before its start is refused):

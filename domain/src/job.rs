@@ -52,10 +52,10 @@ pub const DEADLINE_S_MAX: u64 = 7 * 24 * 3600;
 pub const REDUNDANCY_MAX: u8 = 3;
 /// Longest dimension of a `matmul` job.
 pub const MATMUL_DIM_MAX: u32 = 1024;
-/// Most elements of a `matmul` job's product (its result travels inline: 128 KiB).
-pub const MATMUL_RESULT_ELEMENTS_MAX: u64 = 32 * 1024;
-/// Longest result bytes (a `matmul` product at its largest).
-pub const RESULT_LEN_MAX: usize = 4 * MATMUL_RESULT_ELEMENTS_MAX as usize;
+/// Longest result that travels inline in the result's event; a longer one travels as a blob.
+pub const RESULT_INLINE_MAX: usize = 128 * 1024;
+/// Longest result (a `matmul` product at its largest: 1024 × 1024 f32 values).
+pub const RESULT_LEN_MAX: usize = 4 << 20;
 /// Share of `sampled` jobs the platform re-executes, basis points (5 %).
 pub const SAMPLE_BPS_DEFAULT: u32 = 500;
 /// Reputation a new miner starts with.
@@ -292,11 +292,6 @@ impl JobInput {
             JobInput::Matmul { m, k, n, .. } => {
                 if [m, k, n].iter().any(|d| !(1..=MATMUL_DIM_MAX).contains(*d)) {
                     return limit(format!("m, k and n are 1..={MATMUL_DIM_MAX}"));
-                }
-                if u64::from(*m) * u64::from(*n) > MATMUL_RESULT_ELEMENTS_MAX {
-                    return limit(format!(
-                        "a product has at most {MATMUL_RESULT_ELEMENTS_MAX} elements"
-                    ));
                 }
             }
             JobInput::Pow {
@@ -683,11 +678,19 @@ pub struct JobRecord {
     pub deadline_ms: u64,
 }
 
+/// The bytes of results that came as blobs, by result hash (the host loads them for the
+/// verification).
+pub type BlobResults = BTreeMap<Hash32, Vec<u8>>;
+
 /// A miner's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinerResult {
-    /// The result bytes.
+    /// The result bytes, when inline (empty when they are the blob `result_hash`).
     pub result: HexBytes,
+    /// The bytes are in the blob store, under `result_hash` (results over
+    /// [`RESULT_INLINE_MAX`]); the node checked the blob when the result arrived.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_blob: bool,
     /// Hex SHA-256 of them.
     pub result_hash: Hash32,
     /// GPU time the miner reports.
@@ -698,6 +701,16 @@ pub struct MinerResult {
     pub receipt_signature: String,
     /// When it arrived.
     pub at_ms: u64,
+}
+
+impl MinerResult {
+    /// The result's bytes: inline, or from `blobs` (`None` when they were not loaded).
+    pub fn bytes<'r>(&'r self, blobs: &'r BlobResults) -> Option<&'r [u8]> {
+        match self.in_blob {
+            true => blobs.get(&self.result_hash).map(Vec::as_slice),
+            false => Some(&self.result.0),
+        }
+    }
 }
 
 /// One miner's lease on a job.
@@ -803,26 +816,44 @@ impl JobState {
 
     /// The wire state.
     pub fn status(&self) -> JobStatus {
-        match self.phase {
-            JobPhase::Completed => JobStatus::Completed,
-            JobPhase::Failed => JobStatus::Failed,
-            JobPhase::Expired => JobStatus::Expired,
-            JobPhase::Canceled => JobStatus::Canceled,
-            JobPhase::Open if self.open_slots() > 0 && self.live().count() == 0 => {
-                JobStatus::Queued
-            }
-            JobPhase::Open
-                if self.open_slots() == 0 && self.live().all(|(_, a)| a.result.is_some()) =>
-            {
-                JobStatus::Running
-            }
-            JobPhase::Open => JobStatus::Assigned,
-        }
+        let wanted = self
+            .job
+            .as_ref()
+            .map_or(0, |j| usize::from(j.request.redundancy));
+        status_of(
+            self.phase,
+            wanted,
+            self.live().map(|(_, a)| a.result.is_some()),
+        )
     }
 
     /// Whether the job is done with (no more steps apply).
     pub fn is_final(&self) -> bool {
         self.phase != JobPhase::Open
+    }
+}
+
+/// The wire state of a job in `phase` that wants `wanted` miners, whose live leases (not expired)
+/// are `leases` (each: whether its result is in): queued while no miner holds it, running once
+/// every wanted miner has returned its result, assigned in between.
+pub(crate) fn status_of(
+    phase: JobPhase,
+    wanted: usize,
+    leases: impl Iterator<Item = bool>,
+) -> JobStatus {
+    let (mut live, mut answered) = (0, 0);
+    for has_result in leases {
+        live += 1;
+        answered += usize::from(has_result);
+    }
+    match phase {
+        JobPhase::Completed => JobStatus::Completed,
+        JobPhase::Failed => JobStatus::Failed,
+        JobPhase::Expired => JobStatus::Expired,
+        JobPhase::Canceled => JobStatus::Canceled,
+        JobPhase::Open if live == 0 && wanted > 0 => JobStatus::Queued,
+        JobPhase::Open if live >= wanted && answered == live => JobStatus::Running,
+        JobPhase::Open => JobStatus::Assigned,
     }
 }
 
@@ -874,6 +905,8 @@ pub enum JobCommand {
     Verify {
         /// The reference result bytes, if re-executed.
         reference: Option<Vec<u8>>,
+        /// The bytes of the results that came as blobs.
+        blob_results: BlobResults,
     },
     /// The deadline (a timer).
     Expire,
@@ -1071,7 +1104,13 @@ pub fn sampled(secret: &[u8; 32], state: &JobState, sample_bps: u32) -> bool {
 
 /// Whether the host must compute the platform's reference for a job whose results are all in:
 /// the job asks it always, the draw picks it ([`sampled`]), or its results disagree.
-pub fn needs_reference(state: &JobState, secret: &[u8; 32], sample_bps: u32) -> bool {
+/// `blob_results` holds the bytes of results that came as blobs (one not there disagrees).
+pub fn needs_reference(
+    state: &JobState,
+    secret: &[u8; 32],
+    sample_bps: u32,
+    blob_results: &BlobResults,
+) -> bool {
     let Some(job) = &state.job else { return false };
     if state.is_final() {
         return false;
@@ -1081,9 +1120,8 @@ pub fn needs_reference(state: &JobState, secret: &[u8; 32], sample_bps: u32) -> 
         .filter_map(|(_, a)| a.result.as_ref())
         .collect();
     let input = &job.request.input;
-    let disagree = results
-        .windows(2)
-        .any(|w| !input.agree(&w[0].result.0, &w[1].result.0));
+    let bytes: Option<Vec<&[u8]>> = results.iter().map(|r| r.bytes(blob_results)).collect();
+    let disagree = bytes.is_none_or(|bytes| bytes.windows(2).any(|w| !input.agree(w[0], w[1])));
     job.request.verification == Verification::Always
         || sampled(secret, state, sample_bps)
         || disagree
@@ -1124,9 +1162,13 @@ pub fn check_result(
             result.price, job.request.max_price
         )));
     }
-    if result.result.0.len() > RESULT_LEN_MAX {
+    if result.in_blob {
+        // The blob store holds bytes under their own hash: the node checked it has them.
+        return Ok(());
+    }
+    if result.result.0.len() > RESULT_INLINE_MAX {
         return Err(TxError::BadResult(format!(
-            "a result has at most {RESULT_LEN_MAX} bytes"
+            "a result over {RESULT_INLINE_MAX} bytes travels as a blob (result_blob)"
         )));
     }
     if Hash32::digest(&result.result.0) != result.result_hash {
@@ -1137,7 +1179,13 @@ pub fn check_result(
     Ok(())
 }
 
-fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
+/// The verification of a job whose results are all in. A result that came as a blob whose bytes
+/// the host could not load (`blob_results`) is neither paid nor blamed.
+fn verify(
+    state: &JobState,
+    reference: Option<Vec<u8>>,
+    blob_results: &BlobResults,
+) -> Option<JobEvent> {
     let job = state.job.as_ref()?;
     if state.is_final()
         || state.open_slots() > 0
@@ -1145,19 +1193,23 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
     {
         return None;
     }
-    let results: Vec<(Address, &MinerResult)> = state
+    let all: Vec<(Address, &MinerResult)> = state
         .live()
         .filter_map(|(m, a)| a.result.as_ref().map(|r| (*m, r)))
         .collect();
+    let results: Vec<(Address, &MinerResult, &[u8])> = all
+        .iter()
+        .filter_map(|(m, r)| Some((*m, *r, r.bytes(blob_results)?)))
+        .collect();
     let input = &job.request.input;
-    // The yardstick: the platform's reference, or (when every result agrees) the first result.
+    // The yardstick: the platform's reference, or (when every result is there and they agree)
+    // the first result.
     let yardstick: &[u8] = match &reference {
         Some(bytes) => bytes,
-        None if results
-            .windows(2)
-            .all(|w| input.agree(&w[0].1.result.0, &w[1].1.result.0)) =>
+        None if results.len() == all.len()
+            && results.windows(2).all(|w| input.agree(w[0].2, w[1].2)) =>
         {
-            &results[0].1.result.0
+            results[0].2
         }
         // Results disagree and nothing can settle it (the input's blob is gone): no result is
         // accepted, nobody is blamed, the client is refunded.
@@ -1171,8 +1223,8 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
     };
     let (correct, wrong): (Vec<_>, Vec<_>) = results
         .into_iter()
-        .partition(|(_, r)| input.agree(&r.result.0, yardstick));
-    let disproved: Vec<Address> = wrong.into_iter().map(|(m, _)| m).collect();
+        .partition(|(_, _, bytes)| input.agree(bytes, yardstick));
+    let disproved: Vec<Address> = wrong.into_iter().map(|(m, _, _)| m).collect();
     if correct.is_empty() {
         return Some(JobEvent::Failed {
             disproved,
@@ -1182,7 +1234,7 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
     }
     let payments: Vec<Payment> = correct
         .iter()
-        .map(|(miner, result)| {
+        .map(|(miner, result, _)| {
             let fee = fee_of(result.price);
             Payment {
                 miner: *miner,
@@ -1191,7 +1243,7 @@ fn verify(state: &JobState, reference: Option<Vec<u8>>) -> Option<JobEvent> {
             }
         })
         .collect();
-    let spent: u128 = correct.iter().map(|(_, r)| r.price.0).sum();
+    let spent: u128 = correct.iter().map(|(_, r, _)| r.price.0).sum();
     // The accepted result is a correct miner's (a float one may differ from the reference in
     // its last bits).
     let accepted = correct[0].1.result_hash;
@@ -1309,9 +1361,12 @@ impl Aggregate for JobAggregate {
                         .as_ref()
                         .is_some_and(|j| lease_until_ms < j.deadline_ms),
                 }),
-            JobCommand::Verify { reference } => {
-                Some(verify(state, reference).unwrap_or(JobEvent::VerificationSkipped))
-            }
+            JobCommand::Verify {
+                reference,
+                blob_results,
+            } => Some(
+                verify(state, reference, &blob_results).unwrap_or(JobEvent::VerificationSkipped),
+            ),
             // A job whose results are all in is settled by its verification, not its deadline.
             JobCommand::Expire => state
                 .job

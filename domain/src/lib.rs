@@ -28,6 +28,7 @@ pub mod event_id;
 pub mod genesis;
 pub mod hash;
 pub mod job;
+pub mod job_listing;
 pub mod keys;
 pub mod keystore;
 pub mod kinds;

@@ -20,8 +20,8 @@ pub const WIDTH_MAX: u32 = 4096;
 pub const BATCH_MAX: u32 = 4096;
 /// Most multiply-adds of one forward pass (the platform re-executes it on a CPU core).
 pub const MACS_MAX: u64 = 1 << 28;
-/// Most result values (results travel inline: 128 KiB).
-pub const OUTPUTS_MAX: u64 = crate::job::MATMUL_RESULT_ELEMENTS_MAX;
+/// Most result values.
+pub const OUTPUTS_MAX: u64 = crate::job::RESULT_LEN_MAX as u64 / 4;
 
 /// One dense layer's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,7 +170,7 @@ mod tests {
             "limit_exceeded"
         );
         assert_eq!(
-            code(&[shape(1, 64)], 4096),
+            code(&[shape(1, 512)], 4096),
             "limit_exceeded",
             "result too big"
         );

@@ -556,7 +556,10 @@ fn job_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &JobEvent) -> Vec<Foll
                 steps.push(Some(FollowUp::Job {
                     chain_id: chain_id.clone(),
                     id,
-                    command: JobCommand::Verify { reference: None },
+                    command: JobCommand::Verify {
+                        reference: None,
+                        blob_results: Default::default(),
+                    },
                 }));
             }
             steps

@@ -18,7 +18,7 @@ use crate::hash::Hash32;
 
 /// Most buffers (the executor binds one more, for its loop budget).
 pub const BUFFERS_MAX: usize = 7;
-/// Most result bytes (results travel inline).
+/// Most result bytes.
 pub const OUTPUT_BYTES_MAX: u64 = crate::job::RESULT_LEN_MAX as u64;
 /// Longest entry point name.
 pub const ENTRY_POINT_LEN_MAX: usize = 256;

@@ -101,6 +101,7 @@ impl Job {
             gpu_ms: 5,
             price: Amount(price),
             receipt_signature: "00".repeat(64),
+            in_blob: false,
             at_ms: now_ms,
         };
         self.run(
@@ -288,7 +289,13 @@ fn a_verified_result_pays_the_miner_less_the_fee_and_refunds_the_rest() {
         "not_active"
     );
     let verified = job
-        .run(JobCommand::Verify { reference: None }, 3_200)
+        .run(
+            JobCommand::Verify {
+                reference: None,
+                blob_results: Default::default(),
+            },
+            3_200,
+        )
         .unwrap();
     let [
         JobEvent::Verified {
@@ -343,13 +350,14 @@ fn a_disproved_result_is_not_paid_and_the_correct_one_is() {
     let state = job.state();
     assert_eq!(state.status(), JobStatus::Running);
     assert!(
-        job::needs_reference(&state, &[0; 32], 0),
+        job::needs_reference(&state, &[0; 32], 0, &Default::default()),
         "results that disagree are re-executed"
     );
     let verified = job
         .run(
             JobCommand::Verify {
                 reference: Some(reference()),
+                blob_results: Default::default(),
             },
             3_100,
         )
@@ -390,6 +398,7 @@ fn without_a_correct_result_the_job_fails_and_the_escrow_is_refunded() {
         .run(
             JobCommand::Verify {
                 reference: Some(reference()),
+                blob_results: Default::default(),
             },
             3_100,
         )
@@ -449,8 +458,14 @@ fn an_expired_lease_frees_the_slot_for_another_miner() {
     job.assign(MINERS[1], 33_000);
     job.submit_result(MINERS[1], &reference(), 500, 34_000)
         .unwrap();
-    job.run(JobCommand::Verify { reference: None }, 34_100)
-        .unwrap();
+    job.run(
+        JobCommand::Verify {
+            reference: None,
+            blob_results: Default::default(),
+        },
+        34_100,
+    )
+    .unwrap();
     assert_eq!(job.state().status(), JobStatus::Completed);
 }
 
@@ -506,7 +521,7 @@ proptest! {
             let bytes = if right[i] { reference() } else { b"wrong".to_vec() };
             job.submit_result(MINERS[i], &bytes, prices[i], 3_000).unwrap();
         }
-        job.run(JobCommand::Verify { reference: Some(reference()) }, 3_100).unwrap();
+        job.run(JobCommand::Verify { reference: Some(reference()), blob_results: Default::default() }, 3_100).unwrap();
         let out: u128 = job.payouts().iter().map(|(_, a)| a).sum();
         prop_assert_eq!(out, 1_000 * u128::from(redundancy));
         let paid_miners = job.payouts().iter().filter(|(to, _)| MINERS.contains(to)).count();
@@ -582,7 +597,13 @@ fn results_that_disagree_with_no_reference_to_settle_them_fail_without_blame() {
         .unwrap();
     job.submit_result(MINERS[1], b"other", 900, 3_000).unwrap();
     let failed = job
-        .run(JobCommand::Verify { reference: None }, 3_100)
+        .run(
+            JobCommand::Verify {
+                reference: None,
+                blob_results: Default::default(),
+            },
+            3_100,
+        )
         .unwrap();
     assert!(
         matches!(&failed[..], [JobEvent::Failed { disproved, refund: Amount(2_000), .. }] if disproved.is_empty())
@@ -624,7 +645,7 @@ fn the_re_executed_sample_is_drawn_from_the_nodes_secret_and_the_results() {
         "without the secret nobody can tell"
     );
     assert!(
-        !job::needs_reference(&states[0], &[1; 32], 0),
+        !job::needs_reference(&states[0], &[1; 32], 0, &Default::default()),
         "agreeing results, not drawn"
     );
 }
@@ -689,6 +710,7 @@ fn receipts_of_two_miners_with_the_same_result_are_distinct() {
         price: Amount(1),
         receipt_signature: signature.into(),
         at_ms: 0,
+        in_blob: false,
     };
     let id = Hash32::digest(b"job");
     assert_ne!(
@@ -711,10 +733,13 @@ fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
         SubmitJob::parse(&text(0, 2, 2)).unwrap_err().code(),
         "limit_exceeded"
     );
+    assert!(
+        SubmitJob::parse(&text(1024, 2, 1024)).is_ok(),
+        "the largest product travels as a blob"
+    );
     assert_eq!(
-        SubmitJob::parse(&text(1024, 2, 1024)).unwrap_err().code(),
-        "limit_exceeded",
-        "the product travels inline"
+        SubmitJob::parse(&text(1025, 2, 1)).unwrap_err().code(),
+        "limit_exceeded"
     );
     let request = SubmitJob::parse(&text(2, 3, 2)).unwrap();
     assert_eq!(request.input.blobs(), vec![a_blob, b_blob]);
@@ -755,11 +780,17 @@ fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
     job.submit_result(MINERS[0], &c, 100, 3_000).unwrap();
     job.submit_result(MINERS[1], &close, 100, 3_000).unwrap();
     assert!(
-        !job::needs_reference(&job.state(), &[0; 32], 0),
+        !job::needs_reference(&job.state(), &[0; 32], 0, &Default::default()),
         "within the tolerance: they agree"
     );
     let verified = job
-        .run(JobCommand::Verify { reference: None }, 3_100)
+        .run(
+            JobCommand::Verify {
+                reference: None,
+                blob_results: Default::default(),
+            },
+            3_100,
+        )
         .unwrap();
     assert!(
         matches!(&verified[..], [JobEvent::Verified { payments, disproved, .. }]
@@ -780,13 +811,14 @@ fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
     )
     .unwrap();
     assert!(
-        job::needs_reference(&off.state(), &[0; 32], 0),
+        job::needs_reference(&off.state(), &[0; 32], 0, &Default::default()),
         "beyond the tolerance: re-executed"
     );
     let verified = off
         .run(
             JobCommand::Verify {
                 reference: Some(c.clone()),
+                blob_results: Default::default(),
             },
             3_100,
         )
@@ -915,4 +947,122 @@ fn wgsl_jobs_are_declared_strictly_compared_as_asked_and_re_executed_only_by_a_g
             .unwrap(),
         vec![4, 3, 2, 1]
     );
+}
+
+proptest! {
+    /// A listing that follows a job's events shows the state the job's own state shows, after
+    /// every step of any sequence of leases, lease ends, results, verification, cancels and
+    /// expiry.
+    #[test]
+    fn a_listing_shows_the_jobs_own_state(
+        redundancy in 1u8..=3,
+        steps in proptest::collection::vec((0u8..6, 0usize..3), 1..24),
+    ) {
+        let mut job = Job::submitted(redundancy);
+        let JobEvent::Submitted(record) = &job.events[0] else { panic!("submitted first") };
+        let mut listing = domain::job_listing::JobListing::of(record);
+        let mut seen = job.events.len();
+        for (i, (step, miner)) in steps.into_iter().enumerate() {
+            let now_ms = 2_000 + 1_000 * i as u64;
+            let miner = MINERS[miner];
+            let command = match step {
+                0 => JobCommand::Assign { miner, lease_until_ms: now_ms + 500 },
+                1 => JobCommand::LeaseEnd { miner, lease_until_ms: now_ms - 500 },
+                2 => JobCommand::Result {
+                    miner,
+                    result: Box::new(MinerResult {
+                        result: HexBytes(reference()),
+                        result_hash: Hash32::digest(&reference()),
+                        gpu_ms: 5,
+                        price: Amount(10),
+                        receipt_signature: "00".repeat(64),
+            in_blob: false,
+                        at_ms: now_ms,
+                    }),
+                },
+                3 => JobCommand::Verify { reference: Some(reference()), blob_results: Default::default() },
+                4 => JobCommand::Cancel { tx: Hash32::digest(&[i as u8]), sender: CLIENT },
+                _ => JobCommand::Expire,
+            };
+            let _ = job.run(command, now_ms);
+            for event in &job.events[seen..] {
+                listing.apply(event);
+            }
+            seen = job.events.len();
+            prop_assert_eq!(listing.status(), job.state().status());
+        }
+    }
+}
+
+#[test]
+fn results_in_blobs_are_compared_as_loaded_and_one_that_is_gone_is_neither_paid_nor_blamed() {
+    let in_blob = MinerResult {
+        result: HexBytes(Vec::new()),
+        in_blob: true,
+        result_hash: Hash32::digest(&reference()),
+        gpu_ms: 5,
+        price: Amount(10),
+        receipt_signature: "00".repeat(64),
+        at_ms: 3_000,
+    };
+    let both_in = || {
+        let mut job = Job::submitted(2);
+        job.assign(MINERS[0], 2_000);
+        job.assign(MINERS[1], 2_000);
+        job.submit_result(MINERS[0], &reference(), 10, 3_000)
+            .unwrap();
+        let result = Box::new(in_blob.clone());
+        let command = JobCommand::Result {
+            miner: MINERS[1],
+            result,
+        };
+        job.run(command, 3_000).unwrap();
+        job
+    };
+    let loaded = job::BlobResults::from([(Hash32::digest(&reference()), reference())]);
+    let job = both_in();
+    assert!(!job::needs_reference(&job.state(), &[0; 32], 0, &loaded));
+    assert!(
+        job::needs_reference(&job.state(), &[0; 32], 0, &Default::default()),
+        "a result whose bytes are not there settles nothing"
+    );
+    let mut job = both_in();
+    let verify = |blob_results| JobCommand::Verify {
+        reference: None,
+        blob_results,
+    };
+    let verified = job.run(verify(loaded.clone()), 3_100).unwrap();
+    assert!(
+        matches!(&verified[..], [JobEvent::Verified { payments, .. }] if payments.len() == 2),
+        "{verified:?}"
+    );
+    let mut job = both_in();
+    let settled = job
+        .run(
+            JobCommand::Verify {
+                reference: Some(reference()),
+                blob_results: Default::default(),
+            },
+            3_100,
+        )
+        .unwrap();
+    match &settled[..] {
+        [
+            JobEvent::Verified {
+                payments,
+                disproved,
+                ..
+            },
+        ] => {
+            assert_eq!(
+                payments.iter().map(|p| p.miner).collect::<Vec<_>>(),
+                vec![MINERS[0]]
+            );
+            assert!(
+                disproved.is_empty(),
+                "the miner whose blob is gone is not blamed"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actors::clock::SharedClock;
 use actors::scheduler::Scheduler;
 use domain::TxError;
+use domain::address::Address;
 use domain::hash::Hash32;
 use serde_json::json;
 use store::blobs::{BLOB_LEN_MAX, BlobError, BlobStore};
@@ -71,9 +72,10 @@ async fn upload(
     let headers = signed_headers(&app, &req)?;
     let signer = headers.signer();
     let balance = app.router.wallets().state(&chain_id, signer).await?.balance;
-    if balance == domain::money::Amount::ZERO {
+    if balance == domain::money::Amount::ZERO && !is_miner(&app, &chain_id, signer).await? {
         return Err(TxError::Unauthorized(format!(
-            "{signer} holds nothing on {chain_id}: blobs are stored for funded accounts"
+            "{signer} holds nothing on {chain_id} and mines nothing: blobs are stored for \
+             funded accounts and registered miners"
         ))
         .into());
     }
@@ -97,6 +99,16 @@ async fn upload(
         "hash": hash,
         "stored_bytes": app.blobs.usage(&owner),
     })))
+}
+
+/// Whether `address` is a registered miner of `chain_id` (miners upload results too long to
+/// travel inline).
+async fn is_miner(app: &App, chain_id: &str, address: Address) -> Result<bool, ApiError> {
+    let id = domain::miner::MinerId {
+        chain_id: chain_id.to_string(),
+        miner: address,
+    };
+    Ok(app.router.miners().state(id).await?.record.is_some())
 }
 
 /// `GET /v1/blobs/{hash}`: the bytes, checked against their hash.

@@ -14,7 +14,8 @@ use base64::Engine;
 use domain::TxError;
 use domain::address::Address;
 use domain::hash::Hash32;
-use domain::job::{HexBytes, JobId, JobState, MinerResult};
+use domain::job::{HexBytes, JobId, JobState, JobStatus, MinerResult};
+use domain::job_listing::JobListing;
 use domain::keys::PublicKey;
 use domain::miner::{MinerCommand, MinerId, MinerRecord, RegisterMiner};
 use domain::money::Amount;
@@ -147,6 +148,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/miners/jobs", web::get().to(poll))
         .route("/miners/jobs/{id}/result", web::post().to(post_result))
         .route("/miners", web::get().to(list_miners))
+        .route("/jobs", web::get().to(list_jobs))
         .route("/jobs/{id}", web::get().to(get_job))
         .route("/jobs/{id}/result", web::get().to(get_result))
         .route("/receipts", web::get().to(list_receipts))
@@ -358,11 +360,35 @@ async fn poll(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResultBody {
-    result_b64: String,
+    #[serde(default)]
+    result_b64: Option<String>,
+    #[serde(default)]
+    result_blob: Option<Hash32>,
     result_hash: Hash32,
     gpu_ms: u64,
     price: Amount,
     receipt_signature: String,
+}
+
+/// A result in blob `blob` is stored, is the result `result_hash` names, and is not too long.
+async fn check_result_blob(app: &App, blob: Hash32, result_hash: &Hash32) -> Result<(), ApiError> {
+    if blob != *result_hash {
+        return Err(TxError::BadResult("result_blob is not result_hash".into()).into());
+    }
+    let blobs = app.blobs.clone();
+    let length = web::block(move || blobs.get(&blob).map(|b| b.map(|b| b.len())))
+        .await
+        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+        .map_err(|e| ApiError::new("unavailable", e.to_string()))?
+        .ok_or_else(|| ApiError::not_found(format!("no blob {blob}: upload the result first")))?;
+    if length > domain::job::RESULT_LEN_MAX {
+        return Err(TxError::BadResult(format!(
+            "a result has at most {} bytes",
+            domain::job::RESULT_LEN_MAX
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// `POST /v1/miners/jobs/{id}/result`: the miner's result and receipt.
@@ -379,9 +405,23 @@ async fn post_result(
         .parse()
         .map_err(|_| ApiError::malformed("a job id is 64 hex characters"))?;
     let result: ResultBody = strict(&body)?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&result.result_b64)
-        .map_err(|_| ApiError::malformed("result_b64 is not base64"))?;
+    let (bytes, in_blob) = match (&result.result_b64, result.result_blob) {
+        (Some(b64), None) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| ApiError::malformed("result_b64 is not base64"))?;
+            (bytes, false)
+        }
+        (None, Some(blob)) => {
+            check_result_blob(&app, blob, &result.result_hash).await?;
+            (Vec::new(), true)
+        }
+        _ => {
+            return Err(ApiError::malformed(
+                "a result has result_b64 or result_blob, not both",
+            ));
+        }
+    };
     let receipt =
         domain::job::receipt_message(&job, &result.result_hash, result.gpu_ms, result.price);
     let mut signature = [0u8; 64];
@@ -420,6 +460,7 @@ async fn post_result(
     }
     let submitted = MinerResult {
         result: HexBytes(bytes),
+        in_blob,
         result_hash: result.result_hash,
         gpu_ms: result.gpu_ms,
         price: result.price,
@@ -488,6 +529,81 @@ async fn job_state(app: &App, chain_id: &str, path: &str) -> Result<JobState, Ap
         Some(_) => Ok(state),
         None => Err(ApiError::not_found(format!("no job {id}"))),
     }
+}
+
+/// `GET /v1/jobs` filters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsQuery {
+    chain: Option<String>,
+    owner: Option<String>,
+    state: Option<String>,
+    job_kind: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/jobs?owner=&state=&job_kind=`: a chain's jobs (a client's, when `owner` is given),
+/// newest first, from the explorer; the cursor is the id of the last job returned.
+async fn list_jobs(app: Data, query: web::Query<JobsQuery>) -> Result<HttpResponse, ApiError> {
+    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
+    let limit = crate::routes::page_limit(query.limit)?;
+    let owner: Option<Address> = query
+        .owner
+        .as_deref()
+        .map(|o| {
+            o.parse()
+                .map_err(|_| ApiError::malformed(format!("owner {o:?} is not an address")))
+        })
+        .transpose()?;
+    let state: Option<JobStatus> = query
+        .state
+        .as_deref()
+        .map(|s| {
+            serde_json::from_value(json!(s))
+                .map_err(|_| ApiError::malformed(format!("unknown job state {s:?}")))
+        })
+        .transpose()?;
+    let after: Option<Hash32> = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse()
+                .map_err(|_| ApiError::malformed("a cursor is a job id"))
+        })
+        .transpose()?;
+    let kind = query.job_kind.as_deref();
+    let keep = |job: &JobListing| {
+        state.is_none_or(|s| job.status() == s) && kind.is_none_or(|k| job.job_kind == k)
+    };
+    let explorer = &app.projections.read_model;
+    let (page, more) = explorer
+        .jobs_page(&chain_id, owner.as_ref(), keep, after, limit)
+        .ok_or_else(|| ApiError::malformed("unknown cursor"))?;
+    let next_cursor = match more {
+        true => page.last().map(|job| json!(job.id)),
+        false => None,
+    };
+    let jobs: Vec<Value> = page
+        .iter()
+        .map(|job| {
+            json!({
+                "id": job.id,
+                "owner": job.owner,
+                "job_kind": job.job_kind,
+                "state": job.status(),
+                "max_price": job.max_price,
+                "redundancy": job.redundancy,
+                "submitted_at_ms": job.submitted_at_ms,
+                "deadline_ms": job.deadline_ms,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "chain_id": chain_id,
+        "jobs": jobs,
+        "next_cursor": next_cursor,
+    })))
 }
 
 /// `GET /v1/jobs/{id}`: state, assignments, results, verification, payments.
@@ -560,17 +676,25 @@ async fn get_result(
         ))
         .into());
     };
-    let bytes = state
+    let accepted = state
         .assignments
         .values()
         .filter_map(|a| a.result.as_ref())
         .find(|r| r.result_hash == hash)
-        .map(|r| r.result.0.clone())
-        .unwrap_or_default();
+        .expect("the accepted result is a miner's");
+    let job_id = state.job.as_ref().expect("found").id;
+    // A result that came as a blob is served from the blob store.
+    if accepted.in_blob {
+        return Ok(HttpResponse::Ok().json(json!({
+            "job_id": job_id,
+            "result_hash": hash,
+            "result_blob": hash,
+        })));
+    }
     Ok(HttpResponse::Ok().json(json!({
-        "job_id": state.job.as_ref().expect("found").id,
+        "job_id": job_id,
         "result_hash": hash,
-        "result_b64": base64::engine::general_purpose::STANDARD.encode(bytes),
+        "result_b64": base64::engine::general_purpose::STANDARD.encode(&accepted.result.0),
     })))
 }
 

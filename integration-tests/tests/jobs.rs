@@ -362,6 +362,12 @@ fn a_node_killed_mid_job_loses_nothing_and_pays_once() {
         "a request signed before the restart cannot be replayed after it: {body}"
     );
     assert_eq!(job(&node, &id)["state"], "assigned", "the lease survived");
+    let (_, listed) = node.get(&format!("/v1/jobs?owner={}", client.address()));
+    assert_eq!(
+        (&listed["jobs"][0]["id"], &listed["jobs"][0]["state"]),
+        (&json!(id), &json!("assigned")),
+        "the list survived: {listed}"
+    );
     assert_eq!(escrow_balance(&node), MAX_PRICE, "the escrow survived");
     let (status, first) = miner.answer(&node, &leased, &digests(&leased), PRICE);
     assert_eq!(status, 200, "{first}");
@@ -404,4 +410,152 @@ fn a_silent_miner_is_recorded_offline_and_online_again_when_it_calls() {
     let (status, _) = miner.call(&node, "POST", "/v1/miners/heartbeat", Some(&json!({})));
     assert_eq!(status, 200);
     assert_eq!(online(&node), true, "a call brings it back at once");
+}
+
+#[test]
+fn jobs_are_listed_newest_first_by_client_state_and_kind_with_a_cursor() {
+    let dir = tempdir();
+    let (node, _chain) = fast_devnet(dir.path(), 0);
+    let (client, other, miner) = (new_key(), new_key(), Miner::new());
+    node.faucet(&client.address(), AIT);
+    node.faucet(&other.address(), AIT);
+    let mine: Vec<String> = (0..3)
+        .map(|_| submit(&node, &client, 1, "sampled"))
+        .collect();
+    let theirs = submit(&node, &other, 1, "sampled");
+    let list = |query: &str| {
+        let (status, body) = node.get(&format!("/v1/jobs{query}"));
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let newest_first: Vec<String> = mine.iter().rev().cloned().collect();
+    let owner = format!("?owner={}", client.address());
+    let listed = list(&owner);
+    assert_eq!(ids(&listed), newest_first, "{listed}");
+    assert_eq!(listed["jobs"][0]["state"], "queued");
+    assert_eq!(listed["jobs"][0]["job_kind"], "sha256");
+    assert_eq!(listed["jobs"][0]["owner"], client.address().to_string());
+    assert_eq!(listed["next_cursor"], Value::Null);
+    let all = list("");
+    assert_eq!(ids(&all)[0], theirs, "every client's, newest first");
+    assert_eq!(ids(&all).len(), 4);
+
+    miner.register(&node);
+    let leased = miner.poll(&node)["job_id"].as_str().unwrap().to_string();
+    assert_eq!(leased, mine[0], "the oldest job first");
+    assert_eq!(
+        ids(&list(&format!("{owner}&state=assigned"))),
+        vec![leased.clone()]
+    );
+    assert_eq!(
+        ids(&list(&format!("{owner}&state=queued"))),
+        newest_first[..2].to_vec()
+    );
+    assert!(ids(&list(&format!("{owner}&job_kind=pow"))).is_empty());
+
+    let first = list(&format!("{owner}&limit=2"));
+    assert_eq!(ids(&first), newest_first[..2].to_vec());
+    let cursor = first["next_cursor"].as_str().unwrap();
+    assert_eq!(cursor, newest_first[1]);
+    let rest = list(&format!("{owner}&limit=2&cursor={cursor}"));
+    assert_eq!(
+        (ids(&rest), &rest["next_cursor"]),
+        (newest_first[2..].to_vec(), &Value::Null)
+    );
+    for bad in [
+        "?state=lost",
+        "?owner=nobody",
+        "?limit=0",
+        &format!("?cursor={theirs}&{}", &owner[1..]),
+    ] {
+        let (status, body) = node.get(&format!("/v1/jobs{bad}"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "malformed"),
+            "{bad}: {body}"
+        );
+    }
+}
+
+#[test]
+fn a_result_too_long_to_travel_inline_comes_as_a_blob_the_miner_uploaded() {
+    let dir = tempdir();
+    let (node, _chain) = fast_devnet(dir.path(), 0);
+    let (client, miner) = (new_key(), Miner::new());
+    node.faucet(&client.address(), AIT);
+    miner.register(&node);
+    let id = submit(&node, &client, 1, "always");
+    let leased = miner.poll(&node);
+    let digests = digests(&leased);
+    let body = |field: &str, value: Value, hash: &str| {
+        let receipt = format!("AITBC-RECEIPT-V1\n{id}\n{hash}\n7\n{PRICE}");
+        json!({field: value, "result_hash": hash, "gpu_ms": 7, "price": PRICE.to_string(),
+            "receipt_signature": hex::encode(miner.key.sign(receipt.as_bytes()))})
+    };
+    let path = format!("/v1/miners/jobs/{id}/result");
+    let post = |body: &Value| miner.call(&node, "POST", &path, Some(body));
+    let hash = hex::encode(Sha256::digest(&digests));
+
+    let long = vec![7u8; domain::job::RESULT_INLINE_MAX + 1];
+    let long_hash = hex::encode(Sha256::digest(&long));
+    let inline = base64::engine::general_purpose::STANDARD.encode(&long);
+    let (status, answer) = post(&body("result_b64", json!(inline), &long_hash));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (422, "bad_result"),
+        "{answer}"
+    );
+    let (status, answer) = post(&body("result_blob", json!(hash), &hash));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "not_found"),
+        "not uploaded: {answer}"
+    );
+
+    // A registered miner may upload though it holds nothing.
+    let headers = miner.headers("POST", "/v1/blobs", &digests, now_ms());
+    let (status, stored) = node.request("POST", "/v1/blobs", &headers, Some(&digests));
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["hash"], hash.as_str());
+    let mut both = body("result_blob", json!(hash), &hash);
+    both["result_b64"] = json!("");
+    assert_eq!(error_code(&post(&both).1), "malformed");
+    let other = hex::encode(Sha256::digest(b"other"));
+    let (status, answer) = post(&body("result_blob", json!(hash), &other));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (422, "bad_result"),
+        "{answer}"
+    );
+    let (status, answer) = post(&body("result_blob", json!(hash), &hash));
+    assert_eq!(status, 200, "{answer}");
+
+    let job = job(&node, &id);
+    assert_eq!(
+        (&job["state"], &job["reexecuted"]),
+        (&json!("completed"), &json!(true)),
+        "{job}"
+    );
+    let (_, result) = node.get(&format!("/v1/jobs/{id}/result"));
+    assert_eq!(result["result_blob"], hash.as_str(), "{result}");
+    assert_eq!(result.get("result_b64"), None);
+    let (status, bytes) = node.get_bytes(&format!("/v1/blobs/{hash}"));
+    assert_eq!(
+        (status, bytes),
+        (200, digests),
+        "the verified result, from the blob store"
+    );
+    assert_eq!(
+        node.account(&miner.address()).0,
+        PRICE - PRICE * 250 / 10_000,
+        "paid"
+    );
 }

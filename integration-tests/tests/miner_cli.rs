@@ -157,6 +157,58 @@ fn jobs_from_the_command_line() {
     assert_eq!(cli.run(&["job", "status", &id]).json()["state"], "canceled");
     let nothing = cli.run(&["job", "submit", "--from", "client", "--max-price", "500"]);
     assert!(nothing.err().contains("--sha256"), "{nothing:#?}");
+
+    // Any kind: its input blobs put first, its input as JSON from a file.
+    let x = dir.path().join("x.bin");
+    std::fs::write(&x, [1u8, 0, 0, 0, 2, 0, 0, 0]).unwrap();
+    let put = cli
+        .run(&["blob", "put", x.to_str().unwrap(), "--from", "client"])
+        .json();
+    let hash = put["hash"].as_str().unwrap().to_string();
+    let back = dir.path().join("back.bin");
+    cli.run(&["blob", "get", &hash, "--out", back.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&x).unwrap());
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, wgsl_input(SQUARES, &hash, 2).to_string()).unwrap();
+    let at_input = format!("@{}", input.display());
+    let answer = cli
+        .run(&[
+            "job",
+            "submit",
+            "--from",
+            "client",
+            "--kind",
+            "wgsl",
+            "--input",
+            &at_input,
+            "--max-price",
+            "500",
+        ])
+        .json();
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    let wgsl_id = answer["tx_hash"].as_str().unwrap().to_string();
+    let listed = cli.run(&["job", "list", "--state", "queued"]).json();
+    assert_eq!(listed["jobs"][0]["id"], wgsl_id.as_str(), "{listed}");
+    assert_eq!(listed["jobs"][0]["job_kind"], "wgsl");
+    assert_eq!(
+        listed["jobs"].as_array().unwrap().len(),
+        1,
+        "the canceled job is not queued"
+    );
+    let broken = cli.run(&[
+        "job",
+        "submit",
+        "--from",
+        "client",
+        "--kind",
+        "wgsl",
+        "--input",
+        "{\"source\": 1}",
+        "--max-price",
+        "500",
+    ]);
+    assert!(broken.err().contains("malformed"), "{broken:#?}");
     assert_eq!(cli.run(&["miner", "status"]).json()["miners"], json!([]));
     let keyless = cli.run(&["miner"]);
     assert!(keyless.err().contains("--key"), "{keyless:#?}");
@@ -566,4 +618,46 @@ fn a_shader_that_does_not_validate_or_breaks_a_limit_is_refused_and_nothing_is_e
         (balance, 0),
         "nothing escrowed, nonce unused"
     );
+}
+
+#[test]
+fn a_product_too_long_to_travel_inline_is_uploaded_by_the_miner_and_fetched_by_the_client() {
+    let dir = tempdir();
+    let (node, _chain) = fast_devnet(dir.path(), 0);
+    let (client, miner) = (new_key(), new_key());
+    node.faucet(&client.address(), AIT);
+    let (m, k, n) = (256usize, 16usize, 160usize);
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 - 8.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 / 4.0).collect();
+    let a_blob = upload(&node, &client, &domain::matmul::bytes(&a));
+    let b_blob = upload(&node, &client, &domain::matmul::bytes(&b));
+    let body = json!({
+        "job_kind": "matmul",
+        "input": {"m": m, "k": k, "n": n, "a_blob": a_blob, "b_blob": b_blob},
+        "max_price": "1000", "redundancy": 1, "deadline_s": 300, "verification": "always",
+    });
+    let (status, answer) = node.submit(&signed(DEVNET, &client, 0, "submit_job", body));
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["tx_hash"].as_str().unwrap().to_string();
+    let mut running = spawn_miner(&node, &miner, dir.path(), "miner", false);
+    let mut job = Value::Null;
+    wait_for("the job to complete", || {
+        job = node.get(&format!("/v1/jobs/{id}")).1;
+        job["state"] == "completed"
+    });
+    assert_eq!(job["reexecuted"], true, "{job}");
+    let (_, result) = node.get(&format!("/v1/jobs/{id}/result"));
+    assert!(result["result_blob"].is_string(), "{result}");
+    let cli = Cli::new(node.url(), &dir.path().join("keystore"));
+    let out = dir.path().join("c.bin");
+    cli.run(&["job", "result", &id, "--out", out.to_str().unwrap()])
+        .ok();
+    let product = std::fs::read(&out).unwrap();
+    assert!(product.len() > domain::job::RESULT_INLINE_MAX);
+    let expected = domain::matmul::bytes(&domain::matmul::product(m, k, n, &a, &b));
+    assert!(
+        domain::matmul::agree(&product, &expected),
+        "C = A·B, from the blob store"
+    );
+    assert!(running.wait().unwrap().success());
 }

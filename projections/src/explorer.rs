@@ -14,6 +14,7 @@ use domain::dao::DaoEvent;
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::job::JobEvent;
+use domain::job_listing::JobListing;
 use domain::merkle::MerkleProof;
 use domain::money::Amount;
 use domain::proposal::ProposalEvent;
@@ -132,7 +133,7 @@ pub struct ProjectionError {
 pub const BLOCK_FEED_CAPACITY: usize = 256;
 
 /// Layout of the explorer's file; another one is rebuilt from the log.
-const FILE_FORMAT: u64 = 3;
+const FILE_FORMAT: u64 = 4;
 
 /// Bytes of one (position, hash) pair in a `tx_hash` chunk.
 const TX_HASH_ENTRY: usize = 8 + 32;
@@ -143,7 +144,8 @@ const TX_HASH_ENTRY: usize = 8 + 32;
 /// entry per commit, keyed by its position: the (position, hash) pairs of the transactions it
 /// wrote, read back into memory on open). `block` by chain 0 height; `block_height` by chain 0 hash;
 /// `chain` by chain (genesis JSON); `account` by chain 0 address; `asset_balance` by chain 0
-/// symbol 0 address; `supply` by chain 0 symbol ("" for the native asset); `schedule` by id.
+/// symbol 0 address; `supply` by chain 0 symbol ("" for the native asset); `schedule` by id;
+/// `job` by id (its listing).
 mod tables {
     use crate::kv::Table;
 
@@ -157,7 +159,8 @@ mod tables {
     pub const ASSET_BALANCES: Table = Table::new("asset_balance");
     pub const SUPPLY: Table = Table::new("supply");
     pub const SCHEDULES: Table = Table::new("schedule");
-    pub const ALL: [Table; 10] = [
+    pub const JOBS: Table = Table::new("job");
+    pub const ALL: [Table; 11] = [
         TXS,
         TX_HASHES,
         TX_BLOCKS,
@@ -168,6 +171,7 @@ mod tables {
         ASSET_BALANCES,
         SUPPLY,
         SCHEDULES,
+        JOBS,
     ];
 }
 
@@ -203,6 +207,7 @@ struct Changed {
     supply: HashSet<Arc<str>>,
     asset_supply: HashSet<(Arc<str>, String)>,
     schedules: HashSet<Hash32>,
+    jobs: HashSet<Hash32>,
     chains: HashSet<String>,
 }
 
@@ -232,6 +237,11 @@ pub struct Explorer {
     schedules: DashMap<Hash32, VestingView>,
     /// Schedule ids by (chain, beneficiary).
     schedules_of: DashMap<(Arc<str>, Address), Vec<Hash32>>,
+    /// GPU jobs by id, about 200 bytes each (no input, no result).
+    jobs: DashMap<Hash32, JobView>,
+    /// Job ids by chain, and by (chain, client), in submission order.
+    jobs_in: DashMap<Arc<str>, Vec<Hash32>>,
+    jobs_of: DashMap<(Arc<str>, Address), Vec<Hash32>>,
     /// Every account (of any asset) in (chain, address) order, for paging.
     account_index: RwLock<BTreeSet<(Arc<str>, Address)>>,
     /// The log position of every transaction's debit: its key in the file. About 60 bytes per
@@ -288,6 +298,17 @@ pub struct VestingView {
     pub claimed: Amount,
 }
 
+/// A GPU job as the explorer lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Chain.
+    pub chain_id: String,
+    /// Log position of its submission (lists are in submission order).
+    pub position: u64,
+    /// The job.
+    pub listing: JobListing,
+}
+
 /// The whole explorer, sorted (audits, equality in tests).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExplorerState {
@@ -307,6 +328,8 @@ pub struct ExplorerState {
     pub asset_supply: BTreeMap<(String, String), SupplyView>,
     /// Vesting schedules by id.
     pub schedules: BTreeMap<Hash32, VestingView>,
+    /// GPU jobs by id.
+    pub jobs: BTreeMap<Hash32, JobView>,
 }
 
 /// A wallet event as the explorer needs it: a debit without its signed envelope.
@@ -349,6 +372,12 @@ fn parse_wallet_stream(stream: &str) -> Option<(&str, Address)> {
     let rest = stream.strip_prefix("wallet/")?;
     let (chain, address) = rest.split_once('/')?;
     Some((chain, address.parse().ok()?))
+}
+
+fn parse_job_stream(stream: &str) -> Option<(&str, Hash32)> {
+    let rest = stream.strip_prefix("job/")?;
+    let (chain, id) = rest.split_once('/')?;
+    Some((chain, id.parse().ok()?))
 }
 
 fn parse_vesting_stream(stream: &str) -> Option<(&str, Hash32)> {
@@ -489,6 +518,8 @@ impl Explorer {
                         _ => None,
                     };
                     self.apply_module_event(job_event.tx(), refused, event)
+                        .map_err(fail)?;
+                    self.apply_job(&event.stream, &job_event, event.position)
                         .map_err(fail)?
                 }
                 Ok(DomainEvent::Miner(_) | DomainEvent::Market(_)) => {}
@@ -666,6 +697,34 @@ impl Explorer {
             .map(|s| *s)
             .unwrap_or_default();
         Books { balance, supply }
+    }
+
+    /// Applies a job event to the job's listing (indexed by chain and client when submitted).
+    fn apply_job(&self, stream: &str, event: &JobEvent, position: u64) -> Result<(), String> {
+        let (chain, id) =
+            parse_job_stream(stream).ok_or(format!("job event in stream {stream}"))?;
+        if let JobEvent::Submitted(job) = event {
+            if self.jobs.contains_key(&id) {
+                return Err(format!("job {id} submitted twice"));
+            }
+            let view = JobView {
+                chain_id: chain.to_string(),
+                position,
+                listing: JobListing::of(job),
+            };
+            let chain: Arc<str> = Arc::from(chain);
+            self.jobs_in.entry(chain.clone()).or_default().push(id);
+            self.jobs_of.entry((chain, job.owner)).or_default().push(id);
+            self.jobs.insert(id, view);
+        } else {
+            let mut view = self
+                .jobs
+                .get_mut(&id)
+                .ok_or(format!("event of unknown job {id}"))?;
+            view.listing.apply(event);
+        }
+        self.changed.lock().jobs.insert(id);
+        Ok(())
     }
 
     /// Applies a vesting event: schedules by id and by beneficiary; a refusal marks its
@@ -1032,6 +1091,43 @@ impl Explorer {
             .collect()
     }
 
+    /// A page of `chain`'s jobs (of `owner`'s only, when given) that `keep` keeps, newest
+    /// first, after job `after` (exclusive), at most `limit`; and whether more may follow.
+    /// `None` when `after` is not one of those jobs.
+    pub fn jobs_page(
+        &self,
+        chain: &str,
+        owner: Option<&Address>,
+        keep: impl Fn(&JobListing) -> bool,
+        after: Option<Hash32>,
+        limit: usize,
+    ) -> Option<(Vec<JobListing>, bool)> {
+        let chain: Arc<str> = Arc::from(chain);
+        let ids = match owner {
+            Some(owner) => self.jobs_of.get(&(chain, *owner)).map(|ids| ids.clone()),
+            None => self.jobs_in.get(&chain).map(|ids| ids.clone()),
+        }
+        .unwrap_or_default();
+        let mut newest_first = ids.iter().rev().peekable();
+        if let Some(after) = after {
+            newest_first.find(|id| **id == after)?;
+        }
+        let mut page = Vec::new();
+        for id in newest_first {
+            let Some(view) = self.jobs.get(id) else {
+                continue;
+            };
+            if !keep(&view.listing) {
+                continue;
+            }
+            if page.len() == limit {
+                return Some((page, true));
+            }
+            page.push(view.listing.clone());
+        }
+        Some((page, false))
+    }
+
     /// Every account of `chain` in address order, from `after` (exclusive), at most `limit`.
     pub fn accounts_page(
         &self,
@@ -1119,6 +1215,11 @@ impl Explorer {
                 .iter()
                 .map(|e| (*e.key(), e.value().clone()))
                 .collect(),
+            jobs: self
+                .jobs
+                .iter()
+                .map(|e| (*e.key(), e.value().clone()))
+                .collect(),
         }
     }
 
@@ -1131,6 +1232,9 @@ impl Explorer {
             asset_supply: DashMap::new(),
             schedules: DashMap::new(),
             schedules_of: DashMap::new(),
+            jobs: DashMap::new(),
+            jobs_in: DashMap::new(),
+            jobs_of: DashMap::new(),
             account_index: RwLock::default(),
             tx_positions: RwLock::default(),
             recent: RwLock::default(),
@@ -1258,6 +1362,23 @@ impl Explorer {
                 .push(view.id);
             self.schedules.insert(view.id, view);
         }
+        let mut jobs: Vec<JobView> = Vec::new();
+        for (_, value) in file.all(tables::JOBS)? {
+            jobs.push(serde_json::from_slice(&value).map_err(|e| e.to_string())?);
+        }
+        jobs.sort_by_key(|view| view.position);
+        for view in jobs {
+            let (chain, listing) = (Arc::from(view.chain_id.as_str()), &view.listing);
+            self.jobs_in
+                .entry(Arc::clone(&chain))
+                .or_default()
+                .push(listing.id);
+            self.jobs_of
+                .entry((chain, listing.owner))
+                .or_default()
+                .push(listing.id);
+            self.jobs.insert(listing.id, view);
+        }
         *self.next_position.write() = position;
         Ok(())
     }
@@ -1298,6 +1419,11 @@ impl Explorer {
         for id in &changed.schedules {
             if let Some(view) = self.schedules.get(id) {
                 batch.put(tables::SCHEDULES, id.0.to_vec(), json(&*view));
+            }
+        }
+        for id in &changed.jobs {
+            if let Some(view) = self.jobs.get(id) {
+                batch.put(tables::JOBS, id.0.to_vec(), json(&*view));
             }
         }
         for chain in &changed.chains {
