@@ -84,6 +84,16 @@ enum Command {
         /// Transaction hash.
         hash: String,
     },
+    /// Miners' signed receipts: one by id (with its block and inclusion proof once sealed), or
+    /// a job's (`--job ID`).
+    Receipts {
+        /// A receipt id.
+        #[arg(required_unless_present = "job", conflicts_with = "job")]
+        id: Option<String>,
+        /// The job whose receipts to list.
+        #[arg(long)]
+        job: Option<String>,
+    },
     /// Show a block (height or hash), or the latest blocks.
     Block {
         /// Height or hash; omitted: the chain's latest block.
@@ -144,6 +154,12 @@ fn main() {
                 Command::Miner(args) => miner::run(&ctx, args),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),
+                Command::Receipts { id, job } => client::print(match (id, job) {
+                    (Some(id), _) => ctx.get(&format!("/v1/receipts/{id}")),
+                    (None, job) => {
+                        ctx.get_with("/v1/receipts", &[("job_id", job.as_deref().unwrap_or(""))])
+                    }
+                }),
                 Command::Block { id } => wallet::block(&ctx, id.as_deref()),
                 Command::Faucet {
                     account,

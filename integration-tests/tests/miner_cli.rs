@@ -659,5 +659,13 @@ fn a_product_too_long_to_travel_inline_is_uploaded_by_the_miner_and_fetched_by_t
         domain::matmul::agree(&product, &expected),
         "C = A·B, from the blob store"
     );
+    let receipts = cli.run(&["receipts", "--job", &id]).json();
+    let receipt = receipts["receipts"][0]["receipt_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = cli.run(&["receipts", &receipt]).json();
+    assert_eq!(shown["job_id"], id.as_str(), "{shown}");
+    assert_eq!(shown["miner"], miner.address().to_string(), "{shown}");
     assert!(running.wait().unwrap().success());
 }
