@@ -71,7 +71,7 @@ pub async fn ensure_chain(
             signers.len()
         )));
     }
-    for allocation in &genesis.allocations {
+    for allocation in &genesis.funding() {
         wallets
             .fund(&chain_id, allocation.address, allocation.amount)
             .await

@@ -5,12 +5,13 @@
 //! reflects: each older event of the stream is undone in turn (a credit subtracted, a debit
 //! added back) until the one at or before the window's start. So the cost follows the
 //! account's activity in the window, not its whole history. Unvested tokens sit in the vesting
-//! account, so they never count; staked tokens will be added by the staking module.
+//! account, so they never count; staked tokens count through the staking aggregate's history
+//! of each owner's stake.
 
 use domain::address::Address;
 use domain::codec::DomainEvent;
 use domain::money::Amount;
-use domain::twas::{BalanceChange, Power, power};
+use domain::twas::{BalanceChange, Power, power, sum_histories};
 use domain::wallet::{WalletEvent, WalletId, wallet_stream};
 
 use crate::error::CommandError;
@@ -106,16 +107,20 @@ pub async fn balance_history(
 }
 
 /// The voting power of `address` on `chain_id` at `snapshot_ms` over a window of `window_ms`,
-/// with `terms` = (the supply, the cap in basis points of it, the address's agent reputation).
+/// with `terms` = (the supply, the cap in basis points of it, the address's agent reputation):
+/// its liquid balance (read back from its wallet) plus its stake (`staked`, the staking
+/// aggregate's history of it).
 pub async fn power_at(
     wallets: &WalletRegistry,
     chain_id: &str,
     address: Address,
+    staked: &[BalanceChange],
     (snapshot_ms, window_ms): (u64, u64),
     (supply, cap_bps, reputation): (Amount, u32, u16),
 ) -> Result<Power, CommandError> {
     let from_ms = snapshot_ms.saturating_sub(window_ms);
-    let history = balance_history(wallets, chain_id, address, from_ms).await?;
+    let liquid = balance_history(wallets, chain_id, address, from_ms).await?;
+    let history = sum_histories(&liquid, staked);
     Ok(power(
         &history,
         snapshot_ms,

@@ -112,24 +112,15 @@ fn fact(event: &RecordedEvent) -> Option<Fact> {
         "job/",
         "miner/",
         "jobs/",
+        "staking/",
     ];
     if !module_stream.iter().any(|p| event.stream.starts_with(p)) {
         return None;
     }
     match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
-        Ok(DomainEvent::Vesting(vesting)) => Some(Fact::Vesting(vesting)),
-        Ok(DomainEvent::Dao(dao)) => Some(Fact::Dao(dao)),
-        Ok(DomainEvent::Proposal(proposal)) => Some(Fact::Proposal(proposal)),
-        Ok(DomainEvent::Agent(agent)) => Some(Fact::Agent(agent)),
-        Ok(DomainEvent::Job(job)) => Some(Fact::Job(job)),
-        Ok(DomainEvent::Miner(miner)) => Some(Fact::Miner(miner)),
-        Ok(DomainEvent::Market(market)) => Some(Fact::Market(market)),
-        other => {
-            tracing::error!(
-                position = event.position,
-                ?other,
-                "undecodable module event"
-            );
+        Ok(decoded) => crate::router::fact_of(&decoded),
+        Err(error) => {
+            tracing::error!(position = event.position, %error, "undecodable module event");
             None
         }
     }

@@ -25,6 +25,7 @@ use domain::proposal::{
     ProposalState, ProposalStep, Sent,
 };
 use domain::protocol::{Fact, FollowUp, Owner, follow_ups};
+use domain::staking::{ProviderFacts, Staking, StakingAct, StakingCommand, StakingState};
 use domain::twas::Power;
 use domain::tx::VerifiedTx;
 use domain::vesting::{Refusal, Vesting, VestingEvent, VestingId};
@@ -94,6 +95,8 @@ pub struct Registries {
     pub miners: Registry<MinerAggregate>,
     /// The chains' indexes of open jobs and miners.
     pub market: Registry<MarketIndex>,
+    /// Staking pools, one aggregate per chain.
+    pub staking: Registry<Staking>,
 }
 
 /// Runs the protocol's steps on the registries.
@@ -107,6 +110,7 @@ pub struct Router {
     jobs: Registry<JobAggregate>,
     miners: Registry<MinerAggregate>,
     market: Registry<MarketIndex>,
+    staking: Registry<Staking>,
     pauses: PauseBoard,
     /// Job inputs too large for a transaction (none in tests that run no such job).
     blobs: Option<Arc<BlobStore>>,
@@ -149,6 +153,7 @@ pub fn fact_of(event: &DomainEvent) -> Option<Fact> {
         DomainEvent::Job(event) => Some(Fact::Job(event.clone())),
         DomainEvent::Miner(event) => Some(Fact::Miner(event.clone())),
         DomainEvent::Market(event) => Some(Fact::Market(event.clone())),
+        DomainEvent::Staking(event) => Some(Fact::Staking(event.clone())),
         DomainEvent::Wallet(WalletEvent::Funded { .. }) | DomainEvent::Chain(_) => None,
     }
 }
@@ -166,6 +171,7 @@ impl Router {
             jobs,
             miners,
             market,
+            staking,
         } = registries;
         Router {
             wallets,
@@ -176,6 +182,7 @@ impl Router {
             jobs,
             miners,
             market,
+            staking,
             pauses,
             blobs: None,
             sample_secret: [0; 32],
@@ -204,6 +211,31 @@ impl Router {
     /// The node's GPU executor for `wgsl` jobs, if it has one.
     pub fn shaders(&self) -> Option<&Arc<dyn ShaderHost>> {
         self.shaders.as_ref()
+    }
+
+    /// The staking pools.
+    pub fn staking(&self) -> &Registry<Staking> {
+        &self.staking
+    }
+
+    /// What the chain knows of `address` as a GPU provider (its miner's registration).
+    async fn provider(
+        &self,
+        chain_id: &str,
+        address: Address,
+    ) -> Result<ProviderFacts, CommandError> {
+        let id = MinerId {
+            chain_id: chain_id.to_string(),
+            miner: address,
+        };
+        let record = self.miners.state(id).await?.record;
+        Ok(
+            record.map_or_else(ProviderFacts::default, |r| ProviderFacts {
+                capacity: r.offer.capacity,
+                reputation: r.reputation,
+                vram_mb: r.offer.gpu.vram_mb.unwrap_or(0),
+            }),
+        )
     }
 
     /// The jobs.
@@ -317,7 +349,25 @@ impl Router {
         );
         let reputation = self.reputation(chain_id, address).await?;
         let terms = (proposal.supply, proposal.params.power_cap_bps, reputation);
-        power::power_at(&self.wallets, chain_id, address, snapshot, terms).await
+        self.power_at(chain_id, address, snapshot, terms).await
+    }
+
+    /// `address`'s voting power on `chain_id` for `snapshot` = (time, window) and `terms` =
+    /// (supply, cap, reputation): its liquid balance and its stake, time-weighted.
+    pub async fn power_at(
+        &self,
+        chain_id: &str,
+        address: Address,
+        snapshot: (u64, u64),
+        terms: (Amount, u32, u16),
+    ) -> Result<Power, CommandError> {
+        let staked = self
+            .staking
+            .query(chain_id.to_string(), move |state| {
+                state.stake_history(&address)
+            })
+            .await?;
+        power::power_at(&self.wallets, chain_id, address, &staked, snapshot, terms).await
     }
 
     /// What a proposal's step needs measured from outside the proposal: the parameters in force
@@ -353,7 +403,7 @@ impl Router {
                 let reputation = self.reputation(chain_id, *sender).await?;
                 let terms = (supply, measured.params.power_cap_bps, reputation);
                 let snapshot = (*committed_at_ms, window_ms);
-                let power = power::power_at(&self.wallets, chain_id, *sender, snapshot, terms);
+                let power = self.power_at(chain_id, *sender, snapshot, terms);
                 measured.power = Some(power.await?);
             }
             (
@@ -638,6 +688,21 @@ impl Router {
                 self.jobs.query(id, check).await??;
             }
             TxAction::SubmitJob(_) => {}
+            TxAction::Staking(act) => {
+                let chain_id = tx.payload.chain_id.clone();
+                let sender = tx.payload.sender;
+                let provider = self.provider(&chain_id, sender).await?;
+                let amount = match act {
+                    StakingAct::Stake(body) => body.amount,
+                    StakingAct::AddStake(body) => body.amount,
+                    _ => Amount::ZERO,
+                };
+                let (act, now_ms) = (act.clone(), self.staking.clock().now_ms());
+                let check = move |state: &StakingState| {
+                    state.check(&act, &sender, amount, &provider, now_ms)
+                };
+                self.staking.query(chain_id, check).await??;
+            }
             TxAction::Agent { agent, act } => {
                 let agent = agent.unwrap_or(tx.payload.sender);
                 let id = AgentId {
@@ -752,6 +817,29 @@ impl Router {
                 let applied = self.market.execute(chain_id.to_string(), command).await?;
                 let owner = Owner::Market { chain_id };
                 Ok(recorded(owner, applied, DomainEvent::Market))
+            }
+            FollowUp::Staking { chain_id, command } => {
+                let command = match command {
+                    StakingCommand::Act {
+                        tx,
+                        sender,
+                        act: act @ (StakingAct::Stake(_) | StakingAct::AddStake(_)),
+                        amount,
+                        committed_at_ms,
+                        ..
+                    } => StakingCommand::Act {
+                        provider: self.provider(&chain_id, sender).await?,
+                        tx,
+                        sender,
+                        act,
+                        amount,
+                        committed_at_ms,
+                    },
+                    other => other,
+                };
+                let applied = self.staking.execute(chain_id.to_string(), command).await?;
+                let owner = Owner::Staking { chain_id };
+                Ok(recorded(owner, applied, DomainEvent::Staking))
             }
             FollowUp::Agent {
                 chain_id,

@@ -26,6 +26,7 @@ fn registry(store: Arc<dyn EventStore>, arbiter: &Arbiter, idle: Duration) -> Wa
         allocations: vec![],
         assets: vec![],
         governance: None,
+        pools: vec![],
     };
     let registry = Registry::new(
         store,

@@ -68,6 +68,7 @@ fn genesis() -> Genesis {
             minter: Some(keys()[0].address()),
         }],
         governance: None,
+        pools: vec![],
     }
 }
 

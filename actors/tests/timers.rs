@@ -48,6 +48,7 @@ fn genesis() -> Genesis {
             pause_expiry_s: EXPIRY_S,
             ..GovernanceParams::default()
         })),
+        pools: vec![],
     }
 }
 

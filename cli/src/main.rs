@@ -12,6 +12,7 @@ mod kernels;
 mod keystore;
 mod miner;
 mod node;
+mod stake;
 mod vesting;
 mod wallet;
 
@@ -62,6 +63,9 @@ enum Command {
     /// GPU jobs: submit (escrowed), status, result, list, cancel.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// GPU staking pools: pools, pool, stake, add, claim, unstake, exit, positions.
+    #[command(subcommand)]
+    Stake(stake::StakeCommand),
     /// Blobs (job inputs too large for a transaction): put a file, get one by its hash.
     #[command(subcommand)]
     Blob(blob::BlobCommand),
@@ -151,6 +155,7 @@ fn main() {
                 Command::Agent(command) => agent::run(&ctx, command),
                 Command::Job(command) => job::run(&ctx, command),
                 Command::Blob(command) => blob::run(&ctx, command),
+                Command::Stake(command) => stake::run(&ctx, command),
                 Command::Miner(args) => miner::run(&ctx, args),
                 Command::Balance { account } => wallet::balance(&ctx, &account),
                 Command::Tx { hash } => client::print(ctx.get(&format!("/v1/transactions/{hash}"))),

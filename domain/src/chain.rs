@@ -262,6 +262,7 @@ mod tests {
             allocations: vec![],
             assets: vec![],
             governance: None,
+            pools: vec![],
         }
     }
 

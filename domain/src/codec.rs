@@ -9,6 +9,7 @@ use crate::dao::DaoEvent;
 use crate::job::JobEvent;
 use crate::miner::{MarketEvent, MinerEvent};
 use crate::proposal::ProposalEvent;
+use crate::staking::StakingEvent;
 use crate::vesting::VestingEvent;
 use crate::wallet::{Credit, DebitSummary, Payout, WalletEvent};
 
@@ -33,6 +34,8 @@ pub enum DomainEvent {
     Miner(MinerEvent),
     /// An event of a chain's job and miner index.
     Market(MarketEvent),
+    /// An event of a chain's staking pools.
+    Staking(StakingEvent),
 }
 
 /// Why stored bytes are not a known event.
@@ -64,6 +67,7 @@ impl DomainEvent {
             DomainEvent::Job(e) => e.event_type(),
             DomainEvent::Miner(e) => e.event_type(),
             DomainEvent::Market(e) => e.event_type(),
+            DomainEvent::Staking(e) => e.event_type(),
         }
     }
 
@@ -79,6 +83,7 @@ impl DomainEvent {
             DomainEvent::Job(e) => serde_json::to_vec(e),
             DomainEvent::Miner(e) => serde_json::to_vec(e),
             DomainEvent::Market(e) => serde_json::to_vec(e),
+            DomainEvent::Staking(e) => serde_json::to_vec(e),
         }
         .expect("domain events serialize")
     }
@@ -142,6 +147,9 @@ impl DomainEvent {
                 .map_err(bad),
             market if MarketEvent::TYPES.contains(&market) => serde_json::from_slice(data)
                 .map(DomainEvent::Market)
+                .map_err(bad),
+            staking if StakingEvent::TYPES.contains(&staking) => serde_json::from_slice(data)
+                .map(DomainEvent::Staking)
                 .map_err(bad),
             other => Err(DecodeError::UnknownType(other.to_string())),
         }

@@ -101,6 +101,9 @@ pub enum TxError {
     /// The sender's account is frozen by an emergency proposal.
     #[error("frozen: {0}")]
     Frozen(String),
+    /// A stake whose lock has not ended.
+    #[error("locked: {0}")]
+    Locked(String),
 }
 
 impl TxError {
@@ -130,6 +133,7 @@ impl TxError {
             TxError::LimitExceeded(_) => "limit_exceeded",
             TxError::NotAssigned(_) => "not_assigned",
             TxError::BadResult(_) => "bad_result",
+            TxError::Locked(_) => "locked",
         }
     }
 }

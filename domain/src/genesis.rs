@@ -9,6 +9,11 @@ use crate::dao::GovernanceParams;
 use crate::hash::Hash32;
 use crate::limits::{CHAIN_ID_LEN_MAX, VALIDATORS_MAX};
 use crate::money::Amount;
+use crate::staking::{POOLS_MAX, PoolSpec, staking_account};
+
+/// Largest native supply of a chain with staking pools (10^12 AIT): pools' weight-milliseconds
+/// then fit a u128.
+pub const SUPPLY_WITH_POOLS_MAX: u128 = 1_000_000_000_000_000_000_000_000_000_000;
 
 /// One initial allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +51,10 @@ pub struct Genesis {
     /// serialized form when absent, so a genesis without the table keeps its hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governance: Option<Box<GovernanceParams>>,
+    /// GPU staking pools (`[[chains.genesis.pools]]`); their budgets are funded into the
+    /// chain's staking account. Left out of the serialized form when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolSpec>,
 }
 
 /// Why a genesis is invalid.
@@ -109,7 +118,38 @@ impl Genesis {
         if let Some(governance) = &self.governance {
             governance.validate().map_err(fail)?;
         }
+        if self.pools.len() > POOLS_MAX {
+            return Err(fail(format!("at most {POOLS_MAX} pools")));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for pool in &self.pools {
+            pool.validate().map_err(fail)?;
+            if !ids.insert(&pool.id) {
+                return Err(fail(format!("pool {} is declared twice", pool.id)));
+            }
+        }
+        let supply = self
+            .total_supply()
+            .ok_or_else(|| fail("allocations and pool budgets overflow u128".into()))?;
+        if !self.pools.is_empty() && supply.0 > SUPPLY_WITH_POOLS_MAX {
+            return Err(fail(format!(
+                "a chain with staking pools has a supply of at most {SUPPLY_WITH_POOLS_MAX} base units"
+            )));
+        }
         Ok(())
+    }
+
+    /// What the genesis funds: the allocations, then the pools' budgets in the staking account.
+    pub fn funding(&self) -> Vec<Allocation> {
+        let mut funding = self.allocations.clone();
+        let budgets: u128 = self.pools.iter().map(|p| p.budget.0).sum();
+        if budgets > 0 {
+            funding.push(Allocation {
+                address: staking_account(&self.chain_id),
+                amount: Amount(budgets),
+            });
+        }
+        funding
     }
 
     /// The governance parameters: the genesis table's, or the defaults.
@@ -122,11 +162,15 @@ impl Genesis {
         self.assets.iter().find(|a| a.symbol == symbol)
     }
 
-    /// Sum of allocations; `None` on overflow.
+    /// Sum of allocations and pool budgets; `None` on overflow.
     pub fn total_supply(&self) -> Option<Amount> {
-        self.allocations
+        let allocations = self
+            .allocations
             .iter()
-            .try_fold(Amount::ZERO, |sum, a| sum.checked_add(a.amount))
+            .try_fold(Amount::ZERO, |sum, a| sum.checked_add(a.amount))?;
+        self.pools
+            .iter()
+            .try_fold(allocations, |sum, p| sum.checked_add(p.budget))
     }
 
     /// Display name of the native token: `AITBC-AIT-<CHAIN>`.
@@ -172,6 +216,7 @@ mod tests {
             }],
             assets: vec![],
             governance: None,
+            pools: vec![],
         }
     }
 

@@ -770,6 +770,9 @@ pub struct Payment {
     pub paid: Amount,
     /// To the treasury.
     pub fee: Amount,
+    /// GPU time the miner reported (its busy time in its staking pools).
+    #[serde(default)]
+    pub gpu_ms: u64,
 }
 
 /// State of a job's stream.
@@ -1240,6 +1243,7 @@ fn verify(
                 miner: *miner,
                 paid: Amount(result.price.0 - fee.0),
                 fee,
+                gpu_ms: result.gpu_ms,
             }
         })
         .collect();

@@ -17,6 +17,7 @@ use crate::hash::Hash32;
 use crate::job::{CancelJobBody, SubmitJob};
 use crate::money::Amount;
 use crate::proposal::{ChallengeBody, GovAct, ProposalRef, ResolveBody, VoteBody};
+use crate::staking::{AddStakeBody, PositionRef, StakeBody, StakingAct};
 use crate::vesting;
 
 /// A module of the platform; a paused module refuses its kinds with `paused`.
@@ -84,6 +85,8 @@ pub enum DecidedBy {
     Agent,
     /// The job named by the body (or created by the transaction).
     Job,
+    /// The chain's staking pools.
+    Staking,
 }
 
 /// One row of the table.
@@ -128,6 +131,21 @@ macro_rules! governance {
 
 /// A row of a kind an agent decides: `$parse` gives the agent the body names (none for
 /// `register_agent`, whose agent is the sender) and the act.
+macro_rules! staking {
+    ($name:literal, $parse:expr) => {
+        KindSpec {
+            name: $name,
+            module: Module::Staking,
+            sender: SenderRule::AnyAccount,
+            decided_by: DecidedBy::Staking,
+            parse: |body| {
+                let parse: fn(&str) -> Result<StakingAct, TxError> = $parse;
+                Ok(TxAction::Staking(parse(body)?))
+            },
+        }
+    };
+}
+
 macro_rules! agent {
     ($name:literal, $parse:expr) => {
         KindSpec {
@@ -269,6 +287,25 @@ pub const KINDS: &[KindSpec] = &[
             Ok(TxAction::CancelJob(body.job_id))
         },
     },
+    staking!("stake", |body| {
+        let body: StakeBody = strict(body)?;
+        positive(body.amount, "stake amount")?;
+        Ok(StakingAct::Stake(body))
+    }),
+    staking!("add_stake", |body| {
+        let body: AddStakeBody = strict(body)?;
+        positive(body.amount, "added amount")?;
+        Ok(StakingAct::AddStake(body))
+    }),
+    staking!("claim_rewards", |body| Ok(StakingAct::Claim(
+        strict::<PositionRef>(body)?.position_id
+    ))),
+    staking!("unstake", |body| Ok(StakingAct::Unstake(
+        strict::<PositionRef>(body)?.position_id
+    ))),
+    staking!("early_exit", |body| Ok(StakingAct::EarlyExit(
+        strict::<PositionRef>(body)?.position_id
+    ))),
     agent!("register_agent", |body| {
         let body: RegisterBody = strict(body)?;
         let act = AgentAct::Register {
@@ -375,6 +412,8 @@ pub enum TxAction {
     SubmitJob(Box<SubmitJob>),
     /// Cancel a queued job.
     CancelJob(Hash32),
+    /// A staking act.
+    Staking(StakingAct),
     /// An agent's registration or its owner's management of it.
     Agent {
         /// The agent the body names (`None`: the sender registers itself).

@@ -40,6 +40,7 @@ pub mod mlp;
 pub mod money;
 pub mod proposal;
 pub mod protocol;
+pub mod staking;
 pub mod twas;
 pub mod tx;
 pub mod vesting;

@@ -33,6 +33,7 @@ use crate::kinds::Module;
 use crate::miner::{self, MarketCommand, MarketEvent, MinerCommand, MinerEvent, Outcome};
 use crate::money::Amount;
 use crate::proposal::{self, BondRef, GovAct, ProposalEvent, ProposalStep, Support};
+use crate::staking::{self, StakingCommand, StakingEvent};
 use crate::vesting::{self, VestingCommand, VestingEvent};
 use crate::wallet::{self, Credit, Effect, Payout};
 
@@ -107,6 +108,13 @@ pub enum FollowUp {
         /// The command.
         command: AgentCommand,
     },
+    /// A command to a chain's staking pools (the host measures a staker as a provider).
+    Staking {
+        /// Chain.
+        chain_id: Arc<str>,
+        /// The command.
+        command: StakingCommand,
+    },
     /// A step of a proposal (the host measures what it needs before deciding it).
     Proposal {
         /// Chain.
@@ -139,6 +147,7 @@ impl FollowUp {
                 }
             },
             FollowUp::Market { command, .. } => miner::market_event_id(command),
+            FollowUp::Staking { chain_id, command } => staking::command_event_id(chain_id, command),
         }
     }
 }
@@ -162,6 +171,8 @@ pub enum Fact {
     Miner(MinerEvent),
     /// The job index's event.
     Market(MarketEvent),
+    /// The staking pools' event.
+    Staking(StakingEvent),
 }
 
 /// Where an event was recorded: a wallet (chain, address) or a vesting schedule (chain, id).
@@ -205,6 +216,11 @@ pub enum Owner {
         /// Chain.
         chain_id: Arc<str>,
     },
+    /// `staking/<chain>`.
+    Staking {
+        /// Chain.
+        chain_id: Arc<str>,
+    },
     /// `agent/<chain>/<address>`.
     Agent {
         /// Chain.
@@ -232,6 +248,11 @@ pub fn stream_owner(stream: &str) -> Option<Owner> {
         }
         "jobs" => {
             return Some(Owner::Market {
+                chain_id: Arc::from(rest),
+            });
+        }
+        "staking" => {
+            return Some(Owner::Staking {
                 chain_id: Arc::from(rest),
             });
         }
@@ -322,6 +343,30 @@ pub fn timers(owner: &Owner, fact: &Fact) -> Vec<Timer> {
                     };
                     vec![timer(*lease_until_ms, command)]
                 }
+                _ => Vec::new(),
+            }
+        }
+        (Owner::Staking { chain_id }, Fact::Staking(event)) => {
+            let settle = |pool_id: &str, epoch: u64, due_ms: u64| Timer {
+                due_ms,
+                step: FollowUp::Staking {
+                    chain_id: chain_id.clone(),
+                    command: StakingCommand::Settle {
+                        pool_id: pool_id.to_string(),
+                        epoch,
+                    },
+                },
+            };
+            match event {
+                StakingEvent::PoolsOpened { pools, at_ms } => pools
+                    .iter()
+                    .map(|pool| settle(&pool.id, 0, at_ms + pool.epoch_s * 1000))
+                    .collect(),
+                StakingEvent::EpochSettled {
+                    pool_id,
+                    record,
+                    next_end_ms,
+                } => vec![settle(pool_id, record.epoch + 1, *next_end_ms)],
                 _ => Vec::new(),
             }
         }
@@ -533,6 +578,13 @@ fn job_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &JobEvent) -> Vec<Foll
             command: MinerCommand::Outcome { job: id, outcome },
         })
     };
+    let staking = |command: StakingCommand| {
+        Some(FollowUp::Staking {
+            chain_id: chain_id.clone(),
+            command,
+        })
+    };
+    let slash = |miner: Address| staking(StakingCommand::Slash { job: id, miner });
     let close = || {
         Some(FollowUp::Market {
             chain_id: chain_id.clone(),
@@ -591,8 +643,14 @@ fn job_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &JobEvent) -> Vec<Foll
                 ));
                 steps.push(pay_from_escrow("job-fee", miner, treasury, payment.fee));
                 steps.push(outcome(payment.miner, Outcome::Verified));
+                steps.push(staking(StakingCommand::Work {
+                    job: id,
+                    miner: payment.miner,
+                    gpu_ms: payment.gpu_ms,
+                }));
             }
             steps.extend(disproved.iter().map(|m| outcome(*m, Outcome::Disproved)));
+            steps.extend(disproved.iter().map(|m| slash(*m)));
             steps
         }
         JobEvent::Failed {
@@ -605,6 +663,7 @@ fn job_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &JobEvent) -> Vec<Foll
                 close(),
             ];
             steps.extend(disproved.iter().map(|m| outcome(*m, Outcome::Disproved)));
+            steps.extend(disproved.iter().map(|m| slash(*m)));
             steps
         }
         JobEvent::Expired { owner, refund } | JobEvent::Canceled { owner, refund, .. } => {
@@ -763,6 +822,17 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
                         sender: *sender,
                     },
                 }),
+                Some(Effect::Staking(act)) => steps.push(FollowUp::Staking {
+                    chain_id: chain_id.clone(),
+                    command: StakingCommand::Act {
+                        tx: debit.tx_hash,
+                        sender: *sender,
+                        act: act.clone(),
+                        amount: debit.amount,
+                        committed_at_ms: debit.committed_at_ms,
+                        provider: Default::default(),
+                    },
+                }),
                 Some(Effect::Agent { agent, act }) => steps.push(FollowUp::Agent {
                     chain_id: chain_id.clone(),
                     agent: *agent,
@@ -802,6 +872,33 @@ pub fn follow_ups(owner: &Owner, fact: &Fact) -> Vec<FollowUp> {
             chain_id: chain_id.clone(),
             command: MarketCommand::Miner(*miner),
         }],
+        (
+            Owner::Miner { chain_id, miner },
+            Fact::Miner(MinerEvent::ReputationChanged {
+                job, reputation, ..
+            }),
+        ) => vec![FollowUp::Staking {
+            chain_id: chain_id.clone(),
+            command: StakingCommand::Reputation {
+                job: *job,
+                miner: *miner,
+                reputation: *reputation,
+            },
+        }],
+        (Owner::Staking { chain_id }, Fact::Staking(event)) => {
+            let (account, treasury) = (
+                staking::staking_account(chain_id),
+                Address::treasury(chain_id),
+            );
+            event
+                .payments(treasury)
+                .into_iter()
+                .map(|(tag, subject, payment)| {
+                    let cause = cause(tag, &subject, None);
+                    pay(chain_id, account, cause, payment.to, payment.amount)
+                })
+                .collect()
+        }
         (Owner::Agent { chain_id, agent }, Fact::Agent(AgentEvent::Registered { .. })) => {
             vec![FollowUp::Dao {
                 chain_id: chain_id.clone(),

@@ -63,6 +63,36 @@ pub fn twas(history: &[BalanceChange], start_ms: u64, end_ms: u64) -> Amount {
     Amount(whole)
 }
 
+/// The sum of two balance histories (each ordered by `at_ms`, zero before its first change):
+/// a change wherever either changes.
+pub fn sum_histories(a: &[BalanceChange], b: &[BalanceChange]) -> Vec<BalanceChange> {
+    let (mut i, mut j) = (0, 0);
+    let (mut x, mut y) = (Amount::ZERO, Amount::ZERO);
+    let mut sum: Vec<BalanceChange> = Vec::with_capacity(a.len() + b.len());
+    while i < a.len() || j < b.len() {
+        let at_ms = match (a.get(i), b.get(j)) {
+            (Some(p), Some(q)) => p.at_ms.min(q.at_ms),
+            (Some(p), None) => p.at_ms,
+            (None, Some(q)) => q.at_ms,
+            (None, None) => unreachable!("one side has changes left"),
+        };
+        while let Some(change) = a.get(i).filter(|c| c.at_ms == at_ms) {
+            x = change.balance;
+            i += 1;
+        }
+        while let Some(change) = b.get(j).filter(|c| c.at_ms == at_ms) {
+            y = change.balance;
+            j += 1;
+        }
+        let balance = Amount(x.0.saturating_add(y.0));
+        match sum.last_mut() {
+            Some(last) if last.at_ms == at_ms => last.balance = balance,
+            _ => sum.push(BalanceChange { at_ms, balance }),
+        }
+    }
+    sum
+}
+
 /// An address's voting power at a snapshot, and how it was reached (API.md's
 /// `GET /v1/proposals/{id}/power/{address}`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,7 +236,34 @@ mod tests {
         assert_eq!(p.power, p.cap);
     }
 
+    #[test]
+    fn summed_histories_change_wherever_either_does() {
+        let liquid = [at(10, 1_000), at(20, 800), at(40, 900)];
+        let staked = [at(20, 200), at(30, 0)];
+        assert_eq!(
+            sum_histories(&liquid, &staked),
+            vec![at(10, 1_000), at(20, 1_000), at(30, 800), at(40, 900)],
+            "a stake moved out of the wallet at 20 changes nothing"
+        );
+        assert_eq!(sum_histories(&[], &staked), staked.to_vec());
+        assert_eq!(sum_histories(&liquid, &[]), liquid.to_vec());
+    }
+
     proptest! {
+        /// The TWAS of a sum is the sum of the TWAS (to the base unit each rounds down).
+        #[test]
+        fn the_twas_of_summed_histories_is_the_sum_of_their_twas(
+            a in history(1u128 << 60),
+            b in history(1u128 << 60),
+            start in 0u64..DAY_MS,
+            len in 1u64..2 * DAY_MS,
+        ) {
+            let end = start + len;
+            let whole = closed_form(&sum_histories(&a, &b), start, end);
+            let parts = closed_form(&a, start, end) + closed_form(&b, start, end);
+            prop_assert!(parts <= whole && whole <= parts + 1, "{parts} vs {whole}");
+        }
+
         #[test]
         fn twas_equals_the_closed_form_integral(
             history in history(1u128 << 60),

@@ -25,6 +25,7 @@ use crate::keys::SigningKey;
 use crate::kinds::{self, TxAction};
 use crate::money::Amount;
 use crate::proposal::{self, GovAct};
+use crate::staking::StakingAct;
 use crate::tx::{SignedEnvelope, TxPayload, VerifiedTx, sign_payload};
 use crate::vesting::{self, CreateVestingBody};
 
@@ -157,6 +158,9 @@ pub enum Effect {
         /// The act.
         act: crate::agent::AgentAct,
     },
+    /// A staking act, decided by the chain's staking pools (a stake's tokens moved to the
+    /// staking account by this debit).
+    Staking(crate::staking::StakingAct),
     /// A governance act, decided by the proposal (for `propose`, the transaction's own).
     Governance {
         /// The proposal.
@@ -621,6 +625,22 @@ fn outflow(tx: &VerifiedTx, ctx: &Context<'_, Wallet>) -> Result<Outflow, TxErro
             asset: None,
             minted: false,
             effect: Some(Box::new(Effect::SubmitJob(request.clone()))),
+        },
+        TxAction::Staking(act) => Outflow {
+            to: match act {
+                StakingAct::Stake(_) | StakingAct::AddStake(_) => {
+                    crate::staking::staking_account(&ctx.id.chain_id)
+                }
+                _ => tx.payload.sender,
+            },
+            amount: match act {
+                StakingAct::Stake(body) => body.amount,
+                StakingAct::AddStake(body) => body.amount,
+                _ => Amount::ZERO,
+            },
+            asset: None,
+            minted: false,
+            effect: Some(Box::new(Effect::Staking(act.clone()))),
         },
         TxAction::CancelJob(job_id) => Outflow {
             to: tx.payload.sender,

@@ -7,6 +7,7 @@ use domain::asset::AssetSpec;
 use domain::genesis::{Allocation, Genesis};
 use domain::keys::SigningKey;
 use domain::money::Amount;
+use domain::staking::PoolSpec;
 use serde::{Deserialize, Serialize};
 
 /// Default listen address (API.md).
@@ -258,6 +259,21 @@ pub fn devnet_faucet_supply() -> Amount {
     Amount::tokens(1_000_000_000).expect("fits")
 }
 
+/// The devnet's staking pool: 0.01 AIT a second at full utilization, a 100,000 AIT budget,
+/// stakes of 100 AIT or more locked 7 to 365 days, hourly epochs.
+pub fn devnet_pool() -> PoolSpec {
+    PoolSpec {
+        id: "gpu-standard".into(),
+        reward_rate: Amount(10_000_000_000_000_000),
+        budget: Amount::tokens(100_000).expect("fits"),
+        min_stake: Amount::tokens(100).expect("fits"),
+        min_lock_days: 7,
+        max_lock_days: 365,
+        epoch_s: 3_600,
+        requirements: None,
+    }
+}
+
 /// Creates a single-validator devnet in `data_dir` (fresh keys, a faucet holding the whole
 /// supply) and returns its configuration. Refuses to overwrite an existing configuration.
 pub fn create_devnet(
@@ -317,6 +333,7 @@ pub fn create_devnet(
                     minter: Some(faucet.address()),
                 }],
                 governance: None,
+                pools: vec![devnet_pool()],
             },
         }],
     };

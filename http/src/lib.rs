@@ -19,3 +19,4 @@ pub mod power;
 pub mod routes;
 pub mod rpc;
 pub mod server;
+pub mod staking;

@@ -29,7 +29,9 @@ pub async fn power_now(
     let snapshot = (now_ms, window_s * 1000);
     let reputation = app.router.reputation(chain_id, *address).await?;
     let terms = (supply, params.power_cap_bps, reputation);
-    let wallets = app.router.wallets();
-    let power = actors::power::power_at(wallets, chain_id, *address, snapshot, terms).await?;
+    let power = app
+        .router
+        .power_at(chain_id, *address, snapshot, terms)
+        .await?;
     Ok((power, now_ms, window_s))
 }

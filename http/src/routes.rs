@@ -67,7 +67,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(crate::governance::routes)
             .configure(crate::agents::routes)
             .configure(crate::jobs::routes)
-            .configure(crate::blobs::routes),
+            .configure(crate::blobs::routes)
+            .configure(crate::staking::routes),
     )
     .default_service(web::to(no_such_endpoint));
 }

@@ -26,6 +26,7 @@ use domain::dao::Dao;
 use domain::job::{JobAggregate, JobFacts, JobId};
 use domain::miner::{MarketIndex, MinerAggregate, MinerId};
 use domain::proposal::{ProposalAggregate, ProposalId};
+use domain::staking::{Staking, StakingCommand};
 use domain::vesting::{Vesting, VestingId};
 use domain::wgsl::ShaderHost;
 use projections::explorer::Explorer;
@@ -141,6 +142,11 @@ pub async fn start(
             move |id: &MinerId| hosted(&id.chain_id)
         });
     let market: Registry<MarketIndex> =
+        Registry::new(store.clone(), clock.clone(), handles.clone(), {
+            let hosted = hosted.clone();
+            move |id: &String| hosted(id)
+        });
+    let staking: Registry<Staking> =
         Registry::new(store.clone(), clock.clone(), handles, move |id: &String| {
             hosted(id)
         });
@@ -161,6 +167,7 @@ pub async fn start(
         jobs: jobs.clone(),
         miners,
         market: market.clone(),
+        staking: staking.clone(),
     };
     let sample_secret = crate::config::node_secret(&data_dir.join("keys").join("job-sample.key"))
         .map_err(|e| fail("job sample secret")(e.to_string()))?;
@@ -220,6 +227,16 @@ pub async fn start(
             .map_err(|e| StartError(e.to_string()))?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(chain = %chain_id, height = state.height, elapsed_ms, "chain loaded");
+        if !chain.genesis.pools.is_empty() {
+            let open = StakingCommand::Open {
+                pools: chain.genesis.pools.clone(),
+                at_ms: chain.genesis.genesis_time * 1000,
+            };
+            staking
+                .execute(chain_id.clone(), open)
+                .await
+                .map_err(|e| fail(&chain_id)(format!("staking pools: {e}")))?;
+        }
         if signers.len() >= chain.genesis.validator_threshold {
             let sealing = SealingConfig {
                 block_time: Duration::from_millis(chain.block_time_ms),

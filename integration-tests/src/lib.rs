@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 pub use serde_json;
 
 pub mod gov;
+pub mod miner;
 
 /// Chain id of the devnet.
 pub const DEVNET: &str = "ait-devnet";

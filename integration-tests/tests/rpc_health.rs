@@ -141,6 +141,10 @@ fn health_metrics_and_openapi() {
         ("/v1/receipts/{id}", "get"),
         ("/v1/blobs", "post"),
         ("/v1/blobs/{hash}", "get"),
+        ("/v1/pools", "get"),
+        ("/v1/pools/{id}", "get"),
+        ("/v1/positions", "get"),
+        ("/v1/positions/{id}", "get"),
     ];
     for (path, method) in expected {
         let item = paths

@@ -18,6 +18,7 @@ use domain::job_listing::JobListing;
 use domain::merkle::MerkleProof;
 use domain::money::Amount;
 use domain::proposal::ProposalEvent;
+use domain::staking::StakingEvent;
 use domain::vesting::{Refusal, Schedule, VestingEvent};
 use domain::wallet::{Credit, CreditKind, DebitSummary, Payout, WalletEvent};
 use parking_lot::{Mutex, RwLock};
@@ -523,6 +524,14 @@ impl Explorer {
                         .map_err(fail)?
                 }
                 Ok(DomainEvent::Miner(_) | DomainEvent::Market(_)) => {}
+                Ok(DomainEvent::Staking(staking_event)) => {
+                    let refused = match &staking_event {
+                        StakingEvent::Refused { reason, .. } => Some(reason),
+                        _ => None,
+                    };
+                    self.apply_module_event(staking_event.tx(), refused, event)
+                        .map_err(fail)?
+                }
                 Ok(DomainEvent::Agent(agent_event)) => {
                     let refused = match &agent_event {
                         AgentEvent::Refused { reason, .. } => Some(reason),

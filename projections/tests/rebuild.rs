@@ -59,6 +59,7 @@ async fn build_log() -> Arc<MemoryStore> {
             .collect(),
         assets: vec![],
         governance: None,
+        pools: vec![],
     };
     // An address with 0 bytes: the explorer's file keys must not split it.
     let funded = WalletEvent::Funded {

@@ -32,6 +32,8 @@ pub fn registries(
     let miners = Registry::new(s, c, h, |_: &_| Ok(()));
     let (s, c, h) = hosted();
     let market = Registry::new(s, c, h, |_: &_| Ok(()));
+    let (s, c, h) = hosted();
+    let staking = Registry::new(s, c, h, |_: &_| Ok(()));
     Registries {
         wallets,
         vesting,
@@ -41,5 +43,6 @@ pub fn registries(
         jobs,
         miners,
         market,
+        staking,
     }
 }
