@@ -18,6 +18,7 @@ use crate::error::TxError;
 use crate::hash::Hash32;
 use crate::kinds::Module;
 use crate::money::Amount;
+use crate::staking::PoolSpec;
 
 /// Most actions one proposal carries.
 pub const ACTIONS_MAX: usize = 16;
@@ -172,6 +173,11 @@ pub enum Action {
         /// Approvals needed, 1..=members.
         threshold: usize,
     },
+    /// A new GPU staking pool, its budget paid from the treasury into the staking account.
+    CreatePool {
+        /// The pool (as a genesis declares one).
+        pool: PoolSpec,
+    },
 }
 
 impl Action {
@@ -188,6 +194,7 @@ impl Action {
             Action::SetAgentLimits { .. } => "set_agent_limits",
             Action::SetProtocolVersion { .. } => "set_protocol_version",
             Action::SetCouncil { .. } => "set_council",
+            Action::CreatePool { .. } => "create_pool",
         }
     }
 
@@ -195,7 +202,7 @@ impl Action {
     pub fn proposal_type(&self) -> ProposalType {
         match self {
             Action::SetParameter { .. } => ProposalType::ParameterChange,
-            Action::Pay { .. } => ProposalType::Treasury,
+            Action::Pay { .. } | Action::CreatePool { .. } => ProposalType::Treasury,
             Action::Grant { .. } => ProposalType::DaoGrants,
             Action::Pause { .. }
             | Action::Unpause { .. }
@@ -215,6 +222,7 @@ impl Action {
                 Some((crate::asset::normalize(asset.as_deref()), *amount))
             }
             Action::Grant { amount, .. } => Some((None, *amount)),
+            Action::CreatePool { pool } => Some((None, pool.budget)),
             _ => None,
         }
     }
@@ -257,6 +265,10 @@ impl Action {
                     return bad(format!("a council has 1 to {COUNCIL_MAX} members"));
                 }
                 candidate.validate().map_err(TxError::BadAction)?;
+            }
+            Action::CreatePool { pool } => {
+                pool.validate().map_err(TxError::BadAction)?;
+                positive(pool.budget)?;
             }
             Action::Pause { .. }
             | Action::Unpause { .. }

@@ -423,8 +423,8 @@ impl DaoState {
                 };
                 self.agent_limits.insert(*agent, limits);
             }
-            Action::Pay { .. } | Action::Grant { .. } => {
-                unreachable!("payouts are the treasury's, not the DAO's")
+            Action::Pay { .. } | Action::Grant { .. } | Action::CreatePool { .. } => {
+                unreachable!("payouts and pools are the treasury's and staking's, not the DAO's")
             }
         }
     }

@@ -367,6 +367,9 @@ pub fn timers(owner: &Owner, fact: &Fact) -> Vec<Timer> {
                     record,
                     next_end_ms,
                 } => vec![settle(pool_id, record.epoch + 1, *next_end_ms)],
+                StakingEvent::PoolAdded { pool, at_ms, .. } => {
+                    vec![settle(&pool.id, 0, at_ms + pool.epoch_s * 1000)]
+                }
                 _ => Vec::new(),
             }
         }
@@ -705,6 +708,30 @@ fn enact(
             amount,
             vesting,
         } => (*to, *amount, None, Some(*vesting)),
+        Action::CreatePool { pool } => {
+            let payout = Payout {
+                cause,
+                to: staking::staking_account(chain_id),
+                amount: pool.budget,
+                asset: None,
+            };
+            return vec![
+                FollowUp::PayOut {
+                    chain_id: chain_id.clone(),
+                    from: treasury,
+                    payout,
+                },
+                FollowUp::Staking {
+                    chain_id: chain_id.clone(),
+                    command: StakingCommand::AddPool {
+                        pool: pool.clone(),
+                        at_ms,
+                        proposal: id,
+                        index,
+                    },
+                },
+            ];
+        }
         _ => {
             return vec![FollowUp::Dao {
                 chain_id: chain_id.clone(),

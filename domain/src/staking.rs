@@ -667,6 +667,18 @@ pub enum StakingCommand {
         /// The sender as a provider, measured by the host.
         provider: ProviderFacts,
     },
+    /// Add a pool an executed treasury proposal created (its budget paid into the staking
+    /// account by the same execution).
+    AddPool {
+        /// The pool.
+        pool: PoolSpec,
+        /// The execution's time.
+        at_ms: u64,
+        /// The proposal.
+        proposal: Hash32,
+        /// The action's index.
+        index: u32,
+    },
     /// A pool's epoch has ended (a timer).
     Settle {
         /// The pool.
@@ -719,6 +731,29 @@ pub enum StakingEvent {
         pools: Vec<PoolSpec>,
         /// When.
         at_ms: u64,
+    },
+    /// A pool an executed proposal created (sets its first epoch's timer).
+    PoolAdded {
+        /// The pool.
+        pool: PoolSpec,
+        /// When.
+        at_ms: u64,
+        /// The proposal.
+        proposal: Hash32,
+        /// The action's index.
+        index: u32,
+    },
+    /// A proposal's pool whose id is taken (or past the chain's most pools): its budget goes
+    /// back to the treasury.
+    PoolRefused {
+        /// The pool.
+        pool: PoolSpec,
+        /// The proposal.
+        proposal: Hash32,
+        /// The action's index.
+        index: u32,
+        /// Why.
+        reason: String,
     },
     /// A position was opened.
     Staked {
@@ -833,7 +868,7 @@ pub enum StakingEvent {
 
 impl StakingEvent {
     /// Every type name, for the decoder.
-    pub const TYPES: [&'static str; 10] = [
+    pub const TYPES: [&'static str; 12] = [
         "PoolsOpened.v1",
         "Staked.v1",
         "StakeAdded.v1",
@@ -844,6 +879,8 @@ impl StakingEvent {
         "Slashed.v1",
         "Reweighed.v1",
         "StakingRefused.v1",
+        "PoolAdded.v1",
+        "StakingPoolRefused.v1",
     ];
 
     /// Versioned type name.
@@ -859,6 +896,8 @@ impl StakingEvent {
             StakingEvent::Slashed { .. } => 7,
             StakingEvent::Reweighed { .. } => 8,
             StakingEvent::Refused { .. } => 9,
+            StakingEvent::PoolAdded { .. } => 10,
+            StakingEvent::PoolRefused { .. } => 11,
         };
         Self::TYPES[index]
     }
@@ -899,6 +938,15 @@ impl StakingEvent {
                 let cause = Hash32::digest_parts(&[&job.0, &miner.0]);
                 vec![("staking-slash", cause, pay(treasury, Amount(total)))]
             }
+            StakingEvent::PoolRefused {
+                pool,
+                proposal,
+                index,
+                ..
+            } => {
+                let cause = Hash32::digest_parts(&[&proposal.0, &index.to_be_bytes()]);
+                vec![("staking-pool-refund", cause, pay(treasury, pool.budget))]
+            }
             _ => Vec::new(),
         }
         .into_iter()
@@ -919,12 +967,22 @@ pub fn command_event_id(chain_id: &str, command: &StakingCommand) -> u128 {
     let chain = chain_id.as_bytes();
     match command {
         StakingCommand::Open { .. } => event_id("staking-open", chain),
+        StakingCommand::AddPool {
+            proposal, index, ..
+        } => pool_event_id(proposal, *index),
         StakingCommand::Act { tx, .. } => event_id("staking-tx", &tx.0),
         StakingCommand::Settle { pool_id, epoch } => settle_event_id(chain_id, pool_id, *epoch),
         StakingCommand::Work { job, miner, .. } => keyed("staking-work", job, miner),
         StakingCommand::Slash { job, miner } => keyed("staking-slash", job, miner),
         StakingCommand::Reputation { job, miner, .. } => keyed("staking-reputation", job, miner),
     }
+}
+
+fn pool_event_id(proposal: &Hash32, index: u32) -> u128 {
+    event_id(
+        "staking-pool",
+        &[&proposal.0[..], &index.to_be_bytes()].concat(),
+    )
 }
 
 fn keyed(label: &str, job: &Hash32, miner: &Address) -> u128 {
@@ -970,6 +1028,33 @@ impl Aggregate for Staking {
                     return Ok(Vec::new());
                 }
                 StakingEvent::PoolsOpened { pools, at_ms }
+            }
+            StakingCommand::AddPool {
+                pool,
+                at_ms,
+                proposal,
+                index,
+            } => {
+                let taken = state.pools.contains_key(&pool.id);
+                if taken || state.pools.len() >= POOLS_MAX {
+                    let reason = match taken {
+                        true => format!("a pool {} exists", pool.id),
+                        false => format!("a chain has at most {POOLS_MAX} pools"),
+                    };
+                    StakingEvent::PoolRefused {
+                        pool,
+                        proposal,
+                        index,
+                        reason,
+                    }
+                } else {
+                    StakingEvent::PoolAdded {
+                        pool,
+                        at_ms,
+                        proposal,
+                        index,
+                    }
+                }
             }
             StakingCommand::Act {
                 tx,
@@ -1064,6 +1149,12 @@ impl Aggregate for Staking {
                         .insert(spec.id.clone(), Pool::new(spec.clone(), *at_ms));
                 }
             }
+            StakingEvent::PoolAdded { pool, at_ms, .. } => {
+                state
+                    .pools
+                    .insert(pool.id.clone(), Pool::new(pool.clone(), *at_ms));
+            }
+            StakingEvent::PoolRefused { .. } => {}
             StakingEvent::Staked {
                 tx,
                 pool_id,
@@ -1231,6 +1322,12 @@ impl Aggregate for Staking {
         let chain = id.as_bytes();
         match event {
             StakingEvent::PoolsOpened { .. } => event_id("staking-open", chain),
+            StakingEvent::PoolAdded {
+                proposal, index, ..
+            }
+            | StakingEvent::PoolRefused {
+                proposal, index, ..
+            } => pool_event_id(proposal, *index),
             StakingEvent::Staked { tx, .. }
             | StakingEvent::StakeAdded { tx, .. }
             | StakingEvent::RewardsClaimed { tx, .. }

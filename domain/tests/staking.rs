@@ -644,3 +644,41 @@ fn an_owners_stake_history_follows_every_change_for_its_voting_power() {
     );
     assert!(pools.state().stake_history(&BOB).is_empty());
 }
+
+#[test]
+fn a_proposals_pool_is_added_once_and_a_taken_id_sends_the_budget_back() {
+    use domain::actions::Action;
+    let mut pools = Pools::open(AIT);
+    let mut new = spec(500 * AIT);
+    new.id = "h100".into();
+    let action = Action::CreatePool { pool: new.clone() };
+    assert_eq!(action.treasury_outflow(), Some((None, Amount(500 * AIT))));
+    assert!(action.validate(&Default::default()).is_ok());
+    let mut short = new.clone();
+    short.min_lock_days = 3;
+    let refused = Action::CreatePool { pool: short }.validate(&Default::default());
+    assert_eq!(refused.unwrap_err().code(), "bad_action");
+
+    let add = |pool: PoolSpec, index| StakingCommand::AddPool {
+        pool,
+        at_ms: T0 + 5,
+        proposal: Hash32::digest(b"proposal"),
+        index,
+    };
+    let added = pools.run(add(new.clone(), 0), T0 + 5).unwrap();
+    assert!(
+        matches!(&added[..], [StakingEvent::PoolAdded { .. }]),
+        "{added:?}"
+    );
+    let state = pools.state();
+    assert_eq!(state.pools["h100"].epoch_end_ms(), T0 + 5 + 3_600_000);
+    let again = pools.run(add(new, 1), T0 + 6).unwrap();
+    let treasury = Address([9; 20]);
+    match &again[..] {
+        [refused @ StakingEvent::PoolRefused { .. }] => {
+            let (_, _, payment) = refused.payments(treasury).remove(0);
+            assert_eq!((payment.to, payment.amount), (treasury, Amount(500 * AIT)));
+        }
+        other => panic!("{other:?}"),
+    }
+}

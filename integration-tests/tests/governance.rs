@@ -547,3 +547,54 @@ fn a_voting_end_missed_while_the_node_was_down_settles_after_a_restart() {
     assert_eq!(proposal(&node, &id)["state"], "defeated");
     assert_eq!(amount(&treasury(&node)["bonds"]["balance"]), 0);
 }
+
+#[test]
+fn a_treasury_proposal_creates_a_staking_pool_funded_from_the_treasury() {
+    let dir = tempdir();
+    let (node, chain, _council) = governance_devnet(dir.path());
+    let (h1, h2, nobody) = (new_key(), new_key(), new_key());
+    give(&node, &chain, &h1.address(), HOLDING);
+    give(&node, &chain, &h2.address(), HOLDING);
+    give(&node, &chain, &Address::treasury(DEVNET), 10_000 * AIT);
+    wait_window();
+    let pool = json!({"id": "h100", "reward_rate": AIT.to_string(),
+        "budget": (4_000 * AIT).to_string(), "min_stake": (100 * AIT).to_string(),
+        "min_lock_days": 30, "max_lock_days": 365, "epoch_s": 3600,
+        "requirements": {"min_vram_mb": 81920}});
+    let create = json!([{"action": "create_pool", "pool": pool}]);
+    let mut bad = create.clone();
+    bad[0]["pool"]["min_lock_days"] = json!(3);
+    let body = |actions: &Value| json!({"proposal_type": "treasury", "title": "pool", "description": "", "actions": actions});
+    let (status, code) = refused_with(&node, &h1, "propose", body(&bad));
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "bad_action"),
+        "a lock under 7 days"
+    );
+
+    let id = propose(&node, &h1, "treasury", create);
+    wait_state(&node, &id, "active");
+    vote(&node, &h1, &id, "for");
+    vote(&node, &h2, &id, "for");
+    wait_state(&node, &id, "succeeded");
+    applied(&node, &nobody, "queue", of(&id));
+    thread::sleep(Duration::from_millis(1_100));
+    applied(&node, &nobody, "execute", of(&id));
+    let (status, created) = node.get("/v1/pools/h100");
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(amount(&created["budget_left"]), 4_000 * AIT);
+    assert_eq!(created["requirements"]["min_vram_mb"], 81_920);
+    assert_eq!(
+        amount(&treasury(&node)["balance"]),
+        6_000 * AIT,
+        "paid from the treasury"
+    );
+    let staking = domain::staking::staking_account(DEVNET);
+    assert_eq!(
+        node.account(&staking).0,
+        4_000 * AIT,
+        "into the staking account"
+    );
+    let (_, pools) = node.get("/v1/pools");
+    assert_eq!(pools["pools"].as_array().unwrap().len(), 1, "{pools}");
+}

@@ -15,8 +15,14 @@ const STAKE: u128 = 200 * AIT;
 
 /// A devnet whose genesis has pool `gpu`: 1 AIT a second at full utilization, 2-second epochs.
 fn staking_devnet(dir: &std::path::Path) -> TestNode {
+    staking_devnet_with(dir, "")
+}
+
+/// The same, with `extra` appended to the chain's configuration.
+fn staking_devnet_with(dir: &std::path::Path, extra: &str) -> TestNode {
     let (config, _chains) = write_config(dir, &[(DEVNET, 0)], 200);
     let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(extra);
     text.push_str(&format!(
         "\n[[chains.genesis.pools]]\nid = \"gpu\"\nreward_rate = \"{AIT}\"\nbudget = \"{BUDGET}\"\n\
          min_stake = \"{}\"\nmin_lock_days = 7\nmax_lock_days = 365\nepoch_s = 2\n",
@@ -41,10 +47,6 @@ fn pool(node: &TestNode) -> Value {
     let (status, body) = node.get("/v1/pools/gpu");
     assert_eq!(status, 200, "{body}");
     body
-}
-
-fn amount(value: &Value) -> u128 {
-    value.as_str().unwrap().parse().unwrap()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -236,4 +238,57 @@ fn a_disproved_result_slashes_five_percent_of_the_providers_stake_once() {
         .parse()
         .unwrap();
     assert!(weight > 0);
+}
+
+#[test]
+fn a_paused_staking_module_refuses_its_kinds_and_the_cli_stakes_and_lists() {
+    let dir = tempdir();
+    let member = new_key();
+    let council = format!(
+        "\n[chains.genesis.governance]\ncouncil = [\"{}\"]\ncouncil_threshold = 1\n",
+        member.address()
+    );
+    let node = staking_devnet_with(dir.path(), &council);
+    let cli = Cli::new(node.url(), &dir.path().join("keystore")).with_passphrase("stake pass");
+    cli.run(&["wallet", "new", "provider"]).ok();
+    cli.run(&["faucet", "provider", "--amount", "500AIT"])
+        .json();
+    let pools = cli.run(&["stake", "pools"]).json();
+    assert_eq!(pools["pools"][0]["id"], "gpu", "{pools}");
+    let staked = cli
+        .run(&[
+            "stake",
+            "stake",
+            "--from",
+            "provider",
+            "--pool",
+            "gpu",
+            "--amount",
+            "150AIT",
+            "--lock-days",
+            "30",
+        ])
+        .json();
+    assert_eq!(staked["outcome"], "applied", "{staked}");
+    let id = staked["tx_hash"].as_str().unwrap().to_string();
+    let positions = cli.run(&["stake", "positions", "provider"]).json();
+    assert_eq!(positions["positions"][0]["id"], id.as_str(), "{positions}");
+    assert_eq!(amount(&positions["positions"][0]["amount"]), 150 * AIT);
+    let locked = cli.run(&["stake", "unstake", "--from", "provider", &id]);
+    assert!(locked.err().contains("locked"), "{locked:#?}");
+
+    node.faucet(&member.address(), AIT);
+    let pause = json!({"module": "staking", "reason": "audit"});
+    let (status, answer) = tx(&node, &member, "council_pause", pause);
+    assert_eq!(status, 200, "{answer}");
+    let paused = cli.run(&["stake", "claim", "--from", "provider", &id]);
+    assert!(paused.err().contains("paused"), "{paused:#?}");
+    let provider = cli.run(&["wallet", "show", "provider"]).json();
+    let address = provider["address"].as_str().unwrap();
+    let (balance, nonce) = node.account(&address.parse().unwrap());
+    assert_eq!(
+        (balance, nonce),
+        (350 * AIT, 1),
+        "nothing changed while paused"
+    );
 }
