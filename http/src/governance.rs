@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes::{ChainQuery, PageQuery, page_limit};
+use crate::routes::{ChainQuery, PageQuery, page_limit, parse, wire_enum};
 
 type Data = web::Data<Arc<App>>;
 
@@ -30,11 +30,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/proposals/{id}/power/{address}",
             web::get().to(get_proposal_power),
         );
-}
-
-fn parse<T: std::str::FromStr<Err: std::fmt::Display>>(text: &str) -> Result<T, ApiError> {
-    text.parse()
-        .map_err(|e| ApiError::malformed(format!("{text:?}: {e}")))
 }
 
 /// Every settable parameter with its value in force and its range, the council and the
@@ -267,12 +262,6 @@ async fn list_proposals(
         "proposals": page,
         "next_cursor": if more { json!(last) } else { Value::Null },
     })))
-}
-
-/// A state or type from its wire name.
-fn wire_enum<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, ApiError> {
-    serde_json::from_value(json!(name))
-        .map_err(|_| ApiError::malformed(format!("unknown {name:?}")))
 }
 
 async fn get_proposal(

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes::ChainQuery;
+use crate::routes::{ChainQuery, parse, wire_enum};
 
 type Data = web::Data<Arc<App>>;
 
@@ -548,30 +548,9 @@ struct JobsQuery {
 async fn list_jobs(app: Data, query: web::Query<JobsQuery>) -> Result<HttpResponse, ApiError> {
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
     let limit = crate::routes::page_limit(query.limit)?;
-    let owner: Option<Address> = query
-        .owner
-        .as_deref()
-        .map(|o| {
-            o.parse()
-                .map_err(|_| ApiError::malformed(format!("owner {o:?} is not an address")))
-        })
-        .transpose()?;
-    let state: Option<JobStatus> = query
-        .state
-        .as_deref()
-        .map(|s| {
-            serde_json::from_value(json!(s))
-                .map_err(|_| ApiError::malformed(format!("unknown job state {s:?}")))
-        })
-        .transpose()?;
-    let after: Option<Hash32> = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse()
-                .map_err(|_| ApiError::malformed("a cursor is a job id"))
-        })
-        .transpose()?;
+    let owner: Option<Address> = query.owner.as_deref().map(parse).transpose()?;
+    let state: Option<JobStatus> = query.state.as_deref().map(wire_enum).transpose()?;
+    let after: Option<Hash32> = query.cursor.as_deref().map(parse).transpose()?;
     let kind = query.job_kind.as_deref();
     let keep = |job: &JobListing| {
         state.is_none_or(|s| job.status() == s) && kind.is_none_or(|k| job.job_kind == k)

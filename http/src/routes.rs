@@ -252,6 +252,20 @@ pub(crate) struct PageQuery {
     pub(crate) cursor: Option<String>,
 }
 
+/// A path or query value parsed, or 400 `malformed` naming it.
+pub(crate) fn parse<T: std::str::FromStr<Err: std::fmt::Display>>(
+    text: &str,
+) -> Result<T, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::malformed(format!("{text:?}: {e}")))
+}
+
+/// A state or type from its wire name, or 400 `malformed`.
+pub(crate) fn wire_enum<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::json!(name))
+        .map_err(|_| ApiError::malformed(format!("unknown {name:?}")))
+}
+
 /// The checked `limit` of a list request (API.md: ≤ 1000, default 100).
 pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     let limit = limit.unwrap_or(PAGE_DEFAULT);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes::{ChainQuery, page_limit};
+use crate::routes::{ChainQuery, page_limit, parse};
 
 type Data = web::Data<Arc<App>>;
 
@@ -136,22 +136,8 @@ async fn list_positions(
 ) -> Result<HttpResponse, ApiError> {
     let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
     let limit = page_limit(query.limit)?;
-    let owner: Option<Address> = query
-        .owner
-        .as_deref()
-        .map(|o| {
-            o.parse()
-                .map_err(|_| ApiError::malformed(format!("owner {o:?} is not an address")))
-        })
-        .transpose()?;
-    let after: Option<Hash32> = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse()
-                .map_err(|_| ApiError::malformed("a cursor is a position id"))
-        })
-        .transpose()?;
+    let owner: Option<Address> = query.owner.as_deref().map(parse).transpose()?;
+    let after: Option<Hash32> = query.cursor.as_deref().map(parse).transpose()?;
     let pool_id = query.pool_id.clone();
     let (page, more) = app
         .router
