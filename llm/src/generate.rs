@@ -1,0 +1,209 @@
+//! Generation and its verification: greedy decoding, seeded temperature/top-p sampling that a
+//! verifier can replay, and the teacher-forced check of a claimed greedy completion.
+//!
+//! Sampling draws from SplitMix64 seeded by the job's seed, one draw per token:
+//! `u = (next >> 11) / 2^53`. The distribution is the softmax of logits / temperature (in f64),
+//! cut to the smallest set of most likely tokens whose probability reaches `top_p` (ties by
+//! token id), renormalized; the token is the first whose running sum exceeds `u`.
+
+use crate::model::{Cache, Model, ModelError, argmax};
+
+/// How tokens are chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// The most likely token (the first on a tie).
+    Greedy,
+    /// Seeded temperature and top-p sampling.
+    Seeded {
+        /// Softmax temperature, > 0.
+        temperature: f32,
+        /// Nucleus mass, in (0, 1].
+        top_p: f32,
+        /// The generator's seed.
+        seed: u64,
+    },
+}
+
+/// SplitMix64.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A draw in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The token `logits` give for draw `u` at `temperature` and `top_p`.
+pub fn sample(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let t = f64::from(temperature);
+    let mut probs: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u32, ((f64::from(*l) - f64::from(max)) / t).exp()))
+        .collect();
+    let total: f64 = probs.iter().map(|(_, p)| p).sum();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0;
+    let mut mass = 0.0;
+    for (_, p) in &probs {
+        kept += 1;
+        mass += p / total;
+        if mass >= f64::from(top_p) {
+            break;
+        }
+    }
+    let nucleus = &probs[..kept];
+    let nucleus_total: f64 = nucleus.iter().map(|(_, p)| p).sum();
+    let target = u * nucleus_total;
+    let mut running = 0.0;
+    for (id, p) in nucleus {
+        running += p;
+        if running > target {
+            return *id;
+        }
+    }
+    nucleus[nucleus.len() - 1].0
+}
+
+/// Runs `prompt`, then generates up to `max_tokens` tokens (stopping after `eos`); the
+/// generated ids.
+pub fn generate(
+    model: &Model,
+    prompt: &[u32],
+    max_tokens: usize,
+    eos: u32,
+    sampling: Sampling,
+) -> Result<Vec<u32>, ModelError> {
+    let mut cache = model.cache(prompt.len() + max_tokens);
+    let mut logits = prefill(model, prompt, &mut cache)?;
+    let mut rng = match sampling {
+        Sampling::Seeded { seed, .. } => Some(Rng::new(seed)),
+        Sampling::Greedy => None,
+    };
+    let mut out = Vec::new();
+    while out.len() < max_tokens {
+        let next = match (sampling, rng.as_mut()) {
+            (
+                Sampling::Seeded {
+                    temperature, top_p, ..
+                },
+                Some(rng),
+            ) => sample(&logits, temperature, top_p, rng.uniform()),
+            _ => argmax(&logits),
+        };
+        out.push(next);
+        if next == eos || out.len() == max_tokens {
+            break;
+        }
+        logits = model.forward(next, &mut cache)?;
+    }
+    Ok(out)
+}
+
+fn prefill(model: &Model, prompt: &[u32], cache: &mut Cache) -> Result<Vec<f32>, ModelError> {
+    let mut logits = Vec::new();
+    for token in prompt {
+        logits = model.forward(*token, cache)?;
+    }
+    if logits.is_empty() {
+        return Err(ModelError::EmptyPrompt);
+    }
+    Ok(logits)
+}
+
+/// Where a claimed greedy completion left the model's choices.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("token {step} ({claimed}) has logit {claimed_logit}, {max_logit} is the largest")]
+pub struct Divergence {
+    /// The step (0: the first generated token).
+    pub step: usize,
+    /// The claimed token.
+    pub claimed: u32,
+    /// Its logit.
+    pub claimed_logit: f32,
+    /// The largest logit at that step.
+    pub max_logit: f32,
+}
+
+/// Teacher-forces `claimed` after `prompt` and accepts it when every claimed token's logit is
+/// within `margin` of the largest at its step (GPUs sum in other orders, so an honest greedy
+/// choice may differ from this CPU's argmax when two logits nearly tie; a fabricated text
+/// does not stay within the margin).
+pub fn check_greedy(
+    model: &Model,
+    prompt: &[u32],
+    claimed: &[u32],
+    margin: f32,
+) -> Result<Result<(), Divergence>, ModelError> {
+    let mut cache = model.cache(prompt.len() + claimed.len());
+    let mut logits = prefill(model, prompt, &mut cache)?;
+    for (step, token) in claimed.iter().enumerate() {
+        let Some(claimed_logit) = logits.get(*token as usize).copied() else {
+            return Err(ModelError::Token(*token));
+        };
+        let max_logit = logits[argmax(&logits) as usize];
+        if claimed_logit < max_logit - margin {
+            return Ok(Err(Divergence {
+                step,
+                claimed: *token,
+                claimed_logit,
+                max_logit,
+            }));
+        }
+        if step + 1 < claimed.len() {
+            logits = model.forward(*token, &mut cache)?;
+        }
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_is_the_published_sequence() {
+        // SplitMix64 seeded with 0: its first outputs (Vigna's reference implementation).
+        let mut rng = Rng::new(0);
+        assert_eq!(rng.next_u64(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(rng.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+        let u = Rng::new(42).uniform();
+        assert!((0.0..1.0).contains(&u));
+    }
+
+    #[test]
+    fn sampling_keeps_the_nucleus_and_follows_the_draw() {
+        // Probabilities at temperature 1: token 2 ≈ 0.66, token 0 ≈ 0.24, token 1 ≈ 0.09.
+        let logits = [1.0, 0.0, 2.0];
+        assert_eq!(sample(&logits, 1.0, 1.0, 0.0), 2, "the most likely first");
+        assert_eq!(sample(&logits, 1.0, 1.0, 0.7), 0);
+        assert_eq!(sample(&logits, 1.0, 1.0, 0.99), 1);
+        assert_eq!(
+            sample(&logits, 1.0, 0.5, 0.99),
+            2,
+            "top-p 0.5 keeps token 2 alone"
+        );
+        assert_eq!(
+            sample(&logits, 0.01, 1.0, 0.99),
+            2,
+            "a cold temperature is greedy"
+        );
+    }
+}
