@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::adapter::AdapterReport;
 use crate::device::{Binding, Deadline, Gpu, dispatch, storage_usage};
 use crate::error::{GpuError, Result};
+use crate::kernels::llm::{LlmJob, LlmOutput};
 use crate::kernels::matmul::Matmul;
 use crate::kernels::mlp::MlpInference;
 use crate::kernels::sha256::{PowOutcome, ProofOfWork, Sha256Batch};
@@ -53,6 +54,8 @@ pub enum Job {
     Mlp(MlpInference),
     /// A client's own compute shader.
     Wgsl(WgslJob),
+    /// Text generation by a language model.
+    Llm(LlmJob),
     /// One invocation writing one word and reading it back (measures dispatch overhead).
     Noop,
 }
@@ -70,6 +73,8 @@ pub enum JobOutput {
     Mlp(Vec<f32>),
     /// The output buffers' contents, in declaration order.
     Wgsl(Vec<Vec<u8>>),
+    /// The generated tokens.
+    Llm(LlmOutput),
     /// The no-op ran.
     Noop,
 }
@@ -526,6 +531,7 @@ fn execute(gpu: &mut Gpu, work: Work, deadline: &Deadline) -> Result<JobOutput> 
         Work::Plain(Job::Sha256Batch(s)) => s.run(gpu, deadline).map(JobOutput::Sha256),
         Work::Plain(Job::ProofOfWork(p)) => p.run(gpu, deadline).map(JobOutput::ProofOfWork),
         Work::Plain(Job::Mlp(m)) => m.run(gpu, deadline).map(JobOutput::Mlp),
+        Work::Plain(Job::Llm(l)) => l.run(gpu, deadline).map(JobOutput::Llm),
         Work::Plain(Job::Noop) => run_noop(gpu, deadline).map(|()| JobOutput::Noop),
         Work::Plain(Job::Wgsl(_)) => Err(GpuError::Backend(
             "client shader reached the worker unprepared".into(),
@@ -667,6 +673,7 @@ impl Executor {
                     Job::Sha256Batch(s) => s.plan()?,
                     Job::ProofOfWork(p) => p.plan()?,
                     Job::Mlp(m) => m.plan()?,
+                    Job::Llm(l) => l.plan()?,
                     Job::Noop | Job::Wgsl(_) => noop_plan(),
                 };
                 limits.check(&plan, adapter)?;
@@ -727,6 +734,14 @@ impl Executor {
     pub fn mlp(&self, job: MlpInference, limits: &JobLimits) -> Result<Vec<f32>> {
         match self.run(Job::Mlp(job), limits)? {
             JobOutput::Mlp(y) => Ok(y),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Text generation; the generated tokens and the logits after the prompt.
+    pub fn llm(&self, job: LlmJob, limits: &JobLimits) -> Result<LlmOutput> {
+        match self.run(Job::Llm(job), limits)? {
+            JobOutput::Llm(o) => Ok(o),
             _ => Err(unexpected()),
         }
     }

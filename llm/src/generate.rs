@@ -82,8 +82,8 @@ pub fn sample(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32 {
     nucleus[nucleus.len() - 1].0
 }
 
-/// Runs `prompt`, then generates up to `max_tokens` tokens (stopping after `eos`); the
-/// generated ids.
+/// Runs `prompt` on the CPU reference, then generates up to `max_tokens` tokens (stopping
+/// after `eos`); the generated ids.
 pub fn generate(
     model: &Model,
     prompt: &[u32],
@@ -92,7 +92,31 @@ pub fn generate(
     sampling: Sampling,
 ) -> Result<Vec<u32>, ModelError> {
     let mut cache = model.cache(prompt.len() + max_tokens);
-    let mut logits = prefill(model, prompt, &mut cache)?;
+    if prompt.is_empty() {
+        return Err(ModelError::EmptyPrompt);
+    }
+    decode(prompt, max_tokens, eos, sampling, |token| {
+        model.forward(token, &mut cache)
+    })
+}
+
+/// The decoding loop over any forward pass (`forward` runs one token at the next position
+/// and returns its logits): the prompt, then up to `max_tokens` tokens chosen by `sampling`,
+/// stopping after `eos`. The CPU reference and the GPU run the same loop.
+pub fn decode<E>(
+    prompt: &[u32],
+    max_tokens: usize,
+    eos: u32,
+    sampling: Sampling,
+    mut forward: impl FnMut(u32) -> Result<Vec<f32>, E>,
+) -> Result<Vec<u32>, E> {
+    let mut logits = Vec::new();
+    for token in prompt {
+        logits = forward(*token)?;
+    }
+    if logits.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut rng = match sampling {
         Sampling::Seeded { seed, .. } => Some(Rng::new(seed)),
         Sampling::Greedy => None,
@@ -112,7 +136,7 @@ pub fn generate(
         if next == eos || out.len() == max_tokens {
             break;
         }
-        logits = model.forward(next, &mut cache)?;
+        logits = forward(next)?;
     }
     Ok(out)
 }

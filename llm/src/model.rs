@@ -112,15 +112,24 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// One block's weights.
 pub struct Block {
-    attn_norm: Vec<f32>,
-    q: Matrix,
-    k: Matrix,
-    v: Matrix,
-    o: Matrix,
-    ffn_norm: Vec<f32>,
-    gate: Matrix,
-    up: Matrix,
-    down: Matrix,
+    /// RMSNorm before attention.
+    pub attn_norm: Vec<f32>,
+    /// Query projection.
+    pub q: Matrix,
+    /// Key projection.
+    pub k: Matrix,
+    /// Value projection.
+    pub v: Matrix,
+    /// Output projection.
+    pub o: Matrix,
+    /// RMSNorm before the FFN.
+    pub ffn_norm: Vec<f32>,
+    /// FFN gate.
+    pub gate: Matrix,
+    /// FFN up.
+    pub up: Matrix,
+    /// FFN down.
+    pub down: Matrix,
 }
 
 /// A loaded model.
@@ -129,8 +138,10 @@ pub struct Model {
     pub config: Config,
     /// Token embeddings (also the output projection).
     pub embeddings: Matrix,
-    blocks: Vec<Block>,
-    output_norm: Vec<f32>,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    /// The final RMSNorm.
+    pub output_norm: Vec<f32>,
 }
 
 fn matrix(gguf: &Gguf, name: &str, rows: usize, cols: usize) -> Result<Matrix, GgufError> {

@@ -1,5 +1,6 @@
 //! The kernels: WGSL sources (`*.wgsl`, included at compile time) with their CPU references.
 
+pub mod llm;
 pub mod matmul;
 pub mod mlp;
 pub mod sha256;
