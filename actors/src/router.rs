@@ -6,6 +6,7 @@
 //! refused) and every read after it sees the effect. The process manager calls
 //! [`Router::execute`] for a single step a crash left undone.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use domain::TxError;
@@ -15,8 +16,9 @@ use domain::agent::{self, AgentAggregate, AgentCommand, AgentEvent, AgentId, Age
 use domain::codec::DomainEvent;
 use domain::dao::{Dao, DaoEvent, GovernanceParams};
 use domain::hash::Hash32;
-use domain::job::{self, JobAggregate, JobCommand, JobEvent, JobId, JobState};
+use domain::job::{self, JobAggregate, JobCommand, JobEvent, JobId, JobInput, JobState};
 use domain::kinds::{self, TxAction};
+use domain::llm_job::ModelHost;
 use domain::miner::{MarketIndex, MinerAggregate, MinerId};
 use domain::money::Amount;
 use domain::proposal::Measured;
@@ -118,6 +120,8 @@ pub struct Router {
     sample_secret: [u8; 32],
     /// The node's GPU executor, for `wgsl` jobs (none: the node takes no such job).
     shaders: Option<Arc<dyn ShaderHost>>,
+    /// The node's language models, for `llm_generate` jobs (none: it takes no such job).
+    models: Option<Arc<dyn ModelHost>>,
 }
 
 /// What a step's command recorded in `owner`'s stream, as stored events.
@@ -187,6 +191,7 @@ impl Router {
             blobs: None,
             sample_secret: [0; 32],
             shaders: None,
+            models: None,
         }
     }
 
@@ -206,6 +211,19 @@ impl Router {
             shaders: Some(shaders),
             ..self
         }
+    }
+
+    /// The router with the node's language models: `llm_generate` results are checked there.
+    pub fn with_models(self, models: Arc<dyn ModelHost>) -> Self {
+        Router {
+            models: Some(models),
+            ..self
+        }
+    }
+
+    /// The node's language models, if it has any.
+    pub fn models(&self) -> Option<&Arc<dyn ModelHost>> {
+        self.models.as_ref()
     }
 
     /// The node's GPU executor for `wgsl` jobs, if it has one.
@@ -526,6 +544,13 @@ impl Router {
             })
             .await?;
         let blob_results = Arc::new(self.load_blobs(in_blobs).await?);
+        if let Some(checked) = self.llm_verdicts(id, &blob_results).await? {
+            return Ok(JobCommand::Verify {
+                reference: None,
+                blob_results: Arc::unwrap_or_clone(blob_results),
+                verdicts: checked,
+            });
+        }
         let input = self
             .jobs
             .query(id.clone(), {
@@ -542,6 +567,7 @@ impl Router {
             return Ok(JobCommand::Verify {
                 reference: None,
                 blob_results,
+                verdicts: Default::default(),
             });
         };
         let (blobs, shaders) = (self.blobs.clone(), self.shaders.clone());
@@ -577,7 +603,57 @@ impl Router {
         Ok(JobCommand::Verify {
             reference,
             blob_results,
+            verdicts: Default::default(),
         })
+    }
+
+    /// The platform's check of every result of an `llm_generate` job (on a blocking thread),
+    /// by result hash; `None` for another kind. A result the check could not run on is left
+    /// out (neither paid nor blamed).
+    async fn llm_verdicts(
+        &self,
+        id: &JobId,
+        blob_results: &Arc<job::BlobResults>,
+    ) -> Result<Option<BTreeMap<Hash32, bool>>, CommandError> {
+        let loaded = Arc::clone(blob_results);
+        let work = self
+            .jobs
+            .query(id.clone(), move |state| {
+                let job = state.job.as_ref()?;
+                let JobInput::LlmGenerate(request) = &job.request.input else {
+                    return None;
+                };
+                let results: Vec<(Hash32, Vec<u8>)> = state
+                    .assignments
+                    .values()
+                    .filter(|a| !a.expired)
+                    .filter_map(|a| a.result.as_ref())
+                    .filter_map(|r| Some((r.result_hash, r.bytes(&loaded)?.to_vec())))
+                    .collect();
+                Some((request.clone(), results))
+            })
+            .await?;
+        let Some((request, results)) = work else {
+            return Ok(None);
+        };
+        let models = self.models.clone();
+        let check = move || {
+            let mut verdicts = BTreeMap::new();
+            for (hash, bytes) in results {
+                match models.as_ref().map(|m| m.check(&request, &bytes)) {
+                    Some(Ok(holds)) => {
+                        verdicts.insert(hash, holds);
+                    }
+                    Some(Err(reason)) => tracing::warn!(%reason, "an llm result not checked"),
+                    None => tracing::warn!("no model host: an llm result not checked"),
+                }
+            }
+            verdicts
+        };
+        let verdicts = tokio::task::spawn_blocking(check)
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("llm check: {e}")))?;
+        Ok(Some(verdicts))
     }
 
     /// The bytes of the blobs `hashes` that are stored (one gone is left out; a disk error is

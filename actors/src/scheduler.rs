@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use domain::address::Address;
 use domain::hash::Hash32;
-use domain::job::{JobCommand, JobRecord, JobState};
+use domain::job::{JobCommand, JobInput, JobRecord, JobState};
 use domain::miner::MinerRecord;
 use domain::protocol::FollowUp;
 use parking_lot::Mutex;
@@ -78,6 +78,11 @@ pub struct Scheduler {
 fn fits(job: &JobRecord, miner: &MinerRecord) -> bool {
     let c = &job.request.constraints;
     let offer = &miner.offer;
+    let holds = |model: &Hash32| offer.models.contains(model);
+    let model_held = match &job.request.input {
+        JobInput::LlmGenerate(request) => holds(&request.model),
+        _ => true,
+    };
     c.min_vram_mb
         .is_none_or(|min| offer.gpu.vram_mb.is_some_and(|v| v >= min))
         && c.min_reputation.is_none_or(|min| miner.reputation >= min)
@@ -87,7 +92,10 @@ fn fits(job: &JobRecord, miner: &MinerRecord) -> bool {
         && c.pool_id
             .as_ref()
             .is_none_or(|p| offer.pool_id.as_ref() == Some(p))
-        && c.model.is_none()
+        && c.model
+            .as_ref()
+            .is_none_or(|m| m.parse::<Hash32>().is_ok_and(|h| holds(&h)))
+        && model_held
         && offer.price_per_s <= job.request.max_price
 }
 

@@ -349,7 +349,9 @@ fn jobs_bench(ctx: &Context, jobs: usize, miners: usize) -> anyhow::Result<()> {
                         latencies.lock().expect("not poisoned").push(at.elapsed());
                     }
                     let run = Instant::now();
-                    let Ok(result) = crate::miner::run_job(&miner, executor, job) else {
+                    let Ok(result) =
+                        crate::miner::run_job(&miner, executor, &Default::default(), job)
+                    else {
                         continue;
                     };
                     let gpu_ms = run.elapsed().as_millis() as u64;

@@ -12,42 +12,9 @@ use crate::wallet::{Signer, chain_info, sign_and_submit};
 #[derive(Subcommand)]
 pub enum JobCommand {
     /// Submit a job: `--sha256 HEX` (repeat for several messages), `--pow PREFIX_HEX` with
-    /// `--difficulty-bits` and `--nonces`, or any kind as `--kind KIND --input JSON` (its blobs
-    /// uploaded first with `aitbc blob put`).
-    Submit {
-        #[command(flatten)]
-        signer: Signer,
-        /// A message to hash (hex); repeat for a batch.
-        #[arg(long = "sha256", conflicts_with_all = ["pow", "kind"])]
-        messages: Vec<String>,
-        /// A job kind (sha256, pow, matmul, mlp_inference, wgsl), with `--input`.
-        #[arg(long, requires = "input", conflicts_with = "pow")]
-        kind: Option<String>,
-        /// The kind's input as JSON (API.md), or `@FILE` to read it from a file.
-        #[arg(long, requires = "kind")]
-        input: Option<String>,
-        /// A proof-of-work prefix (hex).
-        #[arg(long)]
-        pow: Option<String>,
-        /// Leading zero bits a proof of work needs.
-        #[arg(long, default_value_t = 16)]
-        difficulty_bits: u32,
-        /// Nonces a proof of work searches, from 0.
-        #[arg(long, default_value_t = 1 << 20)]
-        nonces: u64,
-        /// Most one miner is paid, base units.
-        #[arg(long)]
-        max_price: String,
-        /// Distinct miners that must agree (1–3).
-        #[arg(long, default_value_t = 1)]
-        redundancy: u8,
-        /// Seconds until the job expires and is refunded.
-        #[arg(long, default_value_t = 600)]
-        deadline_s: u64,
-        /// `sampled` (the platform re-executes a share) or `always`.
-        #[arg(long, default_value = "sampled", value_parser = ["sampled", "always"])]
-        verification: String,
-    },
+    /// `--difficulty-bits` and `--nonces`, `--prompt TEXT` with `--model` (text generation),
+    /// or any kind as `--kind KIND --input JSON` (its blobs uploaded first with `aitbc blob put`).
+    Submit(Box<SubmitArgs>),
     /// A job's state, leases, results, verification and payments.
     Status {
         /// The job id (its submit transaction's hash).
@@ -77,6 +44,8 @@ pub enum JobCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// The language models this node's `llm_generate` jobs may name, and the miners holding each.
+    Models,
     /// Cancel a queued job (the escrow comes back).
     Cancel {
         #[command(flatten)]
@@ -84,6 +53,75 @@ pub enum JobCommand {
         /// The job id.
         job_id: String,
     },
+}
+
+/// What `aitbc job submit` takes.
+#[derive(clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    signer: Signer,
+    /// A message to hash (hex); repeat for a batch.
+    #[arg(long = "sha256", conflicts_with_all = ["pow", "kind", "prompt"])]
+    messages: Vec<String>,
+    /// A job kind (sha256, pow, matmul, mlp_inference, wgsl, llm_generate), with `--input`.
+    #[arg(long, requires = "input", conflicts_with_all = ["pow", "prompt"])]
+    kind: Option<String>,
+    /// Text for a language model to continue (an `llm_generate` job), with `--model`.
+    #[arg(long, requires = "model", conflicts_with = "pow")]
+    prompt: Option<String>,
+    /// The model: its name or SHA-256 (`aitbc job models`).
+    #[arg(long)]
+    model: Option<String>,
+    /// Most tokens generated (1–512).
+    #[arg(long, default_value_t = 64)]
+    max_tokens: u32,
+    /// Sampling temperature (0: the most likely tokens), with `--seed`.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// The sampler's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The kind's input as JSON (API.md), or `@FILE` to read it from a file.
+    #[arg(long, requires = "kind")]
+    input: Option<String>,
+    /// A proof-of-work prefix (hex).
+    #[arg(long)]
+    pow: Option<String>,
+    /// Leading zero bits a proof of work needs.
+    #[arg(long, default_value_t = 16)]
+    difficulty_bits: u32,
+    /// Nonces a proof of work searches, from 0.
+    #[arg(long, default_value_t = 1 << 20)]
+    nonces: u64,
+    /// Most one miner is paid, base units.
+    #[arg(long)]
+    max_price: String,
+    /// Distinct miners that must agree (1–3).
+    #[arg(long, default_value_t = 1)]
+    redundancy: u8,
+    /// Seconds until the job expires and is refunded.
+    #[arg(long, default_value_t = 600)]
+    deadline_s: u64,
+    /// `sampled` (the platform re-executes a share) or `always`.
+    #[arg(long, default_value = "sampled", value_parser = ["sampled", "always"])]
+    verification: String,
+}
+
+/// The SHA-256 of model `name_or_hash` (a name is looked up in `GET /v1/models`).
+fn model_sha256(ctx: &Context, name_or_hash: &str) -> anyhow::Result<String> {
+    if name_or_hash.parse::<domain::hash::Hash32>().is_ok() {
+        return Ok(name_or_hash.to_string());
+    }
+    let listed = ctx.get("/v1/models")?;
+    let models = listed["models"].as_array().cloned().unwrap_or_default();
+    models
+        .iter()
+        .find(|m| m["name"] == name_or_hash)
+        .and_then(|m| m["sha256"].as_str().map(str::to_string))
+        .ok_or_else(|| {
+            let names: Vec<_> = models.iter().filter_map(|m| m["name"].as_str()).collect();
+            anyhow!("no model {name_or_hash:?} on this node (it has {names:?})")
+        })
 }
 
 /// A job's input: JSON, or `@FILE` holding it.
@@ -97,21 +135,41 @@ fn parse_input(input: &str) -> anyhow::Result<Value> {
 
 pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
     match command {
-        JobCommand::Submit {
-            signer,
-            messages,
-            kind,
-            input,
-            pow,
-            difficulty_bits,
-            nonces,
-            max_price,
-            redundancy,
-            deadline_s,
-            verification,
-        } => {
+        JobCommand::Submit(args) => {
+            let SubmitArgs {
+                signer,
+                messages,
+                kind,
+                input,
+                prompt,
+                model,
+                max_tokens,
+                temperature,
+                seed,
+                pow,
+                difficulty_bits,
+                nonces,
+                max_price,
+                redundancy,
+                deadline_s,
+                verification,
+            } = *args;
             let (job_kind, input) = match (pow, messages.is_empty(), kind.zip(input)) {
                 (_, _, Some((kind, input))) => (kind, parse_input(&input)?),
+                (None, true, None) if prompt.is_some() => {
+                    let mut input = json!({
+                        "model": model_sha256(ctx, model.as_deref().unwrap_or_default())?,
+                        "prompt": prompt,
+                        "max_tokens": max_tokens,
+                    });
+                    if let Some(temperature) = temperature {
+                        input["temperature"] = json!(temperature);
+                    }
+                    if let Some(seed) = seed {
+                        input["seed"] = json!(seed);
+                    }
+                    ("llm_generate".to_string(), input)
+                }
                 (Some(prefix), _, None) => (
                     "pow".to_string(),
                     json!({"prefix": prefix, "difficulty_bits": difficulty_bits,
@@ -120,7 +178,8 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
                 (None, false, None) => ("sha256".to_string(), json!({ "messages": messages })),
                 (None, true, None) => {
                     return Err(anyhow!(
-                        "give --sha256 HEX (repeatable), --pow PREFIX, or --kind KIND --input JSON"
+                        "give --sha256 HEX (repeatable), --pow PREFIX, --prompt TEXT --model NAME, \
+                         or --kind KIND --input JSON"
                     ));
                 }
             };
@@ -135,6 +194,7 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
             });
             sign_and_submit(ctx, &chain, &signer, "submit_job", body)
         }
+        JobCommand::Models => print(ctx.get("/v1/models")),
         JobCommand::Status { job_id } => print(ctx.get(&format!("/v1/jobs/{job_id}"))),
         JobCommand::List {
             owner,
@@ -169,6 +229,14 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
                     .map_err(|e| anyhow!("writing {}: {e}", out.display()))?;
                 eprintln!("{} bytes written to {}", bytes.len(), out.display());
                 return Ok(());
+            }
+            if let Some(generated) = domain::llm_job::LlmResult::from_bytes(&bytes) {
+                return print(Ok(json!({
+                    "job_id": result["job_id"],
+                    "result_hash": result["result_hash"],
+                    "text": generated.text,
+                    "token_ids": generated.token_ids,
+                })));
             }
             print(Ok(json!({
                 "job_id": result["job_id"],

@@ -4,12 +4,15 @@
 use anyhow::anyhow;
 use domain::TxError;
 use domain::job::JobInput;
+use domain::llm_job::{LlmRequest, LlmResult};
 use domain::matmul::{bytes, floats};
 use domain::mlp;
 use domain::wgsl::{ShaderError, ShaderHost, ShaderJob};
+use gpu::kernels::llm::LlmJob;
 use gpu::kernels::mlp::{DenseLayer, Mlp, MlpInference};
 use gpu::kernels::wgsl::WgslJob;
 use gpu::{AdapterReport, Executor, GpuError, JobLimits};
+use http::models::LoadedModel;
 
 /// The result bytes of a job (API.md's layout for its kind); `blobs` holds the bytes of its
 /// input blobs in [`JobInput::blobs`]'s order.
@@ -84,7 +87,50 @@ pub fn run(executor: &Executor, input: &JobInput, blobs: &[Vec<u8>]) -> anyhow::
             .wgsl(wgsl_job(shader, blobs), &limits)
             .map_err(gpu)?
             .concat()),
+        JobInput::LlmGenerate(_) => Err(anyhow!("an llm_generate job runs with its model")),
     }
+}
+
+/// The result bytes of an `llm_generate` job: `model` generating on the executor, given at
+/// most `wall_ms`.
+pub fn generate(
+    executor: &Executor,
+    model: &LoadedModel,
+    request: &LlmRequest,
+    wall_ms: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let job = LlmJob {
+        model: std::sync::Arc::clone(&model.model),
+        prompt: model.prompt_ids(request),
+        max_tokens: request.max_tokens,
+        eos: model.tokenizer.eos,
+        sampling: http::models::sampling(request),
+    };
+    let limits = JobLimits {
+        wall_time_max_ms: wall_ms.clamp(1, gpu::limits::WALL_TIME_MAX_MS),
+        ..JobLimits::default()
+    };
+    let output = executor.llm(job, &limits).map_err(|e| anyhow!("{e}"))?;
+    Ok(model.result(output.tokens).to_bytes())
+}
+
+/// Testing only: a well-formed `llm_generate` result whose first token is not the model's
+/// choice (what a miner that skips the work would send).
+pub fn forge_llm(model: &LoadedModel, result: &[u8]) -> Vec<u8> {
+    let Some(LlmResult { mut token_ids, .. }) = LlmResult::from_bytes(result) else {
+        return result.to_vec();
+    };
+    let vocab = model.model.config.vocab as u32;
+    let first = token_ids.first().copied().unwrap_or(0);
+    let mut other = (first + 1) % vocab;
+    if other == model.tokenizer.eos {
+        other = (other + 1) % vocab;
+    }
+    match token_ids.first_mut() {
+        Some(token) => *token = other,
+        None => token_ids.push(other),
+    }
+    model.result(token_ids).to_bytes()
 }
 
 /// The executor's form of a shader job.

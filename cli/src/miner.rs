@@ -5,6 +5,7 @@
 //! again is answered with the same receipt, so network errors and node restarts neither lose
 //! nor duplicate a job.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +15,7 @@ use clap::Args;
 use domain::hash::Hash32;
 use domain::job::JobInput;
 use domain::keys::SigningKey;
+use http::models::LoadedModel;
 use serde_json::{Value, json};
 
 /// How long one poll waits for work.
@@ -38,6 +40,10 @@ pub struct MinerArgs {
     /// Region advertised to clients' constraints.
     #[arg(long)]
     region: Option<String>,
+    /// A language model (GGUF file) to run `llm_generate` jobs with; repeatable. The node must
+    /// accept it too (`GET /v1/models`).
+    #[arg(long = "model", value_name = "FILE")]
+    models: Vec<PathBuf>,
     /// Stop after this many jobs (default: run until killed).
     #[arg(long)]
     jobs: Option<u64>,
@@ -230,12 +236,31 @@ impl Client {
     }
 }
 
-/// The result bytes of a job, run on the executor (its blobs fetched from the node).
-pub fn run_job(client: &Client, executor: &gpu::Executor, job: &Value) -> anyhow::Result<Vec<u8>> {
+/// The language models a miner holds, by the SHA-256 of their files.
+pub type Models = HashMap<Hash32, LoadedModel>;
+
+/// The result bytes of a job, run on the executor (its blobs fetched from the node; an
+/// `llm_generate` job with its model, before its lease runs out).
+pub fn run_job(
+    client: &Client,
+    executor: &gpu::Executor,
+    models: &Models,
+    job: &Value,
+) -> anyhow::Result<Vec<u8>> {
     let kind = job["job_kind"]
         .as_str()
         .ok_or_else(|| anyhow!("a job without a kind"))?;
     let input = JobInput::parse(kind, &job["input"].to_string())?;
+    if let JobInput::LlmGenerate(request) = &input {
+        let model = models
+            .get(&request.model)
+            .ok_or_else(|| anyhow!("model {} is not one of this miner's", request.model))?;
+        let lease_left_ms = job["lease_until_ms"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(now_ms());
+        return crate::kernels::generate(executor, model, request, lease_left_ms);
+    }
     let blobs = input
         .blobs()
         .iter()
@@ -275,6 +300,12 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
         .parse()
         .map_err(|_| anyhow!("--price-per-s is base units"))?;
     let (node, chain) = (ctx.node.as_str(), ctx.chain.clone());
+    let mut models = Models::new();
+    for path in &args.models {
+        let model = LoadedModel::open(path).map_err(|e| anyhow!("--model: {e}"))?;
+        eprintln!("miner: model {} is {}", path.display(), model.sha256);
+        models.insert(model.sha256, model);
+    }
     let executor = gpu::Executor::new().map_err(|e| anyhow!("no GPU adapter: {e}"))?;
     let adapter = executor.adapter().clone();
     let client = Client::new(node, chain, key);
@@ -283,6 +314,7 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
         "price_per_s": args.price_per_s,
         "region": args.region,
         "capacity": args.capacity,
+        "models": models.keys().collect::<Vec<_>>(),
     });
     let (status, answer) = client.call_until_answered("POST", "/v1/miners/register", Some(&offer));
     if status != 200 {
@@ -320,7 +352,7 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             std::thread::sleep(Duration::from_millis(hold_ms));
         }
         let started = std::time::Instant::now();
-        let mut result = match run_job(&client, &executor, job) {
+        let mut result = match run_job(&client, &executor, &models, job) {
             Ok(result) => result,
             Err(error) => {
                 eprintln!("miner: job {id} failed: {error}; its lease will run out");
@@ -328,7 +360,12 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             }
         };
         if args.forge_results {
-            result = b"forged".to_vec();
+            result = match models.values().next() {
+                Some(model) if job["job_kind"] == "llm_generate" => {
+                    crate::kernels::forge_llm(model, &result)
+                }
+                _ => b"forged".to_vec(),
+            };
         }
         let gpu_ms = started.elapsed().as_millis() as u64;
         let max_price: u128 = job["max_price"]

@@ -27,6 +27,7 @@ use crate::codec::DomainEvent;
 use crate::error::TxError;
 use crate::event_id::event_id;
 use crate::hash::Hash32;
+use crate::llm_job::LlmRequest;
 use crate::mlp::{self, LayerShape};
 use crate::money::Amount;
 use crate::vesting::Refusal;
@@ -165,6 +166,9 @@ pub enum JobInput {
     },
     /// A client's compute shader → its output buffers concatenated ([`crate::wgsl`]).
     Wgsl(ShaderJob),
+    /// Text generation by a language model → canonical JSON `{"text", "token_ids"}`
+    /// ([`crate::llm_job`]); every result is checked by the platform.
+    LlmGenerate(LlmRequest),
 }
 
 /// The input of a `sha256` job.
@@ -260,10 +264,13 @@ impl JobInput {
                 }
             }
             "wgsl" => JobInput::Wgsl(serde_json::from_str(input).map_err(malformed)?),
+            "llm_generate" => {
+                JobInput::LlmGenerate(serde_json::from_str(input).map_err(malformed)?)
+            }
             other => {
                 return Err(TxError::Malformed(format!(
                     "job_kind {other:?} is not one this node runs \
-                     (sha256, pow, matmul, mlp_inference, wgsl)"
+                     (sha256, pow, matmul, mlp_inference, wgsl, llm_generate)"
                 )));
             }
         };
@@ -315,6 +322,7 @@ impl JobInput {
             }
             JobInput::MlpInference { layers, batch, .. } => mlp::check_shapes(layers, *batch)?,
             JobInput::Wgsl(shader) => shader.check()?,
+            JobInput::LlmGenerate(request) => request.check()?,
         }
         Ok(())
     }
@@ -327,6 +335,7 @@ impl JobInput {
             JobInput::Pow { .. } => "pow",
             JobInput::MlpInference { .. } => "mlp_inference",
             JobInput::Wgsl(_) => "wgsl",
+            JobInput::LlmGenerate(_) => "llm_generate",
         }
     }
 
@@ -389,7 +398,7 @@ impl JobInput {
                 Some(i) => Err(TxError::Malformed(format!("input buffer {i} is empty"))),
                 None => Ok(()),
             },
-            JobInput::Pow { .. } => Ok(()),
+            JobInput::Pow { .. } | JobInput::LlmGenerate(_) => Ok(()),
         }
     }
 
@@ -487,8 +496,8 @@ impl JobInput {
                 );
                 crate::matmul::bytes(&mlp::forward(layers, &weights, &inputs, *batch as usize))
             }
-            JobInput::Wgsl(_) => {
-                return Err(TxError::Malformed("a shader runs on a GPU executor".into()));
+            JobInput::Wgsl(_) | JobInput::LlmGenerate(_) => {
+                return Err(TxError::Malformed("no CPU reference for this kind".into()));
             }
         })
     }
@@ -910,6 +919,8 @@ pub enum JobCommand {
         reference: Option<Vec<u8>>,
         /// The bytes of the results that came as blobs.
         blob_results: BlobResults,
+        /// The platform's check of each result of an `llm_generate` job, by result hash.
+        verdicts: BTreeMap<Hash32, bool>,
     },
     /// The deadline (a timer).
     Expire,
@@ -1184,10 +1195,13 @@ pub fn check_result(
 
 /// The verification of a job whose results are all in. A result that came as a blob whose bytes
 /// the host could not load (`blob_results`) is neither paid nor blamed.
+/// An `llm_generate` job's results are each checked by the platform (`verdicts`, by result
+/// hash): those that hold are paid, those that do not are disproved, unchecked ones neither.
 fn verify(
     state: &JobState,
     reference: Option<Vec<u8>>,
     blob_results: &BlobResults,
+    verdicts: &BTreeMap<Hash32, bool>,
 ) -> Option<JobEvent> {
     let job = state.job.as_ref()?;
     if state.is_final()
@@ -1205,6 +1219,20 @@ fn verify(
         .filter_map(|(m, r)| Some((*m, *r, r.bytes(blob_results)?)))
         .collect();
     let input = &job.request.input;
+    if let JobInput::LlmGenerate(_) = input {
+        let verdict = |r: &MinerResult| verdicts.get(&r.result_hash).copied();
+        let correct: Vec<_> = results
+            .iter()
+            .filter(|(_, r, _)| verdict(r) == Some(true))
+            .copied()
+            .collect();
+        let disproved: Vec<Address> = results
+            .iter()
+            .filter(|(_, r, _)| verdict(r) == Some(false))
+            .map(|(m, _, _)| *m)
+            .collect();
+        return Some(settle(job, correct, disproved, true));
+    }
     // The yardstick: the platform's reference, or (when every result is there and they agree)
     // the first result.
     let yardstick: &[u8] = match &reference {
@@ -1228,12 +1256,23 @@ fn verify(
         .into_iter()
         .partition(|(_, _, bytes)| input.agree(bytes, yardstick));
     let disproved: Vec<Address> = wrong.into_iter().map(|(m, _, _)| m).collect();
+    Some(settle(job, correct, disproved, reference.is_some()))
+}
+
+/// The end of a verification: each correct miner paid its price less the fee, the rest
+/// refunded; no correct result, the job failed and the escrow refunded.
+fn settle(
+    job: &JobRecord,
+    correct: Vec<(Address, &MinerResult, &[u8])>,
+    disproved: Vec<Address>,
+    reexecuted: bool,
+) -> JobEvent {
     if correct.is_empty() {
-        return Some(JobEvent::Failed {
+        return JobEvent::Failed {
             disproved,
             owner: job.owner,
             refund: job.escrow,
-        });
+        };
     }
     let payments: Vec<Payment> = correct
         .iter()
@@ -1251,14 +1290,14 @@ fn verify(
     // The accepted result is a correct miner's (a float one may differ from the reference in
     // its last bits).
     let accepted = correct[0].1.result_hash;
-    Some(JobEvent::Verified {
+    JobEvent::Verified {
         result_hash: accepted,
-        reexecuted: reference.is_some(),
+        reexecuted,
         payments,
         disproved,
         owner: job.owner,
         refund: Amount(job.escrow.0 - spent),
-    })
+    }
 }
 
 impl Aggregate for JobAggregate {
@@ -1368,8 +1407,10 @@ impl Aggregate for JobAggregate {
             JobCommand::Verify {
                 reference,
                 blob_results,
+                verdicts,
             } => Some(
-                verify(state, reference, &blob_results).unwrap_or(JobEvent::VerificationSkipped),
+                verify(state, reference, &blob_results, &verdicts)
+                    .unwrap_or(JobEvent::VerificationSkipped),
             ),
             // A job whose results are all in is settled by its verification, not its deadline.
             JobCommand::Expire => state

@@ -33,6 +33,7 @@ pub mod keys;
 pub mod keystore;
 pub mod kinds;
 pub mod limits;
+pub mod llm_job;
 pub mod matmul;
 pub mod merkle;
 pub mod miner;

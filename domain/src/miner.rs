@@ -30,6 +30,8 @@ pub const LEASE_LOSS: i32 = -20;
 pub const REPUTATION_MAX: u16 = 1_000;
 /// Most jobs a miner runs at once.
 pub const CAPACITY_MAX: u32 = 64;
+/// Most models one miner advertises.
+pub const MODELS_MAX: usize = 16;
 /// Longest text field of a registration.
 pub const TEXT_LEN_MAX: usize = 128;
 
@@ -69,6 +71,9 @@ pub struct RegisterMiner {
     pub pool_id: Option<String>,
     /// Jobs it runs at once.
     pub capacity: u32,
+    /// The language models it holds (the SHA-256 of each file), for `llm_generate` jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<Hash32>,
 }
 
 impl RegisterMiner {
@@ -90,6 +95,9 @@ impl RegisterMiner {
             return Err(TxError::Malformed(format!(
                 "text fields have at most {TEXT_LEN_MAX} bytes"
             )));
+        }
+        if self.models.len() > MODELS_MAX {
+            return Err(TxError::Malformed(format!("at most {MODELS_MAX} models")));
         }
         Ok(())
     }
@@ -583,6 +591,7 @@ mod tests {
             region: None,
             pool_id: None,
             capacity: 1,
+            models: Vec::new(),
         }
     }
 

@@ -614,6 +614,7 @@ fn job_follow_ups(chain_id: &Arc<str>, id: Hash32, event: &JobEvent) -> Vec<Foll
                     command: JobCommand::Verify {
                         reference: None,
                         blob_results: Default::default(),
+                        verdicts: Default::default(),
                     },
                 }));
             }

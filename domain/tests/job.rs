@@ -39,7 +39,11 @@ struct Job {
 
 impl Job {
     fn submitted(redundancy: u8) -> Job {
-        let request = SubmitJob::parse(&body(redundancy, "sampled")).unwrap();
+        Job::submitted_as(&body(redundancy, "sampled"))
+    }
+
+    fn submitted_as(body: &str) -> Job {
+        let request = SubmitJob::parse(body).unwrap();
         let escrow = request.escrow();
         let mut job = Job {
             events: Vec::new(),
@@ -293,6 +297,7 @@ fn a_verified_result_pays_the_miner_less_the_fee_and_refunds_the_rest() {
             JobCommand::Verify {
                 reference: None,
                 blob_results: Default::default(),
+                verdicts: Default::default(),
             },
             3_200,
         )
@@ -358,6 +363,7 @@ fn a_disproved_result_is_not_paid_and_the_correct_one_is() {
             JobCommand::Verify {
                 reference: Some(reference()),
                 blob_results: Default::default(),
+                verdicts: Default::default(),
             },
             3_100,
         )
@@ -399,6 +405,7 @@ fn without_a_correct_result_the_job_fails_and_the_escrow_is_refunded() {
             JobCommand::Verify {
                 reference: Some(reference()),
                 blob_results: Default::default(),
+                verdicts: Default::default(),
             },
             3_100,
         )
@@ -462,6 +469,7 @@ fn an_expired_lease_frees_the_slot_for_another_miner() {
         JobCommand::Verify {
             reference: None,
             blob_results: Default::default(),
+            verdicts: Default::default(),
         },
         34_100,
     )
@@ -521,7 +529,7 @@ proptest! {
             let bytes = if right[i] { reference() } else { b"wrong".to_vec() };
             job.submit_result(MINERS[i], &bytes, prices[i], 3_000).unwrap();
         }
-        job.run(JobCommand::Verify { reference: Some(reference()), blob_results: Default::default() }, 3_100).unwrap();
+        job.run(JobCommand::Verify { reference: Some(reference()), blob_results: Default::default(), verdicts: Default::default() }, 3_100).unwrap();
         let out: u128 = job.payouts().iter().map(|(_, a)| a).sum();
         prop_assert_eq!(out, 1_000 * u128::from(redundancy));
         let paid_miners = job.payouts().iter().filter(|(to, _)| MINERS.contains(to)).count();
@@ -601,6 +609,7 @@ fn results_that_disagree_with_no_reference_to_settle_them_fail_without_blame() {
             JobCommand::Verify {
                 reference: None,
                 blob_results: Default::default(),
+                verdicts: Default::default(),
             },
             3_100,
         )
@@ -788,6 +797,7 @@ fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
             JobCommand::Verify {
                 reference: None,
                 blob_results: Default::default(),
+                verdicts: Default::default(),
             },
             3_100,
         )
@@ -819,6 +829,7 @@ fn matmul_jobs_check_their_matrices_and_agree_within_the_tolerance() {
             JobCommand::Verify {
                 reference: Some(c.clone()),
                 blob_results: Default::default(),
+                verdicts: Default::default(),
             },
             3_100,
         )
@@ -980,7 +991,7 @@ proptest! {
                         at_ms: now_ms,
                     }),
                 },
-                3 => JobCommand::Verify { reference: Some(reference()), blob_results: Default::default() },
+                3 => JobCommand::Verify { reference: Some(reference()), blob_results: Default::default(), verdicts: Default::default() },
                 4 => JobCommand::Cancel { tx: Hash32::digest(&[i as u8]), sender: CLIENT },
                 _ => JobCommand::Expire,
             };
@@ -1030,6 +1041,7 @@ fn results_in_blobs_are_compared_as_loaded_and_one_that_is_gone_is_neither_paid_
     let verify = |blob_results| JobCommand::Verify {
         reference: None,
         blob_results,
+        verdicts: Default::default(),
     };
     let verified = job.run(verify(loaded.clone()), 3_100).unwrap();
     assert!(
@@ -1042,6 +1054,7 @@ fn results_in_blobs_are_compared_as_loaded_and_one_that_is_gone_is_neither_paid_
             JobCommand::Verify {
                 reference: Some(reference()),
                 blob_results: Default::default(),
+                verdicts: Default::default(),
             },
             3_100,
         )
@@ -1065,4 +1078,79 @@ fn results_in_blobs_are_compared_as_loaded_and_one_that_is_gone_is_neither_paid_
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn llm_results_are_each_settled_by_the_platforms_check_alone() {
+    let model = Hash32::digest(b"a model file");
+    let body = format!(
+        r#"{{"job_kind":"llm_generate","input":{{"model":"{model}","prompt":"The capital of France is",
+            "max_tokens":2}},"max_price":"1000","redundancy":3,"deadline_s":60,"verification":"sampled"}}"#
+    );
+    let honest = br#"{"text":" Paris.","token_ids":[7042,30]}"#;
+    let other_honest = br#"{"text":" Paris,","token_ids":[7042,28]}"#;
+    let forged = br#"{"text":" Berlin","token_ids":[9421,30]}"#;
+    let all_in = || {
+        let mut job = Job::submitted_as(&body);
+        for miner in MINERS {
+            job.assign(miner, 2_000);
+        }
+        for (miner, bytes) in MINERS.iter().zip([&honest[..], other_honest, forged]) {
+            job.submit_result(*miner, bytes, 10, 3_000).unwrap();
+        }
+        job
+    };
+    let verify = |verdicts: &[(&[u8], bool)]| JobCommand::Verify {
+        reference: None,
+        blob_results: Default::default(),
+        verdicts: verdicts
+            .iter()
+            .map(|(bytes, holds)| (Hash32::digest(bytes), *holds))
+            .collect(),
+    };
+    // Results that differ both hold (no two GPUs compute the same floats); the forged one is
+    // disproved.
+    let mut job = all_in();
+    let checked = [(&honest[..], true), (other_honest, true), (forged, false)];
+    let verified = job.run(verify(&checked), 3_100).unwrap();
+    match &verified[..] {
+        [
+            JobEvent::Verified {
+                payments,
+                disproved,
+                reexecuted: true,
+                result_hash,
+                ..
+            },
+        ] => {
+            let paid: Vec<_> = payments.iter().map(|p| p.miner).collect();
+            assert_eq!(paid, vec![MINERS[0], MINERS[1]]);
+            assert_eq!(disproved, &vec![MINERS[2]]);
+            assert_ne!(*result_hash, Hash32::digest(forged));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(job.outcomes().contains(&(MINERS[2], Outcome::Disproved)));
+    // A result the platform could not check is neither paid nor blamed.
+    let mut job = all_in();
+    let verified = job.run(verify(&[(forged, false)]), 3_100).unwrap();
+    match &verified[..] {
+        [
+            JobEvent::Failed {
+                disproved, refund, ..
+            },
+        ] => {
+            assert_eq!(disproved, &vec![MINERS[2]]);
+            assert_eq!(refund.0, 3_000, "the whole escrow comes back");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(job.payouts().iter().all(|(to, _)| *to == CLIENT));
+    // Without any check (no model host), the job fails and nobody is blamed.
+    let mut job = all_in();
+    let verified = job.run(verify(&[]), 3_100).unwrap();
+    assert!(
+        matches!(&verified[..], [JobEvent::Failed { disproved, .. }] if disproved.is_empty()),
+        "{verified:?}"
+    );
 }

@@ -313,6 +313,7 @@ impl App {
         };
         let (blobs, input) = (self.blobs.clone(), request.input.clone());
         let shaders = self.router.shaders().cloned();
+        let models = self.router.models().cloned();
         // Reading and hashing up to 64 MiB: off the request thread.
         actix_web::web::block(move || -> Result<(), ApiError> {
             let mut bytes = Vec::new();
@@ -326,6 +327,15 @@ impl App {
                 bytes.push(blob);
             }
             input.check_blobs(&bytes)?;
+            if let JobInput::LlmGenerate(request) = &input {
+                let Some(models) = models else {
+                    return Err(TxError::UnsupportedKind(
+                        "this node has no language model: it takes no llm_generate job".into(),
+                    )
+                    .into());
+                };
+                return Ok(models.admit(request)?);
+            }
             let JobInput::Wgsl(shader) = &input else {
                 return Ok(());
             };

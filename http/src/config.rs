@@ -54,6 +54,19 @@ pub struct JobsConfig {
     pub blob_ttl_s: u64,
     /// A miner silent this long is recorded offline, seconds.
     pub offline_after_s: u64,
+    /// The language models `llm_generate` jobs may name (`[[jobs.models]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelConfig>,
+}
+
+/// A language model the node accepts: a GGUF file, identified by its SHA-256.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A short name (`GET /v1/models`; the CLI resolves it).
+    pub name: String,
+    /// The file (relative to the data directory, or absolute).
+    pub path: std::path::PathBuf,
 }
 
 impl Default for JobsConfig {
@@ -64,6 +77,7 @@ impl Default for JobsConfig {
             blob_quota_mb: 256,
             blob_ttl_s: 3600,
             offline_after_s: 60,
+            models: Vec::new(),
         }
     }
 }
@@ -274,8 +288,24 @@ pub fn devnet_pool() -> PoolSpec {
     }
 }
 
+/// The devnet's language model: the one `scripts/fetch-model.sh` installs, when it is there.
+fn devnet_models() -> Vec<ModelConfig> {
+    let path = llm::default_model_path();
+    match path.exists() {
+        true => vec![ModelConfig {
+            name: DEVNET_MODEL.into(),
+            path,
+        }],
+        false => Vec::new(),
+    }
+}
+
+/// The name of the devnet's language model.
+pub const DEVNET_MODEL: &str = "smollm2-135m-instruct";
+
 /// Creates a single-validator devnet in `data_dir` (fresh keys, a faucet holding the whole
-/// supply) and returns its configuration. Refuses to overwrite an existing configuration.
+/// supply, the installed language model) and returns its configuration. Refuses to overwrite
+/// an existing configuration.
 pub fn create_devnet(
     data_dir: &Path,
     listen: &str,
@@ -302,7 +332,10 @@ pub fn create_devnet(
         listen: listen.to_string(),
         default_chain: DEVNET_CHAIN_ID.into(),
         http_workers: None,
-        jobs: JobsConfig::default(),
+        jobs: JobsConfig {
+            models: devnet_models(),
+            ..JobsConfig::default()
+        },
         chains: vec![ChainConfig {
             block_time_ms: 1000,
             empty_blocks: false,

@@ -148,6 +148,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/miners/jobs", web::get().to(poll))
         .route("/miners/jobs/{id}/result", web::post().to(post_result))
         .route("/miners", web::get().to(list_miners))
+        .route("/models", web::get().to(crate::models::list_models))
         .route("/jobs", web::get().to(list_jobs))
         .route("/jobs/{id}", web::get().to(get_job))
         .route("/jobs/{id}/result", web::get().to(get_result))
@@ -497,6 +498,7 @@ fn miner_json(app: &App, address: &Address, record: &MinerRecord) -> Value {
         "region": record.offer.region,
         "pool_id": record.offer.pool_id,
         "capacity": record.offer.capacity,
+        "models": record.offer.models,
         "reputation": record.reputation,
         "registered_at_ms": record.registered_at_ms,
         "last_seen_ms": last,

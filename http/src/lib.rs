@@ -15,6 +15,7 @@ pub mod error;
 pub mod governance;
 pub mod jobs;
 pub mod limits;
+pub mod models;
 pub mod power;
 pub mod routes;
 pub mod rpc;

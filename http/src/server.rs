@@ -172,6 +172,8 @@ pub async fn start(
     let sample_secret = crate::config::node_secret(&data_dir.join("keys").join("job-sample.key"))
         .map_err(|e| fail("job sample secret")(e.to_string()))?;
     let mut router = Router::new(registries, pauses).with_jobs(blobs.clone(), sample_secret);
+    let models = crate::models::NodeModels::open(&config.jobs.models, data_dir);
+    router = router.with_models(Arc::new(models));
     if let Some(shaders) = shaders {
         router = router.with_shaders(shaders);
     }

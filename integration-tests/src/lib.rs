@@ -673,6 +673,18 @@ pub fn fast_devnet(data_dir: &Path, min_fee: u128) -> (TestNode, ChainSetup) {
     (node, chains.remove(0))
 }
 
+/// Polls `done` every 100 ms until it holds; panics after `within`.
+pub fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// A fresh temporary data directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -134,3 +134,33 @@ pub fn digests(job: &Value) -> Vec<u8> {
         .flat_map(|m| Sha256::digest(hex::decode(m.as_str().unwrap()).unwrap()).to_vec())
         .collect()
 }
+
+/// An `aitbc miner` process for `key` (its key file written into `dir`) asking 100 per second,
+/// that runs one job unless `extra` gives `--jobs`; output discarded.
+pub fn spawn_miner_with(
+    node: &TestNode,
+    key: &SigningKey,
+    dir: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let file = dir.join(format!("{name}.key"));
+    std::fs::write(&file, hex::encode(key.secret_bytes())).unwrap();
+    let mut command = Command::new(crate::binary());
+    command
+        .args(["--node", node.url(), "miner", "--key"])
+        .arg(&file)
+        .args(["--price-per-s", "100"])
+        .args(if extra.contains(&"--jobs") {
+            &[][..]
+        } else {
+            &["--jobs", "1"][..]
+        })
+        .env("XDG_RUNTIME_DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .args(extra);
+    command.spawn().expect("the miner starts")
+}

@@ -2,11 +2,11 @@
 //! wgpu adapter (the software Vulkan driver in CI); one returns forged results (a test-only
 //! flag) and is caught and not paid, the other is paid.
 
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 use domain::keys::SigningKey;
+use integration_tests::miner::spawn_miner_with;
 use integration_tests::*;
 use serde_json::{Value, json};
 
@@ -21,40 +21,8 @@ fn spawn_miner(
     spawn_miner_with(node, key, dir, name, extra)
 }
 
-/// An `aitbc miner` process for `key` that runs one job, with `extra` arguments.
-fn spawn_miner_with(
-    node: &TestNode,
-    key: &SigningKey,
-    dir: &std::path::Path,
-    name: &str,
-    extra: &[&str],
-) -> Child {
-    let file = dir.join(format!("{name}.key"));
-    std::fs::write(&file, hex::encode(key.secret_bytes())).unwrap();
-    let mut command = Command::new(binary());
-    command
-        .args(["--node", node.url(), "miner", "--key"])
-        .arg(&file)
-        .args(["--price-per-s", "100"])
-        .args(if extra.contains(&"--jobs") {
-            &[][..]
-        } else {
-            &["--jobs", "1"][..]
-        })
-        .env("XDG_RUNTIME_DIR", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .args(extra);
-    command.spawn().expect("the miner starts")
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(120), done)
 }
 
 #[test]

@@ -134,6 +134,7 @@ fn health_metrics_and_openapi() {
         ("/v1/miners/jobs", "get"),
         ("/v1/miners/jobs/{id}/result", "post"),
         ("/v1/miners", "get"),
+        ("/v1/models", "get"),
         ("/v1/jobs", "get"),
         ("/v1/jobs/{id}", "get"),
         ("/v1/jobs/{id}/result", "get"),

@@ -49,15 +49,8 @@ fn pool(node: &TestNode) -> Value {
     body
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    wait_until(what, std::time::Duration::from_secs(30), done)
 }
 
 /// The miner runs one job of `client` that keeps its GPU busy `gpu_ms`; right or wrong.
