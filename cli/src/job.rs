@@ -12,7 +12,7 @@ use crate::wallet::{Signer, chain_info, sign_and_submit};
 #[derive(Subcommand)]
 pub enum JobCommand {
     /// Submit a job: `--sha256 HEX` (repeat for several messages), `--pow PREFIX_HEX` with
-    /// `--difficulty-bits` and `--nonces`, `--prompt TEXT` with `--model` (text generation),
+    /// `--difficulty-bits` and `--nonces`, a `PROMPT` with `--model` (text generation),
     /// or any kind as `--kind KIND --input JSON` (its blobs uploaded first with `aitbc blob put`).
     Submit(Box<SubmitArgs>),
     /// A job's state, leases, results, verification and payments.
@@ -66,9 +66,13 @@ pub struct SubmitArgs {
     /// A job kind (sha256, pow, matmul, mlp_inference, wgsl, llm_generate), with `--input`.
     #[arg(long, requires = "input", conflicts_with_all = ["pow", "prompt"])]
     kind: Option<String>,
-    /// Text for a language model to continue (an `llm_generate` job), with `--model`.
-    #[arg(long, requires = "model", conflicts_with = "pow")]
+    /// Text for a language model (an `llm_generate` job), with `--model`: continued as is, or
+    /// answered as a user's message with `--chat`.
+    #[arg(value_name = "PROMPT", requires = "model", conflicts_with = "pow")]
     prompt: Option<String>,
+    /// Frame the prompt as a user's message in the model's chat template.
+    #[arg(long, requires = "prompt")]
+    chat: bool,
     /// The model: its name or SHA-256 (`aitbc job models`).
     #[arg(long)]
     model: Option<String>,
@@ -142,6 +146,7 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
                 kind,
                 input,
                 prompt,
+                chat,
                 model,
                 max_tokens,
                 temperature,
@@ -159,9 +164,14 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
                 (None, true, None) if prompt.is_some() => {
                     let mut input = json!({
                         "model": model_sha256(ctx, model.as_deref().unwrap_or_default())?,
-                        "prompt": prompt,
                         "max_tokens": max_tokens,
                     });
+                    match chat {
+                        true => {
+                            input["messages"] = json!([{"role": "user", "content": prompt}]);
+                        }
+                        false => input["prompt"] = json!(prompt),
+                    }
                     if let Some(temperature) = temperature {
                         input["temperature"] = json!(temperature);
                     }
@@ -178,7 +188,7 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
                 (None, false, None) => ("sha256".to_string(), json!({ "messages": messages })),
                 (None, true, None) => {
                     return Err(anyhow!(
-                        "give --sha256 HEX (repeatable), --pow PREFIX, --prompt TEXT --model NAME, \
+                        "give --sha256 HEX (repeatable), --pow PREFIX, PROMPT --model NAME, \
                          or --kind KIND --input JSON"
                     ));
                 }

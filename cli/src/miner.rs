@@ -15,6 +15,7 @@ use clap::Args;
 use domain::hash::Hash32;
 use domain::job::JobInput;
 use domain::keys::SigningKey;
+use domain::llm_job::LlmResult;
 use http::models::LoadedModel;
 use serde_json::{Value, json};
 
@@ -34,6 +35,9 @@ pub struct MinerArgs {
     /// Price per second of GPU time, base units.
     #[arg(long, default_value = "1")]
     price_per_s: String,
+    /// Price per generated token of an `llm_generate` job, base units.
+    #[arg(long, default_value = "1")]
+    price_per_token: String,
     /// Jobs run at once.
     #[arg(long, default_value_t = 1)]
     capacity: u32,
@@ -299,6 +303,10 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
         .price_per_s
         .parse()
         .map_err(|_| anyhow!("--price-per-s is base units"))?;
+    let price_per_token: u128 = args
+        .price_per_token
+        .parse()
+        .map_err(|_| anyhow!("--price-per-token is base units"))?;
     let (node, chain) = (ctx.node.as_str(), ctx.chain.clone());
     let mut models = Models::new();
     for path in &args.models {
@@ -373,7 +381,13 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             .unwrap_or("0")
             .parse()
             .unwrap_or(0);
-        let price = price_of(price_per_s, gpu_ms, max_price);
+        // Text generation is priced per generated token, the other kinds per second of GPU time.
+        let price = match LlmResult::from_bytes(&result) {
+            Some(generated) if job["job_kind"] == "llm_generate" => price_per_token
+                .saturating_mul(generated.token_ids.len() as u128)
+                .min(max_price),
+            _ => price_of(price_per_s, gpu_ms, max_price),
+        };
         let lease_until_ms = job["lease_until_ms"].as_u64().unwrap_or(0);
         let in_blob = result.len() > domain::job::RESULT_INLINE_MAX;
         if in_blob && !client.upload_until_stored(&result, lease_until_ms) {

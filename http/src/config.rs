@@ -301,7 +301,7 @@ fn devnet_models() -> Vec<ModelConfig> {
 }
 
 /// The name of the devnet's language model.
-pub const DEVNET_MODEL: &str = "smollm2-135m-instruct";
+pub const DEVNET_MODEL: &str = "smollm2-135m";
 
 /// Creates a single-validator devnet in `data_dir` (fresh keys, a faucet holding the whole
 /// supply, the installed language model) and returns its configuration. Refuses to overwrite

@@ -35,7 +35,7 @@ fn a_prompt_is_answered_by_a_miner_on_its_gpu_checked_by_the_node_and_paid() {
     let (_, listed) = node.get("/v1/models");
     let models = listed["models"].as_array().expect("a list");
     assert_eq!(models.len(), 1, "{listed}");
-    assert_eq!(models[0]["name"], "smollm2-135m-instruct");
+    assert_eq!(models[0]["name"], "smollm2-135m");
     assert_eq!(
         models[0]["sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         "the file's SHA-256 names the model"
@@ -43,9 +43,15 @@ fn a_prompt_is_answered_by_a_miner_on_its_gpu_checked_by_the_node_and_paid() {
     let sha256 = models[0]["sha256"].as_str().unwrap().to_string();
 
     let (honest, forger) = (new_key(), new_key());
-    let model_arg = ["--model", model.to_str().unwrap()];
+    let model_arg = [
+        "--model",
+        model.to_str().unwrap(),
+        "--price-per-token",
+        "100",
+    ];
+    let honest_args = [&model_arg[..], &["--jobs", "2"]].concat();
     let mut miners = [
-        spawn_miner_with(&node, &honest, dir.path(), "honest", &model_arg),
+        spawn_miner_with(&node, &honest, dir.path(), "honest", &honest_args),
         spawn_miner_with(
             &node,
             &forger,
@@ -69,10 +75,9 @@ fn a_prompt_is_answered_by_a_miner_on_its_gpu_checked_by_the_node_and_paid() {
     };
     let prompt = "The capital of France is";
     let answer = submit(&[
-        "--prompt",
         prompt,
         "--model",
-        "smollm2-135m-instruct",
+        "smollm2-135m",
         "--max-tokens",
         "4",
         "--redundancy",
@@ -109,15 +114,52 @@ fn a_prompt_is_answered_by_a_miner_on_its_gpu_checked_by_the_node_and_paid() {
     assert!(text.starts_with(" Paris"), "{result}");
     assert_eq!(result["token_ids"].as_array().unwrap().len(), 4, "{result}");
 
-    for miner in &mut miners {
-        let status = miner.wait().expect("the miner exits after its job");
-        assert!(status.success(), "{status}");
-    }
-    assert!(
-        node.account(&honest.address()).0 > 0,
-        "the honest miner is paid"
+    // Priced per generated token: 4 × 100, less the 2.5 % fee.
+    assert_eq!(job["payments"][0]["paid"], "390", "{job}");
+    assert_eq!(job["payments"][0]["fee"], "10", "{job}");
+    let [honest_miner, forger_miner] = &mut miners;
+    let status = forger_miner.wait().expect("the forger exits after its job");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        node.account(&forger.address()).0,
+        0,
+        "the forger is not paid"
     );
-    assert_eq!(node.account(&forger.address()).0, 0, "the forger is not");
+
+    // A chat question, sampled: the node replays the seeded sampler on its own logits.
+    let answer = submit(&[
+        "What is the capital of France?",
+        "--chat",
+        "--model",
+        "smollm2-135m",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0.7",
+        "--seed",
+        "42",
+    ])
+    .json();
+    let chat_id = answer["tx_hash"].as_str().unwrap().to_string();
+    wait_until("the chat job to complete", Duration::from_secs(300), || {
+        job = node.get(&format!("/v1/jobs/{chat_id}")).1;
+        job["state"] == "completed"
+    });
+    assert_eq!(job["input"]["messages"][0]["role"], "user", "{job}");
+    assert_eq!(job["input"]["temperature"], 0.7, "{job}");
+    let result = cli.run(&["job", "result", &chat_id]).json();
+    let tokens = result["token_ids"].as_array().unwrap().len() as u128;
+    assert!((1..=8).contains(&tokens), "{result}");
+    assert!(!result["text"].as_str().unwrap().is_empty(), "{result}");
+    let status = honest_miner
+        .wait()
+        .expect("the honest miner exits after two jobs");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        node.account(&honest.address()).0,
+        390 + (tokens * 100 - tokens * 100 * 250 / 10_000),
+        "the honest miner is paid for both"
+    );
     let (_, listed) = node.get("/v1/miners");
     let reputation = |key: &domain::keys::SigningKey| {
         let miners = listed["miners"].as_array().unwrap();
@@ -130,12 +172,12 @@ fn a_prompt_is_answered_by_a_miner_on_its_gpu_checked_by_the_node_and_paid() {
 
     // Refused before anything is escrowed: a model the node does not have, a context too long.
     let unknown = "ab".repeat(32);
-    let refused = submit(&["--prompt", prompt, "--model", &unknown]);
+    let refused = submit(&[prompt, "--model", &unknown]);
     assert!(refused.err().contains("not_found"), "{refused:#?}");
     let long = "word ".repeat(1_500);
-    let refused = submit(&["--prompt", &long, "--model", &sha256]);
+    let refused = submit(&[&long, "--model", &sha256]);
     assert!(refused.err().contains("limit_exceeded"), "{refused:#?}");
-    let refused = submit(&["--prompt", prompt, "--model", "gpt-9"]);
+    let refused = submit(&[prompt, "--model", "gpt-9"]);
     assert!(refused.err().contains("no model \"gpt-9\""), "{refused:#?}");
     let input = json!({"model": sha256, "prompt": prompt, "max_tokens": 4, "temperature": 3});
     let input = input.to_string();
