@@ -122,6 +122,8 @@ pub struct Router {
     shaders: Option<Arc<dyn ShaderHost>>,
     /// The node's language models, for `llm_generate` jobs (none: it takes no such job).
     models: Option<Arc<dyn ModelHost>>,
+    /// Bounds the CPU checks of `llm_generate` results running at once.
+    llm_checks: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a step's command recorded in `owner`'s stream, as stored events.
@@ -192,6 +194,9 @@ impl Router {
             sample_secret: [0; 32],
             shaders: None,
             models: None,
+            llm_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }
     }
 
@@ -607,9 +612,10 @@ impl Router {
         })
     }
 
-    /// The platform's check of every result of an `llm_generate` job (on a blocking thread),
-    /// by result hash; `None` for another kind. A result the check could not run on is left
-    /// out (neither paid nor blamed).
+    /// The platform's check of every result of an `llm_generate` job (on a blocking thread, at
+    /// most as many at once as the machine has cores), by result hash; `None` for another kind.
+    /// A check that could not run (the model failed to load) is retried until the job's
+    /// deadline (`unavailable`), then its result is left out: neither paid nor blamed.
     async fn llm_verdicts(
         &self,
         id: &JobId,
@@ -623,36 +629,53 @@ impl Router {
                 let JobInput::LlmGenerate(request) = &job.request.input else {
                     return None;
                 };
-                let results: Vec<(Hash32, Vec<u8>)> = state
-                    .assignments
-                    .values()
-                    .filter(|a| !a.expired)
-                    .filter_map(|a| a.result.as_ref())
-                    .filter_map(|r| Some((r.result_hash, r.bytes(&loaded)?.to_vec())))
-                    .collect();
-                Some((request.clone(), results))
+                // A settled job needs no check (its verification records nothing).
+                let results: Vec<(Hash32, Vec<u8>)> = match state.is_final() {
+                    true => Vec::new(),
+                    false => state
+                        .assignments
+                        .values()
+                        .filter(|a| !a.expired)
+                        .filter_map(|a| a.result.as_ref())
+                        .filter_map(|r| Some((r.result_hash, r.bytes(&loaded)?.to_vec())))
+                        .collect(),
+                };
+                Some((request.clone(), results, job.deadline_ms))
             })
             .await?;
-        let Some((request, results)) = work else {
+        let Some((request, results, deadline_ms)) = work else {
             return Ok(None);
         };
+        let _permit = self
+            .llm_checks
+            .acquire()
+            .await
+            .map_err(|e| CommandError::Unavailable(format!("llm check: {e}")))?;
         let models = self.models.clone();
         let check = move || {
             let mut verdicts = BTreeMap::new();
+            let mut not_run = None;
             for (hash, bytes) in results {
                 match models.as_ref().map(|m| m.check(&request, &bytes)) {
                     Some(Ok(holds)) => {
                         verdicts.insert(hash, holds);
                     }
-                    Some(Err(reason)) => tracing::warn!(%reason, "an llm result not checked"),
-                    None => tracing::warn!("no model host: an llm result not checked"),
+                    Some(Err(reason)) => not_run = Some(reason),
+                    None => not_run = Some("this node has no language model".to_string()),
                 }
             }
-            verdicts
+            (verdicts, not_run)
         };
-        let verdicts = tokio::task::spawn_blocking(check)
+        let (verdicts, not_run) = tokio::task::spawn_blocking(check)
             .await
             .map_err(|e| CommandError::Unavailable(format!("llm check: {e}")))?;
+        if let Some(reason) = not_run {
+            let now_ms = self.jobs.clock().now_ms();
+            if now_ms < deadline_ms {
+                return Err(CommandError::Unavailable(format!("llm check: {reason}")));
+            }
+            tracing::warn!(%reason, job = %id.id, "llm results left unchecked past the deadline");
+        }
         Ok(Some(verdicts))
     }
 

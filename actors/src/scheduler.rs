@@ -96,7 +96,7 @@ fn fits(job: &JobRecord, miner: &MinerRecord) -> bool {
             .as_ref()
             .is_none_or(|m| m.parse::<Hash32>().is_ok_and(|h| holds(&h)))
         && model_held
-        && offer.price_per_s <= job.request.max_price
+        && offer.least_price(&job.request.input) <= job.request.max_price
 }
 
 impl Scheduler {
@@ -213,7 +213,10 @@ impl Scheduler {
             };
             if let Some(job) = picked {
                 let now_ms = clock.now_ms();
-                let lease_until_ms = now_ms.saturating_add(self.lease_ms).min(job.deadline_ms);
+                let lease_ms = self
+                    .lease_ms
+                    .saturating_add(job.request.input.extra_lease_ms());
+                let lease_until_ms = now_ms.saturating_add(lease_ms).min(job.deadline_ms);
                 let step = FollowUp::Job {
                     chain_id: Arc::from(chain_id),
                     id: job.id,
@@ -302,5 +305,83 @@ fn rematch(board: &mut Board) {
             let waiter = board.waiting.swap_remove(index);
             let _ = waiter.wake.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::miner::RegisterMiner;
+    use domain::money::Amount;
+
+    use super::*;
+
+    fn job(kind: &str, input: &str, max_price: u128, constraints: &str) -> JobRecord {
+        let body = format!(
+            r#"{{"job_kind":"{kind}","input":{input},"max_price":"{max_price}","redundancy":1,
+                "deadline_s":60{constraints}}}"#
+        );
+        JobRecord {
+            id: Hash32::digest(b"job"),
+            owner: Address([1; 20]),
+            request: domain::job::SubmitJob::parse(&body).unwrap(),
+            escrow: Amount(max_price),
+            submitted_at_ms: 0,
+            deadline_ms: 60_000,
+        }
+    }
+
+    fn miner(models: Vec<Hash32>, price_per_s: u128, price_per_token: Option<u128>) -> MinerRecord {
+        let offer = serde_json::json!({
+            "gpu": {"name": "llvmpipe", "backend": "vulkan", "device_type": "cpu"},
+            "price_per_s": price_per_s.to_string(),
+            "capacity": 1,
+            "models": models,
+            "price_per_token": price_per_token.map(|p| p.to_string()),
+        });
+        MinerRecord {
+            public_key: "ab".repeat(32),
+            offer: serde_json::from_value::<RegisterMiner>(offer).unwrap(),
+            reputation: 100,
+            registered_at_ms: 0,
+            online: true,
+        }
+    }
+
+    #[test]
+    fn text_generation_goes_to_miners_holding_the_model_at_their_price_per_token() {
+        let (model, other) = (Hash32::digest(b"model"), Hash32::digest(b"other"));
+        let prompt = format!(r#"{{"model":"{model}","prompt":"hi","max_tokens":8}}"#);
+        let generate = job("llm_generate", &prompt, 10, "");
+        assert!(fits(&generate, &miner(vec![model], 1, None)));
+        assert!(
+            !fits(&generate, &miner(vec![other], 1, None)),
+            "not its model"
+        );
+        assert!(!fits(&generate, &miner(vec![], 1, None)), "no model");
+        let per_token = miner(vec![model], 1_000, Some(5));
+        assert!(fits(&generate, &per_token), "5 per token is within 10");
+        assert!(
+            !fits(&generate, &miner(vec![model], 1, Some(11))),
+            "11 per token is not"
+        );
+        let hashing = job("sha256", r#"{"messages":["00"]}"#, 10, "");
+        assert!(
+            !fits(&hashing, &per_token),
+            "1,000 per second is not within 10"
+        );
+        let constrained = format!(r#","constraints":{{"model":"{model}"}}"#);
+        let hashing_on_model = job("sha256", r#"{"messages":["00"]}"#, 10, &constrained);
+        assert!(fits(&hashing_on_model, &miner(vec![model], 1, None)));
+        assert!(!fits(&hashing_on_model, &miner(vec![other], 1, None)));
+        let unparsable = job(
+            "sha256",
+            r#"{"messages":["00"]}"#,
+            10,
+            r#","constraints":{"model":"llama"}"#,
+        );
+        assert!(
+            !fits(&unparsable, &miner(vec![model], 1, None)),
+            "a name matches no miner"
+        );
     }
 }

@@ -323,6 +323,7 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
         "region": args.region,
         "capacity": args.capacity,
         "models": models.keys().collect::<Vec<_>>(),
+        "price_per_token": (!models.is_empty()).then_some(&args.price_per_token),
     });
     let (status, answer) = client.call_until_answered("POST", "/v1/miners/register", Some(&offer));
     if status != 200 {
@@ -368,11 +369,10 @@ pub fn run(ctx: &crate::client::Context, args: MinerArgs) -> anyhow::Result<()> 
             }
         };
         if args.forge_results {
-            result = match models.values().next() {
-                Some(model) if job["job_kind"] == "llm_generate" => {
-                    crate::kernels::forge_llm(model, &result)
-                }
-                _ => b"forged".to_vec(),
+            let model = job["input"]["model"].as_str().and_then(|m| m.parse().ok());
+            result = match model.and_then(|m: Hash32| models.get(&m)) {
+                Some(model) => crate::kernels::forge_llm(model, &result),
+                None => b"forged".to_vec(),
             };
         }
         let gpu_ms = started.elapsed().as_millis() as u64;

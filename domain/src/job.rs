@@ -327,6 +327,16 @@ impl JobInput {
         Ok(())
     }
 
+    /// Lease time beyond `[jobs] lease_s` a job of this input needs: text generation is
+    /// sequential, so its lease grows with its tokens (250 ms each: a 512-token job fits at
+    /// 4 tokens/s, what a CPU-emulated adapter manages).
+    pub fn extra_lease_ms(&self) -> u64 {
+        match self {
+            JobInput::LlmGenerate(request) => u64::from(request.max_tokens) * 250,
+            _ => 0,
+        }
+    }
+
     /// Wire name of the kind.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -1231,7 +1241,7 @@ fn verify(
             .filter(|(_, r, _)| verdict(r) == Some(false))
             .map(|(m, _, _)| *m)
             .collect();
-        return Some(settle(job, correct, disproved, true));
+        return Some(settle(job, correct, disproved, !verdicts.is_empty()));
     }
     // The yardstick: the platform's reference, or (when every result is there and they agree)
     // the first result.

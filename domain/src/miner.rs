@@ -74,9 +74,23 @@ pub struct RegisterMiner {
     /// The language models it holds (the SHA-256 of each file), for `llm_generate` jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<Hash32>,
+    /// Its price per generated token of an `llm_generate` job (none: its price per second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_token: Option<Amount>,
 }
 
 impl RegisterMiner {
+    /// The least it asks for a job of `input`: a token of text generation, or a second of
+    /// anything else (the scheduler leases it only jobs whose max_price covers it).
+    pub fn least_price(&self, input: &crate::job::JobInput) -> Amount {
+        match input {
+            crate::job::JobInput::LlmGenerate(_) => {
+                self.price_per_token.unwrap_or(self.price_per_s)
+            }
+            _ => self.price_per_s,
+        }
+    }
+
     /// Checks the bounds.
     pub fn validate(&self) -> Result<(), TxError> {
         if !(1..=CAPACITY_MAX).contains(&self.capacity) {
@@ -156,8 +170,8 @@ pub enum MinerCommand {
     Register {
         /// Its key, hex.
         public_key: String,
-        /// The offer.
-        offer: RegisterMiner,
+        /// The offer (boxed: the largest variant).
+        offer: Box<RegisterMiner>,
         /// The request's time.
         at_ms: u64,
     },
@@ -185,8 +199,8 @@ pub enum MinerEvent {
     Registered {
         /// Its key, hex.
         public_key: String,
-        /// The offer.
-        offer: RegisterMiner,
+        /// The offer (boxed: the largest variant).
+        offer: Box<RegisterMiner>,
         /// When.
         at_ms: u64,
         /// Its first registration (the index lists it).
@@ -329,13 +343,13 @@ impl Aggregate for MinerAggregate {
                 ..
             } => match &mut state.record {
                 Some(record) => {
-                    record.offer = offer.clone();
+                    record.offer = RegisterMiner::clone(offer);
                     record.online = true;
                 }
                 None => {
                     state.record = Some(MinerRecord {
                         public_key: public_key.clone(),
-                        offer: offer.clone(),
+                        offer: RegisterMiner::clone(offer),
                         reputation: REPUTATION_START,
                         registered_at_ms: *at_ms,
                         online: true,
@@ -592,6 +606,7 @@ mod tests {
             pool_id: None,
             capacity: 1,
             models: Vec::new(),
+            price_per_token: None,
         }
     }
 
@@ -599,7 +614,7 @@ mod tests {
     fn only_changes_of_presence_are_events_and_reputation_stays_in_range() {
         let register = MinerCommand::Register {
             public_key: "ab".repeat(32),
-            offer: offer(),
+            offer: Box::new(offer()),
             at_ms: 1,
         };
         let mut events = decide(&[], register);
@@ -620,7 +635,7 @@ mod tests {
         );
         let update = MinerCommand::Register {
             public_key: "ab".repeat(32),
-            offer: offer(),
+            offer: Box::new(offer()),
             at_ms: 5,
         };
         let again = decide(&events, update);

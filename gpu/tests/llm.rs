@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use gpu::kernels::llm::LlmJob;
-use llm::generate::{Sampling, check_greedy, generate};
+use llm::generate::{GREEDY_MARGIN, Sampling, check_greedy, generate};
 use llm::gguf::Gguf;
 use llm::model::Model;
 use llm::tokenizer::Tokenizer;
@@ -59,7 +59,7 @@ fn gpu_logits_and_greedy_tokens_match_the_cpu_reference() {
     assert_eq!(out.tokens, reference, "{:?}", tokenizer.decode(&out.tokens));
     assert_eq!(tokenizer.decode(&out.tokens[..1]), " Paris");
     assert_eq!(
-        check_greedy(&model, &prompt, &out.tokens, 0.5).unwrap(),
+        check_greedy(&model, &prompt, &out.tokens, GREEDY_MARGIN).unwrap(),
         Ok(())
     );
 }

@@ -281,10 +281,6 @@ impl App {
             .into());
         }
         let hash = tx.hash;
-        if let Err(error) = self.check_job_input(&tx).await {
-            // A committed job whose blob was collected since is still answered as before.
-            return self.known_or(hash, error).await;
-        }
         // A resubmission of a committed transaction fails the checks of a new one (its nonce is
         // used, a claim is made, its module may be paused since): only then is it looked up, so
         // a new transaction never searches the history.
@@ -292,6 +288,8 @@ impl App {
             Ok(deposit) => tx.deposit = deposit,
             Err(error) => return self.known_or(hash, error.into()).await,
         }
+        // After the sender's nonce and funds: a job's input may cost the node work to check.
+        self.check_job_input(&tx).await?;
         match self.router.wallets().submit(tx).await {
             Ok(committed) => self.finish(committed.into()).await,
             Err(actors::CommandError::Rejected(TxError::BadNonce { expected, got }))

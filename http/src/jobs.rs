@@ -296,7 +296,7 @@ async fn register(
         miner,
         command: MinerCommand::Register {
             public_key,
-            offer,
+            offer: Box::new(offer),
             at_ms: app.clock.now_ms(),
         },
     };
@@ -495,6 +495,7 @@ fn miner_json(app: &App, address: &Address, record: &MinerRecord) -> Value {
         "public_key": record.public_key,
         "gpu": record.offer.gpu,
         "price_per_s": record.offer.price_per_s,
+        "price_per_token": record.offer.price_per_token,
         "region": record.offer.region,
         "pool_id": record.offer.pool_id,
         "capacity": record.offer.capacity,

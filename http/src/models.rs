@@ -1,23 +1,26 @@
 //! The node's language models (`[[jobs.models]]`): `GET /v1/models`, and the check of every
 //! `llm_generate` result on the CPU reference of `llm` (the platform's verification).
 //!
-//! A result holds when it is canonical JSON whose text is its ids' decoding; it has at most
-//! `max_tokens` ids and ends where generation ends (after the end-of-sequence token, or at
-//! `max_tokens`); and, teacher-forced after the prompt, every greedy token's logit is within
-//! [`GREEDY_MARGIN`] of its step's largest (GPUs sum in other orders, so an honest choice may
-//! differ from this CPU's argmax at a near-tie), or the seeded sampler replayed on this CPU's
-//! logits draws the same tokens. Models load (dequantized, ~540 MB for SmolLM2-135M) on the
-//! first check that needs them.
+//! A result holds when it is canonical JSON (at most [`RESULT_BYTES_MAX`]) whose text is its
+//! ids' decoding; it has at most `max_tokens` ids and ends where generation ends (after the
+//! end-of-sequence token, or at `max_tokens`); and, teacher-forced after the prompt, every greedy
+//! token's logit is within [`GREEDY_MARGIN`] of its step's largest (GPUs sum in other orders, so
+//! an honest choice may differ from this CPU's argmax at a near-tie), or every sampled token is
+//! the one the seeded draw picks on this CPU's logits, give or take [`DRAW_TOLERANCE`]. Models
+//! load (dequantized, ~540 MB for SmolLM2-135M) on the first submission or check that needs
+//! them; one that fails to load is reported as such until the node restarts. A verdict is
+//! computed once per request and result (a second verification of the same job, or a result
+//! two miners share, waits for it and reuses it).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use actix_web::{HttpResponse, web};
 use domain::TxError;
 use domain::hash::Hash32;
 use domain::llm_job::{LlmRequest, LlmResult, ModelHost, ModelListing};
-use llm::generate::{Sampling, check_greedy, decode};
+use llm::generate::{DRAW_TOLERANCE, GREEDY_MARGIN, Sampling, check_greedy, check_sampled};
 use llm::gguf::Gguf;
 use llm::model::Model;
 use llm::tokenizer::{Message, Tokenizer};
@@ -28,15 +31,12 @@ use crate::app::App;
 use crate::config::ModelConfig;
 use crate::error::ApiError;
 
-/// How far below the step's largest logit a claimed greedy token may be.
-pub const GREEDY_MARGIN: f32 = 0.5;
-/// Longest context a job may use (prompt and generated tokens; the GPU path's limit).
+/// Longest context a job may use (prompt and generated tokens): the GPU path's limit.
 pub const CONTEXT_MAX: usize = 1024;
-
-struct Entry {
-    listing: ModelListing,
-    path: std::path::PathBuf,
-}
+/// Longest result checked: 512 tokens of JSON-escaped text with their ids fit well within it.
+pub const RESULT_BYTES_MAX: usize = 256 * 1024;
+/// Verdicts kept for reuse.
+const VERDICTS_KEPT: usize = 4096;
 
 /// A model file loaded to run: its identity, tokenizer and dequantized weights (a node checks
 /// results with it, a miner generates with it).
@@ -49,12 +49,18 @@ pub struct LoadedModel {
     pub model: Arc<Model>,
 }
 
+/// The SHA-256 of the file at `path` and its parsed contents.
+fn read_model_file(path: &Path) -> Result<(Hash32, Gguf), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sha256 = Hash32(sha2::Sha256::digest(&bytes).into());
+    let gguf = Gguf::parse(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((sha256, gguf))
+}
+
 impl LoadedModel {
     /// Reads, hashes and loads the GGUF file at `path`.
     pub fn open(path: &Path) -> Result<LoadedModel, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let sha256 = Hash32(sha2::Sha256::digest(&bytes).into());
-        let gguf = Gguf::parse(bytes).map_err(|e| e.to_string())?;
+        let (sha256, gguf) = read_model_file(path)?;
         Ok(LoadedModel {
             sha256,
             tokenizer: Tokenizer::from_gguf(&gguf).map_err(|e| e.to_string())?,
@@ -87,72 +93,46 @@ impl LoadedModel {
             token_ids,
         }
     }
-}
 
-/// The models of a node.
-pub struct NodeModels {
-    entries: Vec<Entry>,
-    loaded: Mutex<HashMap<Hash32, Arc<LoadedModel>>>,
-}
-
-impl NodeModels {
-    /// The configured models: each file hashed and its header read now (a missing or unreadable
-    /// one is left out with a warning: the node still starts).
-    pub fn open(configs: &[ModelConfig], data_dir: &Path) -> NodeModels {
-        let mut entries = Vec::new();
-        for config in configs {
-            let path = data_dir.join(&config.path);
-            let read = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    let sha256 = Hash32(sha2::Sha256::digest(&bytes).into());
-                    let gguf = Gguf::parse(bytes).map_err(|e| e.to_string())?;
-                    let architecture = gguf.str("general.architecture").unwrap_or("?").to_string();
-                    Ok((sha256, architecture))
-                });
-            match read {
-                Ok((sha256, architecture)) => {
-                    tracing::info!(name = %config.name, %sha256, "model available");
-                    let listing = ModelListing {
-                        name: config.name.clone(),
-                        sha256,
-                        architecture,
-                    };
-                    entries.push(Entry { listing, path });
-                }
-                Err(error) => tracing::warn!(
-                    name = %config.name,
-                    path = %path.display(),
-                    %error,
-                    "model left out (scripts/fetch-model.sh installs the default one)"
-                ),
-            }
-        }
-        NodeModels {
-            entries,
-            loaded: Mutex::default(),
-        }
+    /// The longest context a job may use with this model.
+    fn context_max(&self) -> usize {
+        CONTEXT_MAX.min(self.model.config.context)
     }
 
-    fn load(&self, sha256: &Hash32) -> Result<Arc<LoadedModel>, String> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(model) = loaded.get(sha256) {
-            return Ok(Arc::clone(model));
+    /// The platform's check of `result` (see the module's doc).
+    fn check(&self, request: &LlmRequest, result: &LlmResult) -> Result<bool, String> {
+        let (tokenizer, model) = (&self.tokenizer, &*self.model);
+        let ids = &result.token_ids;
+        let max = request.max_tokens as usize;
+        let prompt = self.prompt_ids(request);
+        let ends_right = match ids.iter().position(|t| *t == tokenizer.eos) {
+            Some(at) => at + 1 == ids.len(),
+            None => ids.len() == max,
+        };
+        if ids.is_empty()
+            || ids.len() > max
+            || !ends_right
+            || prompt.len() + ids.len() > self.context_max()
+            || ids.iter().any(|t| *t as usize >= model.config.vocab)
+            || tokenizer.decode(ids) != result.text
+        {
+            return Ok(false);
         }
-        let entry = self
-            .entries
-            .iter()
-            .find(|e| e.listing.sha256 == *sha256)
-            .ok_or_else(|| format!("no model {sha256} here"))?;
-        let model = Arc::new(LoadedModel::open(&entry.path)?);
-        if model.sha256 != *sha256 {
-            return Err(format!(
-                "{} changed since the node started",
-                entry.path.display()
-            ));
-        }
-        loaded.insert(*sha256, Arc::clone(&model));
-        Ok(model)
+        let verdict = match sampling(request) {
+            Sampling::Greedy => check_greedy(model, &prompt, ids, GREEDY_MARGIN),
+            Sampling::Seeded {
+                temperature,
+                top_p,
+                seed,
+            } => check_sampled(
+                model,
+                &prompt,
+                ids,
+                (temperature, top_p, seed),
+                DRAW_TOLERANCE,
+            ),
+        };
+        verdict.map(|v| v.is_ok()).map_err(|e| e.to_string())
     }
 }
 
@@ -165,6 +145,91 @@ pub fn sampling(request: &LlmRequest) -> Sampling {
             top_p: request.top_p.map_or(1.0, |p| p.as_f32()),
             seed: request.seed.unwrap_or(0),
         },
+    }
+}
+
+struct Entry {
+    listing: ModelListing,
+    path: PathBuf,
+    loaded: OnceLock<Result<Arc<LoadedModel>, String>>,
+}
+
+/// A verdict, computed by the first caller while the others wait.
+type VerdictCell = Arc<OnceLock<Result<bool, String>>>;
+
+/// The models of a node.
+pub struct NodeModels {
+    entries: Vec<Entry>,
+    verdicts: Mutex<HashMap<Hash32, VerdictCell>>,
+}
+
+impl NodeModels {
+    /// The configured models: each file hashed and its header read now (a missing or unreadable
+    /// one is left out with a warning: the node still starts).
+    pub fn open(configs: &[ModelConfig], data_dir: &Path) -> NodeModels {
+        let mut entries = Vec::new();
+        for config in configs {
+            let path = data_dir.join(&config.path);
+            match read_model_file(&path) {
+                Ok((sha256, gguf)) => {
+                    tracing::info!(name = %config.name, %sha256, "model available");
+                    let architecture = gguf.str("general.architecture").unwrap_or("?");
+                    let listing = ModelListing {
+                        name: config.name.clone(),
+                        sha256,
+                        architecture: architecture.to_string(),
+                    };
+                    let loaded = OnceLock::new();
+                    entries.push(Entry {
+                        listing,
+                        path,
+                        loaded,
+                    });
+                }
+                Err(error) => tracing::warn!(
+                    name = %config.name,
+                    %error,
+                    "model left out (scripts/fetch-model.sh installs the default one)"
+                ),
+            }
+        }
+        NodeModels {
+            entries,
+            verdicts: Mutex::default(),
+        }
+    }
+
+    /// Model `sha256`, loaded on first use (each model once; callers of one being loaded wait).
+    fn load(&self, sha256: &Hash32) -> Result<Arc<LoadedModel>, String> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.listing.sha256 == *sha256)
+            .ok_or_else(|| format!("no model {sha256} here"))?;
+        let loaded = entry.loaded.get_or_init(|| {
+            let model = LoadedModel::open(&entry.path)?;
+            if model.sha256 != *sha256 {
+                return Err(format!(
+                    "{} changed since the node started",
+                    entry.path.display()
+                ));
+            }
+            Ok(Arc::new(model))
+        });
+        loaded.clone()
+    }
+
+    /// The cell of the verdict on `result` for `request`, shared by every caller asking for it.
+    fn verdict_cell(&self, request: &LlmRequest, result: &[u8]) -> (Hash32, VerdictCell) {
+        let mut key = serde_json::to_vec(request).expect("requests serialize");
+        key.extend_from_slice(result);
+        let key = Hash32::digest(&key);
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+        if verdicts.len() >= VERDICTS_KEPT {
+            // Those being computed stay: their callers are waiting.
+            verdicts.retain(|_, cell| cell.get().is_none());
+        }
+        (key, Arc::clone(verdicts.entry(key).or_default()))
     }
 }
 
@@ -186,52 +251,36 @@ impl ModelHost for NodeModels {
         }
         let loaded = self
             .load(&request.model)
-            .map_err(TxError::UnsupportedKind)?;
+            .map_err(|e| TxError::UnsupportedKind(format!("model {}: {e}", request.model)))?;
         let context = loaded.prompt_ids(request).len() + request.max_tokens as usize;
-        if context > CONTEXT_MAX.min(loaded.model.config.context) {
+        if context > loaded.context_max() {
             return Err(TxError::LimitExceeded(format!(
                 "the prompt's tokens and max_tokens come to {context}, past the context of {}",
-                CONTEXT_MAX.min(loaded.model.config.context)
+                loaded.context_max()
             )));
         }
         Ok(())
     }
 
     fn check(&self, request: &LlmRequest, result: &[u8]) -> Result<bool, String> {
-        let loaded = self.load(&request.model)?;
-        let (tokenizer, model) = (&loaded.tokenizer, &*loaded.model);
-        let Some(result) = LlmResult::from_bytes(result) else {
-            return Ok(false);
-        };
-        let ids = &result.token_ids;
-        let max = request.max_tokens as usize;
-        let prompt = loaded.prompt_ids(request);
-        let ends_right = match ids.iter().position(|t| *t == tokenizer.eos) {
-            Some(at) => at + 1 == ids.len(),
-            None => ids.len() == max,
-        };
-        if ids.is_empty()
-            || ids.len() > max
-            || !ends_right
-            || prompt.len() + ids.len() > CONTEXT_MAX
-            || ids.iter().any(|t| *t as usize >= model.config.vocab)
-            || tokenizer.decode(ids) != result.text
-        {
+        if result.len() > RESULT_BYTES_MAX {
             return Ok(false);
         }
-        match sampling(request) {
-            Sampling::Greedy => check_greedy(model, &prompt, ids, GREEDY_MARGIN)
-                .map(|verdict| verdict.is_ok())
-                .map_err(|e| e.to_string()),
-            seeded => {
-                let mut cache = model.cache(prompt.len() + max);
-                let replayed = decode(&prompt, max, tokenizer.eos, seeded, |token| {
-                    model.forward(token, &mut cache)
-                })
-                .map_err(|e| e.to_string())?;
-                Ok(replayed == *ids)
-            }
+        let Some(parsed) = LlmResult::from_bytes(result) else {
+            return Ok(false);
+        };
+        let (key, cell) = self.verdict_cell(request, result);
+        let verdict = cell
+            .get_or_init(|| self.load(&request.model)?.check(request, &parsed))
+            .clone();
+        if verdict.is_err() {
+            // Not a verdict: the next verification tries again.
+            self.verdicts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
         }
+        verdict
     }
 }
 

@@ -4,9 +4,19 @@
 //! Sampling draws from SplitMix64 seeded by the job's seed, one draw per token:
 //! `u = (next >> 11) / 2^53`. The distribution is the softmax of logits / temperature (in f64),
 //! cut to the smallest set of most likely tokens whose probability reaches `top_p` (ties by
-//! token id), renormalized; the token is the first whose running sum exceeds `u`.
+//! token id), renormalized; the token is the first, in token-id order, whose running sum exceeds
+//! `u`.
 
 use crate::model::{Cache, Model, ModelError, argmax};
+
+/// How far below the step's largest logit a claimed greedy token may be (the platform's
+/// check). Our GPU path's logits are within 2·10⁻⁵ (relative) of the CPU's; llama.cpp's, with
+/// activations quantized to 8 bits, differ by more: its greedy choices sit up to 0.22 below our
+/// largest logit (`tests/llama_cpp.rs` measures it and keeps it under half the margin).
+pub const GREEDY_MARGIN: f32 = 0.5;
+/// How far outside its interval a sampled token's draw may fall (the platform's check): the
+/// boundaries move with another implementation's rounding.
+pub const DRAW_TOLERANCE: f64 = 1e-3;
 
 /// How tokens are chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,8 +59,12 @@ impl Rng {
     }
 }
 
-/// The token `logits` give for draw `u` at `temperature` and `top_p`.
-pub fn sample(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32 {
+/// The tokens sampling at `temperature` and `top_p` may draw from `logits`, with their
+/// probabilities renormalized over them, in token-id order: the smallest set of most likely
+/// tokens (ties by id) whose probability reaches `top_p`. The draw walks them in id order, not
+/// by probability, so two implementations whose logits differ in the last bits order them the
+/// same and disagree only when the draw lands within that difference of a boundary.
+pub fn nucleus(logits: &[f32], temperature: f32, top_p: f32) -> Vec<(u32, f64)> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let t = f64::from(temperature);
     let mut probs: Vec<(u32, f64)> = logits
@@ -69,17 +83,45 @@ pub fn sample(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32 {
             break;
         }
     }
-    let nucleus = &probs[..kept];
-    let nucleus_total: f64 = nucleus.iter().map(|(_, p)| p).sum();
-    let target = u * nucleus_total;
+    probs.truncate(kept);
+    let nucleus_total: f64 = probs.iter().map(|(_, p)| p).sum();
+    probs.sort_by_key(|(id, _)| *id);
+    for (_, p) in &mut probs {
+        *p /= nucleus_total;
+    }
+    probs
+}
+
+/// The token `logits` give for draw `u` at `temperature` and `top_p`: the first of the
+/// [`nucleus`] whose running sum exceeds `u`.
+pub fn sample(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32 {
+    let nucleus = nucleus(logits, temperature, top_p);
     let mut running = 0.0;
-    for (id, p) in nucleus {
+    for (id, p) in &nucleus {
         running += p;
-        if running > target {
+        if running > u {
             return *id;
         }
     }
     nucleus[nucleus.len() - 1].0
+}
+
+/// The draws `[low, high)` for which sampling gives `token` (none when it is outside the
+/// nucleus).
+pub fn draw_interval(
+    logits: &[f32],
+    temperature: f32,
+    top_p: f32,
+    token: u32,
+) -> Option<(f64, f64)> {
+    let mut low = 0.0;
+    for (id, p) in nucleus(logits, temperature, top_p) {
+        if id == token {
+            return Some((low, low + p));
+        }
+        low += p;
+    }
+    None
 }
 
 /// Runs `prompt` on the CPU reference, then generates up to `max_tokens` tokens (stopping
@@ -198,6 +240,42 @@ pub fn check_greedy(
     Ok(Ok(()))
 }
 
+/// Teacher-forces `claimed` after `prompt` and accepts it when, replaying the seeded draws,
+/// each claimed token's [`draw_interval`] on these logits holds its step's draw give or take
+/// `tolerance` (another implementation's logits move the boundaries by their rounding). Stops
+/// at the first token that fails.
+pub fn check_sampled(
+    model: &Model,
+    prompt: &[u32],
+    claimed: &[u32],
+    (temperature, top_p, seed): (f32, f32, u64),
+    tolerance: f64,
+) -> Result<Result<(), Divergence>, ModelError> {
+    let mut rng = Rng::new(seed);
+    let mut cache = model.cache(prompt.len() + claimed.len());
+    let mut logits = prefill(model, prompt, &mut cache)?;
+    for (step, token) in claimed.iter().enumerate() {
+        let Some(claimed_logit) = logits.get(*token as usize).copied() else {
+            return Err(ModelError::Token(*token));
+        };
+        let u = rng.uniform();
+        let holds = draw_interval(&logits, temperature, top_p, *token)
+            .is_some_and(|(low, high)| low - tolerance <= u && u < high + tolerance);
+        if !holds {
+            return Ok(Err(Divergence {
+                step,
+                claimed: *token,
+                claimed_logit,
+                max_logit: logits[argmax(&logits) as usize],
+            }));
+        }
+        if step + 1 < claimed.len() {
+            logits = model.forward(*token, &mut cache)?;
+        }
+    }
+    Ok(Ok(()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,11 +292,28 @@ mod tests {
 
     #[test]
     fn sampling_keeps_the_nucleus_and_follows_the_draw() {
-        // Probabilities at temperature 1: token 2 ≈ 0.66, token 0 ≈ 0.24, token 1 ≈ 0.09.
+        // Probabilities at temperature 1: token 0 ≈ 0.24, token 1 ≈ 0.09, token 2 ≈ 0.66,
+        // drawn in id order.
         let logits = [1.0, 0.0, 2.0];
-        assert_eq!(sample(&logits, 1.0, 1.0, 0.0), 2, "the most likely first");
-        assert_eq!(sample(&logits, 1.0, 1.0, 0.7), 0);
-        assert_eq!(sample(&logits, 1.0, 1.0, 0.99), 1);
+        assert_eq!(sample(&logits, 1.0, 1.0, 0.0), 0, "in id order");
+        assert_eq!(sample(&logits, 1.0, 1.0, 0.3), 1);
+        assert_eq!(sample(&logits, 1.0, 1.0, 0.99), 2);
+        let (low, high) = draw_interval(&logits, 1.0, 1.0, 1).unwrap();
+        assert!(
+            (low - 0.2447).abs() < 1e-3 && (high - 0.3348).abs() < 1e-3,
+            "{low} {high}"
+        );
+        assert_eq!(
+            draw_interval(&logits, 1.0, 0.5, 0),
+            None,
+            "outside the nucleus"
+        );
+        let near_tie = [1.0, 1.0 + 1e-6, -5.0];
+        assert_eq!(
+            sample(&near_tie, 1.0, 1.0, 0.25),
+            sample(&[1.0 + 1e-6, 1.0, -5.0], 1.0, 1.0, 0.25),
+            "a near-tie's order does not decide the draw"
+        );
         assert_eq!(
             sample(&logits, 1.0, 0.5, 0.99),
             2,

@@ -15,6 +15,9 @@ use fancy_regex::Regex;
 
 use crate::gguf::{Gguf, GgufError, Value};
 
+/// Longest word merged whole, bytes (see `Tokenizer::encode_word`).
+const WORD_BYTES_MAX: usize = 256;
+
 /// Token types of GGUF's `tokenizer.ggml.token_type`.
 const TOKEN_CONTROL: u64 = 3;
 const TOKEN_USER_DEFINED: u64 = 4;
@@ -166,15 +169,41 @@ impl Tokenizer {
     /// Encodes text without special tokens.
     fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) {
         for piece in split_keeping(&self.digit, text) {
+            let mut done = 0;
             for word in self.pattern.find_iter(piece) {
-                let word = word.expect("the pattern does not backtrack without bound");
-                self.encode_word(word.as_str(), ids);
+                match word {
+                    Ok(word) => {
+                        self.encode_word(word.as_str(), ids);
+                        done = word.end();
+                    }
+                    // The matcher gave up (its backtracking limit): the rest as one word.
+                    Err(_) => {
+                        self.encode_word(&piece[done..], ids);
+                        break;
+                    }
+                }
             }
         }
     }
 
-    /// BPE over one pre-tokenized word.
+    /// BPE over one pre-tokenized word; a word longer than [`WORD_BYTES_MAX`] is encoded in
+    /// pieces of that length (cut at character boundaries), which keeps the quadratic merge loop
+    /// bounded (llama.cpp merges such a word whole: their ids may differ there).
     fn encode_word(&self, word: &str, ids: &mut Vec<u32>) {
+        let mut rest = word;
+        while rest.len() > WORD_BYTES_MAX {
+            let mut cut = WORD_BYTES_MAX;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.merge_word(&rest[..cut], ids);
+            rest = &rest[cut..];
+        }
+        self.merge_word(rest, ids);
+    }
+
+    /// BPE merges over one word.
+    fn merge_word(&self, word: &str, ids: &mut Vec<u32>) {
         let mut symbols: Vec<String> = word
             .bytes()
             .map(|b| self.byte_char[usize::from(b)].to_string())

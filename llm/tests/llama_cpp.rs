@@ -5,14 +5,11 @@
 //! near-ties may resolve differently: the check's margin is what makes honest engines agree.
 //! Skipped, loudly, without the model file.
 
-use llm::generate::{Sampling, check_greedy, generate};
+use llm::generate::{GREEDY_MARGIN, Sampling, check_greedy, generate};
 use llm::gguf::Gguf;
 use llm::model::Model;
 use llm::tokenizer::Tokenizer;
 use serde_json::Value;
-
-/// The logit margin of the greedy check (the platform's).
-const MARGIN: f32 = 0.5;
 
 fn fixture() -> Value {
     let path =
@@ -54,8 +51,12 @@ fn llama_cpps_greedy_completions_pass_our_check_and_begin_as_ours() {
     for case in fixture()["greedy"].as_array().unwrap() {
         let prompt = tokenizer.encode(case["prompt"].as_str().unwrap());
         let theirs = ids(&case["ids"]);
-        let verdict = check_greedy(&model, &prompt, &theirs, MARGIN).unwrap();
+        let verdict = check_greedy(&model, &prompt, &theirs, GREEDY_MARGIN).unwrap();
         assert_eq!(verdict, Ok(()), "{:?}", tokenizer.decode(&theirs));
+        // How far their choices sit below our best: the margin must hold it with room to spare.
+        let gap = worst_gap(&model, &prompt, &theirs);
+        eprintln!("llama.cpp's tokens: at worst {gap} below our largest logit");
+        assert!(gap < GREEDY_MARGIN / 2.0, "{gap}");
         let ours = generate(&model, &prompt, 4, tokenizer.eos, Sampling::Greedy).unwrap();
         assert_eq!(
             ours[..],
@@ -64,4 +65,21 @@ fn llama_cpps_greedy_completions_pass_our_check_and_begin_as_ours() {
             tokenizer.decode(&ours)
         );
     }
+}
+
+/// The largest gap, over the steps of `claimed` teacher-forced after `prompt`, between the
+/// step's largest logit and the claimed token's.
+fn worst_gap(model: &Model, prompt: &[u32], claimed: &[u32]) -> f32 {
+    let mut cache = model.cache(prompt.len() + claimed.len());
+    let mut logits = Vec::new();
+    for token in prompt {
+        logits = model.forward(*token, &mut cache).unwrap();
+    }
+    let mut worst = 0.0f32;
+    for token in claimed {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        worst = worst.max(max - logits[*token as usize]);
+        logits = model.forward(*token, &mut cache).unwrap();
+    }
+    worst
 }

@@ -5,13 +5,12 @@
 
 use std::sync::OnceLock;
 
-use llm::generate::{Sampling, check_greedy, generate};
+use llm::generate::{
+    DRAW_TOLERANCE, GREEDY_MARGIN, Sampling, check_greedy, check_sampled, generate,
+};
 use llm::gguf::Gguf;
 use llm::model::Model;
 use llm::tokenizer::{Message, Tokenizer};
-
-/// Logit margin of the greedy check.
-const MARGIN: f32 = 0.5;
 
 fn loaded() -> Option<&'static (Tokenizer, Model)> {
     static MODEL: OnceLock<Option<(Tokenizer, Model)>> = OnceLock::new();
@@ -95,11 +94,11 @@ fn the_greedy_check_accepts_the_models_own_output_and_catches_a_fabrication() {
     let prompt = tokenizer.encode("The capital of France is");
     let honest = generate(model, &prompt, 8, tokenizer.eos, Sampling::Greedy).unwrap();
     assert_eq!(
-        check_greedy(model, &prompt, &honest, MARGIN).unwrap(),
+        check_greedy(model, &prompt, &honest, GREEDY_MARGIN).unwrap(),
         Ok(())
     );
     let fabricated = tokenizer.encode(" Berlin, a city of bears.");
-    let divergence = check_greedy(model, &prompt, &fabricated, MARGIN)
+    let divergence = check_greedy(model, &prompt, &fabricated, GREEDY_MARGIN)
         .unwrap()
         .unwrap_err();
     assert_eq!(divergence.step, 0, "{divergence}");
@@ -123,5 +122,54 @@ fn seeded_sampling_replays_and_seeds_differ() {
     assert!(
         (1..6).any(|seed| sampled(seed) != sampled(7)),
         "other seeds differ"
+    );
+}
+
+#[test]
+fn a_very_long_word_is_encoded_in_pieces_and_round_trips() {
+    let Some((tokenizer, _)) = loaded() else {
+        return;
+    };
+    let word = "abcdefghij".repeat(820) + "é";
+    let ids = tokenizer.encode(&word);
+    assert_eq!(tokenizer.decode(&ids), word);
+    let short = "abcdefghij".repeat(20);
+    assert_eq!(
+        ids[..4],
+        tokenizer.encode(&short)[..4],
+        "pieces begin as the whole word would"
+    );
+}
+
+#[test]
+fn a_sampled_completion_passes_the_replayed_draws_and_an_altered_one_does_not() {
+    let Some((tokenizer, model)) = loaded() else {
+        return;
+    };
+    let prompt = tokenizer.encode("Once upon a time");
+    let (temperature, top_p, seed) = (0.8, 0.95, 11);
+    let sampling = Sampling::Seeded {
+        temperature,
+        top_p,
+        seed,
+    };
+    let honest = generate(model, &prompt, 10, tokenizer.eos, sampling).unwrap();
+    let params = (temperature, top_p, seed);
+    assert_eq!(
+        check_sampled(model, &prompt, &honest, params, DRAW_TOLERANCE).unwrap(),
+        Ok(())
+    );
+    let mut altered = honest.clone();
+    altered[3] = tokenizer.encode(" zebra")[0];
+    let divergence = check_sampled(model, &prompt, &altered, params, DRAW_TOLERANCE)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(divergence.step, 3, "{divergence}");
+    let other_seed = (temperature, top_p, seed + 1);
+    assert!(
+        check_sampled(model, &prompt, &honest, other_seed, DRAW_TOLERANCE)
+            .unwrap()
+            .is_err(),
+        "the draws are the seed's"
     );
 }
