@@ -26,8 +26,13 @@ impl Context {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(30))
             .build();
+        // `--node host:port` means plain HTTP.
+        let node = match node.contains("://") {
+            true => node.trim_end_matches('/').to_string(),
+            false => format!("http://{}", node.trim_end_matches('/')),
+        };
         Context {
-            node: node.trim_end_matches('/').to_string(),
+            node,
             chain,
             keystore,
             agent,
@@ -92,7 +97,62 @@ impl Context {
 }
 
 /// Prints a JSON answer.
+/// `aitbc status`: the node's health, version and chains with their heights.
+pub fn status(ctx: &Context) -> anyhow::Result<Value> {
+    let index = ctx.get("/")?;
+    let health = match ctx.agent.get(&ctx.url("/health")).call() {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => {
+            response.into_json::<Value>().unwrap_or(Value::Null)["status"].clone()
+        }
+        Err(error) => return Err(anyhow!("the node stopped answering: {error}")),
+    };
+    let chains = ctx.get("/v1/chains")?;
+    let heights: Vec<Value> = chains["chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| serde_json::json!({"chain_id": c["chain_id"], "height": c["height"]}))
+        .collect();
+    Ok(serde_json::json!({
+        "node": ctx.node,
+        "health": health,
+        "version": index["version"],
+        "default_chain": chains["default_chain"],
+        "chains": heights,
+    }))
+}
+
+/// `aitbc version`: the client's, and the node's when it answers.
+pub fn versions(ctx: &Context) -> Value {
+    let node = ctx
+        .get("/")
+        .map(|index| index["version"].clone())
+        .unwrap_or(Value::Null);
+    serde_json::json!({"aitbc": env!("CARGO_PKG_VERSION"), "node": node, "node_url": ctx.node})
+}
+
 pub fn print(value: anyhow::Result<Value>) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(&value?)?);
+    out(serde_json::to_string_pretty(&value?)?);
     Ok(())
 }
+
+/// Writes a line to standard output; a closed pipe (`aitbc … | head`) ends the command quietly,
+/// as it does other tools.
+pub fn out(line: impl std::fmt::Display) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::client::out(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;

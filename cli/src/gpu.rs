@@ -1,5 +1,6 @@
 //! `aitbc gpu info` and `aitbc gpu bench`: the wgpu executor's adapter and figures.
 
+use crate::client::outln;
 use anyhow::anyhow;
 use clap::Subcommand;
 
@@ -36,9 +37,9 @@ pub fn run(command: GpuCommand) -> anyhow::Result<()> {
         GpuCommand::Info { json } => {
             let report = gpu::info().map_err(|e| anyhow!("{e}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("{report}");
+                outln!("{report}");
             }
         }
         GpuCommand::Bench {
@@ -55,9 +56,9 @@ pub fn run(command: GpuCommand) -> anyhow::Result<()> {
             config.mlp_batch = mlp_batch.unwrap_or(config.mlp_batch);
             let report = gpu::bench::run(&config).map_err(|e| anyhow!("{e}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("{report}");
+                outln!("{report}");
             }
         }
     }

@@ -114,6 +114,10 @@ enum Command {
         #[arg(long)]
         asset: Option<String>,
     },
+    /// The node at a glance: health, version, chains and their heights.
+    Status,
+    /// This client's version, and the node's when it answers.
+    Version,
     /// Benchmarks against a running node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -171,6 +175,8 @@ fn main() {
                     amount,
                     asset,
                 } => wallet::faucet(&ctx, &account, &amount, asset.as_deref()),
+                Command::Status => client::print(client::status(&ctx)),
+                Command::Version => client::print(Ok(client::versions(&ctx))),
                 Command::Bench(command) => bench::run(&ctx, command),
                 Command::Gpu(command) => gpu::run(command),
                 Command::Node(_) => unreachable!("handled above"),

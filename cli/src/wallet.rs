@@ -1,5 +1,6 @@
 //! Wallet, transfer and explorer commands.
 
+use crate::client::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -82,7 +83,7 @@ pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
             let passphrase = keystore::passphrase(passphrase_file.as_deref(), true)?;
             let key = SigningKey::generate().map_err(|e| anyhow!("no OS randomness: {e}"))?;
             let file = keystore::save(&ctx.keystore, &name, &key, &passphrase)?;
-            println!(
+            outln!(
                 "created wallet {name}\naddress: {}\nfile: {}",
                 key.address(),
                 file.display()
@@ -101,19 +102,19 @@ pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow!("the secret key file must hold 64 hex characters"))?;
             let passphrase = keystore::passphrase(passphrase_file.as_deref(), true)?;
             keystore::save(&ctx.keystore, &name, &key, &passphrase)?;
-            println!("imported wallet {name}\naddress: {}", key.address());
+            outln!("imported wallet {name}\naddress: {}", key.address());
             Ok(())
         }
         WalletCommand::List => {
             let wallets = keystore::list(&ctx.keystore)?;
             if wallets.is_empty() {
-                println!(
+                outln!(
                     "no wallets in {} (create one with `aitbc wallet new NAME`)",
                     ctx.keystore.display()
                 );
             }
             for wallet in wallets {
-                println!("{}\t{}", wallet.name, wallet.key.address);
+                outln!("{}\t{}", wallet.name, wallet.key.address);
             }
             Ok(())
         }
@@ -246,7 +247,7 @@ pub fn balance(ctx: &Context, account: &str) -> anyhow::Result<()> {
         .unwrap_or("0")
         .parse()
         .map_err(|_| anyhow!("bad balance from node"))?;
-    println!(
+    outln!(
         "{address}\n  balance: {} {} ({} base units)\n  nonce:   {}",
         units.display_tokens(),
         answer["token"].as_str().unwrap_or(""),
@@ -262,7 +263,7 @@ pub fn balance(ctx: &Context, account: &str) -> anyhow::Result<()> {
             .unwrap_or("0")
             .parse()
             .map_err(|_| anyhow!("bad {symbol} balance from node"))?;
-        println!(
+        outln!(
             "  {symbol}: {} ({units} base units)",
             units.display_units(decimals)
         );

@@ -55,6 +55,8 @@ pub struct Faucet {
     pub max_amount: Amount,
     /// Most one request may ask for of each other asset it hands out.
     pub max_asset_amounts: BTreeMap<String, Amount>,
+    /// How fast it hands out.
+    pub gate: crate::faucet_limits::FaucetGate,
 }
 
 /// Answer to an accepted transaction (API.md).
@@ -454,6 +456,11 @@ impl App {
                 "faucet amount must be between 1 and {max} base units"
             )));
         }
+        // Last of the checks that cost nothing, so a refused request takes nothing.
+        let now_ms = self.clock.now_ms();
+        faucet
+            .gate
+            .take(to, asset.as_deref(), amount, max, now_ms)?;
         let key = &faucet.key;
         let action = match asset {
             None => SignedAction::Transfer(TransferBody {

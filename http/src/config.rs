@@ -38,6 +38,14 @@ pub struct NodeConfig {
     /// GPU jobs.
     #[serde(default)]
     pub jobs: JobsConfig,
+    /// Hosts the node answers besides loopback names when it listens on a loopback address
+    /// (`host` or `host:port`); on another address, when set, the only hosts it answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`https://wallet.example`) whose pages may send requests, besides the
+    /// node's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// The `[jobs]` table.
@@ -121,6 +129,9 @@ pub struct FaucetConfig {
     /// asset without an entry is not handed out.
     #[serde(default)]
     pub max_asset_amounts: std::collections::BTreeMap<String, Amount>,
+    /// How fast it hands out (`[chains.faucet.limits]`).
+    #[serde(default)]
+    pub limits: crate::faucet_limits::FaucetLimits,
 }
 
 /// Why the configuration cannot be used.
@@ -332,6 +343,8 @@ pub fn create_devnet(
         listen: listen.to_string(),
         default_chain: DEVNET_CHAIN_ID.into(),
         http_workers: None,
+        allowed_hosts: Vec::new(),
+        allowed_origins: Vec::new(),
         jobs: JobsConfig {
             models: devnet_models(),
             ..JobsConfig::default()
@@ -349,6 +362,7 @@ pub fn create_devnet(
                     Amount(1_000_000 * 10u128.pow(u32::from(DEVNET_STABLE_DECIMALS))),
                 )]
                 .into(),
+                limits: Default::default(),
             }),
             genesis: Genesis {
                 chain_id: DEVNET_CHAIN_ID.into(),

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human text.
     pub message: String,
+    /// When to try again, seconds (a `Retry-After` header).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,15 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 429 `rate_limited`: try again in `retry_after_s` seconds.
+    pub fn rate_limited(message: impl Into<String>, retry_after_s: u64) -> Self {
+        ApiError {
+            retry_after_s: Some(retry_after_s),
+            ..ApiError::new("rate_limited", message)
         }
     }
 
@@ -82,12 +93,16 @@ impl ResponseError for ApiError {
         match self.code {
             "not_found" => StatusCode::NOT_FOUND,
             "unauthorized" => StatusCode::UNAUTHORIZED,
-            "paused" | "frozen" | "not_council" | "not_owner" => StatusCode::FORBIDDEN,
+            "paused" | "frozen" | "not_council" | "not_owner" | "forbidden_host"
+            | "forbidden_origin" => StatusCode::FORBIDDEN,
+            "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "bad_nonce" | "conflict" | "already_voted" | "not_active" => StatusCode::CONFLICT,
             "insufficient_funds" | "fee_too_low" | "nothing_to_claim" | "no_voting_power"
             | "below_threshold" | "bad_action" | "locked" | "not_assigned" | "bad_result"
             | "limit_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
             "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "internal" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -95,6 +110,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self.body())
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after_s {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        response.json(self.body())
     }
 }

@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .app_data(web::QueryConfig::default().error_handler(query_error))
     .app_data(web::PayloadConfig::new(BODY_LEN_MAX))
+    .route("/", web::get().to(crate::index::index))
     .route("/health", web::get().to(health))
     .route("/metrics", web::get().to(metrics))
     .route("/openapi.json", web::get().to(openapi))
@@ -70,11 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(crate::blobs::routes)
             .configure(crate::staking::routes),
     )
-    .default_service(web::to(no_such_endpoint));
-}
-
-async fn no_such_endpoint() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("no such endpoint"))
+    .default_service(web::to(crate::index::fallback));
 }
 
 fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
@@ -186,12 +183,14 @@ pub async fn transaction_json(app: &App, hash: &str) -> Result<Value, ApiError> 
         "signature": envelope.signature,
         "position": tx.position,
         "events": tx.events,
+        "sealed": false,
         "block_height": Value::Null,
     });
     if let Some(reason) = &tx.refused {
         body["reason"] = json!(reason);
     }
     if let Some((block, proof)) = app.projections.read_model.tx_proof(&tx) {
+        body["sealed"] = json!(true);
         body["block_height"] = json!(block.height);
         body["block_hash"] = json!(block.hash);
         body["merkle_root"] = json!(block.merkle_root);

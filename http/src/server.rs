@@ -220,6 +220,7 @@ pub async fn start(
                     .map_err(|e| fail(&chain_id)(e.to_string()))?,
                 max_amount: f.max_amount,
                 max_asset_amounts: f.max_asset_amounts.clone(),
+                gate: crate::faucet_limits::FaucetGate::new(f.limits),
             }),
             None => None,
         };
@@ -348,9 +349,16 @@ pub async fn start(
         config.jobs.offline_after_s * 1000,
     ));
     let data = web::Data::new(app.clone());
+    let policy = web::Data::new(crate::origin::RequestPolicy::new(
+        &config.listen,
+        &config.allowed_hosts,
+        &config.allowed_origins,
+    ));
     let mut server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .app_data(policy.clone())
+            .wrap(actix_web::middleware::from_fn(crate::origin::guard))
             .configure(routes::configure)
     })
     .shutdown_timeout(5);

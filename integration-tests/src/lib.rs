@@ -642,6 +642,7 @@ pub fn write_config(
             "\n[[chains]]\nblock_time_ms = {block_time_ms}\nempty_blocks = false\n\
              validator_key_files = [\"{vfile}\"]\n\n\
              [chains.faucet]\nkey_file = \"{ffile}\"\nmax_amount = \"{}\"\n\n\
+             {UNPACED_FAUCET}\
              [chains.genesis]\nchain_id = \"{chain_id}\"\ngenesis_time = {now}\n\
              validators = [\"{}\"]\nvalidator_threshold = 1\nmin_fee = \"{min_fee}\"\n\n\
              [[chains.genesis.allocations]]\naddress = \"{}\"\namount = \"{FAUCET_SUPPLY}\"\n",
@@ -660,6 +661,11 @@ pub fn write_config(
     std::fs::write(&path, text).unwrap();
     (path, setups)
 }
+
+/// Test chains fund their load from the faucet: its pace is tested on the devnet's defaults
+/// (`tests/hardening.rs`).
+const UNPACED_FAUCET: &str = "[chains.faucet.limits]\nper_recipient_burst = 1000000000\n\
+    global_burst = 1000000000\nglobal_per_s = 1000000000\ndaily_max_requests_worth = 1000000000\n\n";
 
 /// The two-chain configuration (`ait-devnet` default, `ait-testnet`), min fee 0, 200 ms blocks.
 pub fn write_two_chain_config(data_dir: &Path) -> (PathBuf, Vec<ChainSetup>) {

@@ -28,7 +28,8 @@ struct PairLog {
 }
 
 /// `giver` locks tokens for `taker`, who claims them at once (the schedule vests fully at
-/// creation); the faucet mints USDX to `giver`, who passes some on. Until the node dies.
+/// creation); the faucet mints USDX to a new address each round (it paces each recipient),
+/// and `giver` passes some of its own on. Until the node dies.
 fn pair_thread(
     client: Client,
     giver: SigningKey,
@@ -78,7 +79,7 @@ fn pair_thread(
         taker_nonce += 1;
         log.claims
             .push((body["tx_hash"].as_str().unwrap().to_string(), id));
-        let mint = json!({"address": giver.address(), "amount": "100", "asset": "USDX"});
+        let mint = json!({"address": new_key().address(), "amount": "100", "asset": "USDX"});
         let Some(body) = ok(&mut log, client.try_post("/v1/faucet", &mint)) else {
             return log;
         };
@@ -113,6 +114,8 @@ fn module_transactions_survive_kill_9_between_any_two_steps() {
     let pairs: Vec<(SigningKey, SigningKey)> = (0..PAIRS).map(|_| (new_key(), new_key())).collect();
     for (giver, _) in &pairs {
         node.faucet(&giver.address(), 1_000_000 * AIT);
+        let usdx = json!({"address": giver.address(), "amount": "1000000", "asset": "USDX"});
+        assert_eq!(node.post("/v1/faucet", &usdx).0, 200);
     }
     let killed = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = pairs

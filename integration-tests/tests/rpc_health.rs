@@ -120,6 +120,7 @@ fn health_metrics_and_openapi() {
         ("/v1/wallet/balance", "get"),
         ("/v1/wallet/send", "post"),
         ("/rpc", "post"),
+        ("/", "get"),
         ("/health", "get"),
         ("/v1/governance/params", "get"),
         ("/v1/treasury", "get"),

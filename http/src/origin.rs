@@ -1,0 +1,259 @@
+//! Requests a web page could forge: a node on a developer's machine must not be driven by the
+//! pages its browser opens.
+//!
+//! - A request whose `Origin` is another site (not the `Host` it was sent to, nor one of
+//!   `allowed_origins`) is refused, 403 `forbidden_origin`: browsers send `Origin` on every
+//!   cross-site POST, whatever its body.
+//! - A node listening on a loopback address answers only requests addressed to a loopback name
+//!   (`localhost`, `127.0.0.1`, `[::1]`, any port) or to one of `allowed_hosts`, 403
+//!   `forbidden_host`: a DNS-rebinding page reaches it under its own name. A node listening on
+//!   another address checks `Host` only when `allowed_hosts` is set.
+//! - A POST whose body is declared as anything but JSON (`text/plain`, a form) is refused, 415
+//!   `unsupported_media_type`; raw blob uploads are exempt. A body without `Content-Type` is
+//!   read as JSON.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+
+use crate::error::ApiError;
+
+/// Which hosts and origins a node answers.
+#[derive(Clone, Debug)]
+pub struct RequestPolicy {
+    /// Only loopback names in `Host` (the node listens on a loopback address).
+    loopback_only: bool,
+    /// Hosts accepted besides (`host` or `host:port`, lowercase).
+    allowed_hosts: Vec<String>,
+    /// Origins accepted besides the node's own (`scheme://host[:port]`, lowercase).
+    allowed_origins: Vec<String>,
+}
+
+/// Paths whose POST body is not JSON.
+const RAW_BODY_PATHS: [&str; 1] = ["/v1/blobs"];
+
+impl RequestPolicy {
+    /// The policy of a node listening on `listen`.
+    pub fn new(listen: &str, allowed_hosts: &[String], allowed_origins: &[String]) -> Self {
+        let lower = |v: &[String]| v.iter().map(|s| s.to_ascii_lowercase()).collect();
+        RequestPolicy {
+            loopback_only: is_loopback(host_of(listen)),
+            allowed_hosts: lower(allowed_hosts),
+            allowed_origins: lower(allowed_origins),
+        }
+    }
+
+    /// Why `request` is refused, if it is.
+    pub fn check(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &header::HeaderMap,
+    ) -> Result<(), ApiError> {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_ascii_lowercase)
+        };
+        let host = text(header::HOST).unwrap_or_default();
+        let host_allowed = self
+            .allowed_hosts
+            .iter()
+            .any(|h| *h == host || *h == host_of(&host));
+        let host_checked = self.loopback_only || !self.allowed_hosts.is_empty();
+        if host_checked && !host_allowed && !(self.loopback_only && is_loopback(host_of(&host))) {
+            return Err(ApiError::new(
+                "forbidden_host",
+                format!("this node does not answer requests for host {host:?} (see allowed_hosts)"),
+            ));
+        }
+        if let Some(origin) = text(header::ORIGIN) {
+            let own = origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest == host);
+            if !own && !self.allowed_origins.contains(&origin) {
+                return Err(ApiError::new(
+                    "forbidden_origin",
+                    format!("requests from pages of {origin} are refused (see allowed_origins)"),
+                ));
+            }
+        }
+        let declared = match method == Method::POST && !RAW_BODY_PATHS.contains(&path) {
+            true => text(header::CONTENT_TYPE),
+            false => None,
+        };
+        let essence = declared
+            .as_deref()
+            .map(|d| d.split(';').next().unwrap_or_default().trim());
+        match essence {
+            Some(essence) if essence != "application/json" && !essence.ends_with("+json") => {
+                Err(ApiError::new(
+                    "unsupported_media_type",
+                    format!(
+                        "the body is JSON: send Content-Type: application/json, not {essence:?}"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The host of `host[:port]` or `[v6]:port`.
+fn host_of(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The middleware: refuses what [`RequestPolicy::check`] refuses, before any handler runs.
+pub async fn guard(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if let Some(policy) = request.app_data::<actix_web::web::Data<RequestPolicy>>() {
+        policy.check(request.method(), request.path(), request.headers())?;
+    }
+    next.call(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn code(
+        policy: &RequestPolicy,
+        method: Method,
+        path: &str,
+        pairs: &[(&'static str, &str)],
+    ) -> &'static str {
+        match policy.check(&method, path, &headers(pairs)) {
+            Ok(()) => "ok",
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn pages_of_other_sites_and_rebound_names_are_refused() {
+        let local = RequestPolicy::new("127.0.0.1:18000", &[], &[]);
+        let json = ("content-type", "application/json");
+        let ok = [("host", "127.0.0.1:18000"), json];
+        assert_eq!(code(&local, Method::POST, "/v1/transactions", &ok), "ok");
+        assert_eq!(
+            code(
+                &local,
+                Method::GET,
+                "/health",
+                &[("host", "localhost:18000")]
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(&local, Method::GET, "/health", &[("host", "[::1]:18000")]),
+            "ok"
+        );
+        let rebound = [("host", "attacker.example:18000")];
+        assert_eq!(
+            code(&local, Method::GET, "/health", &rebound),
+            "forbidden_host"
+        );
+        let cross = [
+            ("host", "127.0.0.1:18000"),
+            ("origin", "https://evil.example"),
+            json,
+        ];
+        assert_eq!(
+            code(&local, Method::POST, "/v1/faucet", &cross),
+            "forbidden_origin"
+        );
+        let same = [
+            ("host", "127.0.0.1:18000"),
+            ("origin", "http://127.0.0.1:18000"),
+            json,
+        ];
+        assert_eq!(code(&local, Method::POST, "/v1/faucet", &same), "ok");
+        let text = [
+            ("host", "127.0.0.1:18000"),
+            ("content-type", "text/plain;charset=UTF-8"),
+        ];
+        assert_eq!(
+            code(&local, Method::POST, "/v1/faucet", &text),
+            "unsupported_media_type"
+        );
+        let form = [
+            ("host", "127.0.0.1:18000"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        assert_eq!(
+            code(&local, Method::POST, "/rpc", &form),
+            "unsupported_media_type"
+        );
+        let raw = [
+            ("host", "127.0.0.1:18000"),
+            ("content-type", "application/octet-stream"),
+        ];
+        assert_eq!(
+            code(&local, Method::POST, "/v1/blobs", &raw),
+            "ok",
+            "blobs are raw bytes"
+        );
+        let untyped = [("host", "127.0.0.1:18000")];
+        assert_eq!(code(&local, Method::POST, "/v1/faucet", &untyped), "ok");
+
+        let public = RequestPolicy::new("0.0.0.0:18000", &[], &["https://wallet.example".into()]);
+        assert_eq!(
+            code(
+                &public,
+                Method::GET,
+                "/health",
+                &[("host", "node.example:18000")]
+            ),
+            "ok"
+        );
+        let allowed = [
+            ("host", "node.example"),
+            ("origin", "https://wallet.example"),
+            json,
+        ];
+        assert_eq!(code(&public, Method::POST, "/v1/faucet", &allowed), "ok");
+        let named = RequestPolicy::new("0.0.0.0:18000", &["node.example".into()], &[]);
+        assert_eq!(
+            code(
+                &named,
+                Method::GET,
+                "/health",
+                &[("host", "node.example:443")]
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(&named, Method::GET, "/health", &[("host", "other.example")]),
+            "forbidden_host"
+        );
+    }
+}
