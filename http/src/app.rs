@@ -59,6 +59,31 @@ pub struct Faucet {
     pub gate: crate::faucet_limits::FaucetGate,
 }
 
+/// A custodial send's transfer.
+pub struct CustodialSend {
+    /// The chain (the default when none).
+    pub chain: Option<String>,
+    /// The custodial wallet.
+    pub from: Address,
+    /// The recipient.
+    pub to: Address,
+    /// How much.
+    pub amount: Amount,
+    /// Of which asset (the native one when none).
+    pub asset: Option<String>,
+    /// The fee (the chain's minimum when none).
+    pub fee: Option<Amount>,
+}
+
+/// Who failed to unlock a custodial wallet, for the back-off.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Unlocker {
+    /// The wallet tried.
+    Wallet(Address),
+    /// The client's address.
+    Client(std::net::IpAddr),
+}
+
 /// Answer to an accepted transaction (API.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TxAccepted {
@@ -80,6 +105,14 @@ pub struct TxAccepted {
 pub struct App {
     /// The event log.
     pub store: Arc<dyn EventStore>,
+    /// Slots of the live block streams (`crate::feed`).
+    pub block_feeds: Arc<tokio::sync::Semaphore>,
+    /// Failed custodial unlocks.
+    pub unlock_failures: crate::custodial_guard::Backoff<Unlocker>,
+    /// Sends and faucet requests made under an `Idempotency-Key`.
+    pub idempotency: crate::custodial_guard::Idempotency,
+    /// Whether a custodial send needs the wallet's credential (`[custody]`).
+    pub require_credential: bool,
     /// The node's clock (the one decisions read).
     pub clock: SharedClock,
     /// The aggregates, by what the protocol's steps address.
@@ -165,12 +198,17 @@ impl App {
     ) -> Result<T, ApiError> {
         // The permit moves into the blocking task: a client that hangs up cannot free it while
         // its derivation still runs.
-        let permit = self
-            .kdf_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::internal("shutting down"))?;
+        // A bounded wait: junk requests queued ahead cannot hold real ones for long.
+        let permit = tokio::time::timeout(
+            crate::limits::KDF_WAIT_MAX,
+            self.kdf_permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new("unavailable", "custodial wallets are busy; try again")
+        })?
+        .map_err(|_| ApiError::internal("shutting down"))?;
         let app = self.clone();
         actix_web::web::block(move || {
             let result = operation(&app.custody);
@@ -499,23 +537,28 @@ impl App {
         self.finish(committed.into()).await
     }
 
-    /// Sends from a custodial wallet. Argon2id runs on the blocking pool.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends from a custodial wallet, unlocked with its passphrase and credential (`secrets`)
+    /// for a client at `client`. Argon2id runs on the blocking pool; failed unlocks back off per
+    /// wallet and per client.
     pub async fn custodial_send(
         self: &Arc<Self>,
-        chain: Option<&str>,
-        from: Address,
-        to: Address,
-        amount: Amount,
-        asset: Option<String>,
-        fee: Option<Amount>,
-        passphrase: Zeroizing<String>,
+        send: CustodialSend,
+        secrets: (Zeroizing<String>, Option<Zeroizing<String>>),
+        client: Option<std::net::IpAddr>,
     ) -> Result<TxAccepted, ApiError> {
+        let CustodialSend {
+            chain,
+            from,
+            to,
+            amount,
+            asset,
+            fee,
+        } = send;
         self.ensure_ready()?;
         if amount == Amount::ZERO {
             return Err(ApiError::malformed("amount must be positive"));
         }
-        let chain_id = self.chain_id(chain)?.to_string();
+        let chain_id = self.chain_id(chain.as_deref())?.to_string();
         let asset = domain::asset::normalize(asset.as_deref());
         if let Some(symbol) = &asset
             && self.chains[&chain_id].genesis.asset(symbol).is_none()
@@ -525,9 +568,33 @@ impl App {
             )));
         }
         self.router.check_sendable(&chain_id, "transfer", &from)?;
-        let key = self
-            .with_custody(move |custody| custody.unlock(&from, &passphrase))
-            .await?;
+        let mut tried = vec![Unlocker::Wallet(from)];
+        tried.extend(client.map(Unlocker::Client));
+        self.unlock_failures.check(&tried, self.clock.now_ms())?;
+        let required = self.require_credential;
+        let (passphrase, credential) = secrets;
+        let unlocked = self
+            .with_custody(move |custody| {
+                custody.unlock(
+                    &from,
+                    &passphrase,
+                    credential.as_deref().map(|c| c.as_str()),
+                    required,
+                )
+            })
+            .await;
+        let key = match unlocked {
+            Ok(key) => {
+                self.unlock_failures.succeeded(&Unlocker::Wallet(from));
+                key
+            }
+            Err(error) => {
+                if error.code == "unauthorized" {
+                    self.unlock_failures.failed(&tried, self.clock.now_ms());
+                }
+                return Err(error);
+            }
+        };
         let fee = fee.unwrap_or(self.chains[&chain_id].genesis.min_fee);
         let order = SignOrder {
             key,

@@ -46,6 +46,19 @@ pub struct NodeConfig {
     /// node's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    /// Custodial wallets.
+    #[serde(default)]
+    pub custody: CustodyConfig,
+}
+
+/// The `[custody]` table.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CustodyConfig {
+    /// Whether a custodial send needs the wallet's credential (`Authorization: Bearer`) besides
+    /// its passphrase. Off by default, as API.md's custodial section has no credential; turn it
+    /// on for any node others can reach.
+    pub require_credential: bool,
 }
 
 /// The `[jobs]` table.
@@ -345,6 +358,7 @@ pub fn create_devnet(
         http_workers: None,
         allowed_hosts: Vec::new(),
         allowed_origins: Vec::new(),
+        custody: CustodyConfig::default(),
         jobs: JobsConfig {
             models: devnet_models(),
             ..JobsConfig::default()

@@ -1,18 +1,26 @@
 //! Custodial wallets: keys the node holds for users, encrypted at rest (Argon2id +
 //! ChaCha20-Poly1305, see `domain::keystore`), one file per wallet under `<data>/custody/`.
-//! Secrets are never logged or returned; only the address and public key leave this module.
+//! Secrets are never logged or returned; only the address and public key leave this module,
+//! and a wallet's credential once, when it is created or imported (its SHA-256 is kept).
+//!
+//! An unlock is refused with the same 401 whether the wallet does not exist, the passphrase is
+//! wrong or the credential is: each runs one Argon2id derivation, so neither the answer nor its
+//! time tells which addresses are custodial.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use dashmap::DashMap;
 use domain::address::Address;
+use domain::hash::Hash32;
 use domain::keys::SigningKey;
 use domain::keystore::{self, EncryptedKey, KeystoreError};
 use domain::limits::{PASSPHRASE_LEN_MAX, WALLET_NAME_LEN_MAX};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::error::ApiError;
 use crate::limits::PASSPHRASE_LEN_MIN;
@@ -21,6 +29,27 @@ use crate::limits::PASSPHRASE_LEN_MIN;
 struct CustodyFile {
     name: String,
     key: EncryptedKey,
+    /// SHA-256 of the wallet's credential (wallets stored before credentials have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credential_sha256: Option<Hash32>,
+}
+
+/// Decrypted in place of a wallet that does not exist, so that refusal costs the same time.
+static DECOY: LazyLock<EncryptedKey> = LazyLock::new(|| {
+    let key = SigningKey::from_seed([7; 32]);
+    keystore::encrypt(&key, "not a wallet's passphrase", [1; 16], [2; 12])
+});
+
+/// Equal, in time independent of where they differ.
+fn same_hash(a: &Hash32, b: &Hash32) -> bool {
+    a.0.iter()
+        .zip(&b.0)
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        == 0
+}
+
+fn refused() -> ApiError {
+    ApiError::unauthorized("wrong passphrase or credential, or no such custodial wallet")
 }
 
 /// The node's custodial keystore.
@@ -83,8 +112,14 @@ impl Custody {
         Ok(custody)
     }
 
-    /// Encrypts and stores `key` under `name` (blocking: runs Argon2id and fsyncs).
-    pub fn store(&self, name: &str, passphrase: &str, key: &SigningKey) -> Result<(), ApiError> {
+    /// Encrypts and stores `key` under `name` (blocking: runs Argon2id and fsyncs); its new
+    /// credential (64 hex), which is not kept.
+    pub fn store(
+        &self,
+        name: &str,
+        passphrase: &str,
+        key: &SigningKey,
+    ) -> Result<Zeroizing<String>, ApiError> {
         check_name(name)?;
         check_passphrase(passphrase)?;
         let _guard = self.create_lock.lock();
@@ -102,11 +137,15 @@ impl Custody {
         }
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 12];
-        getrandom::fill(&mut salt).map_err(|e| ApiError::internal(e.to_string()))?;
-        getrandom::fill(&mut nonce).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut credential = Zeroizing::new([0u8; 32]);
+        for bytes in [&mut salt[..], &mut nonce[..], &mut credential[..]] {
+            getrandom::fill(bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        let credential = Zeroizing::new(hex::encode(*credential));
         let file = CustodyFile {
             name: name.to_string(),
             key: keystore::encrypt(key, passphrase, salt, nonce),
+            credential_sha256: Some(Hash32::digest(credential.as_bytes())),
         };
         let path = self.dir.join(format!("{}.json", key.address()));
         let write = || -> std::io::Result<()> {
@@ -122,21 +161,37 @@ impl Custody {
         write().map_err(|e| ApiError::internal(format!("custody file not written: {e}")))?;
         self.by_name.insert(name.to_string(), key.address());
         self.by_address.insert(key.address(), file);
-        Ok(())
+        Ok(credential)
     }
 
-    /// Opens the key of `address` with `passphrase` (blocking: runs Argon2id).
-    pub fn unlock(&self, address: &Address, passphrase: &str) -> Result<SigningKey, ApiError> {
-        let file = self
-            .by_address
-            .get(address)
-            .map(|f| f.key.clone())
-            .ok_or_else(|| ApiError::not_found(format!("no custodial wallet {address}")))?;
-        if passphrase.len() > PASSPHRASE_LEN_MAX {
-            return Err(ApiError::unauthorized("wrong passphrase"));
+    /// Opens the key of `address` with `passphrase` and, when given or `required`, its
+    /// `credential` (blocking: runs Argon2id, also when refusing).
+    pub fn unlock(
+        &self,
+        address: &Address,
+        passphrase: &str,
+        credential: Option<&str>,
+        required: bool,
+    ) -> Result<SigningKey, ApiError> {
+        // Too long to be anyone's: refused after the same work as any other refusal.
+        let too_long = passphrase.len() > PASSPHRASE_LEN_MAX;
+        let passphrase = if too_long { "" } else { passphrase };
+        let Some(file) = self.by_address.get(address).map(|f| f.clone()) else {
+            let _ = keystore::decrypt(&DECOY, passphrase);
+            return Err(refused());
+        };
+        let given = credential.map(|c| Hash32::digest(c.as_bytes()));
+        let credential_holds = match (&file.credential_sha256, &given) {
+            (Some(expected), Some(given)) => same_hash(expected, given),
+            (None, Some(_)) => false,
+            (_, None) => !required,
+        };
+        let decrypted = keystore::decrypt(&file.key, passphrase);
+        if !credential_holds || too_long {
+            return Err(refused());
         }
-        keystore::decrypt(&file, passphrase).map_err(|e| match e {
-            KeystoreError::WrongPassphrase => ApiError::unauthorized("wrong passphrase"),
+        decrypted.map_err(|e| match e {
+            KeystoreError::WrongPassphrase => refused(),
             KeystoreError::Unsupported(reason) => {
                 ApiError::internal(format!("custody file damaged: {reason}"))
             }
@@ -148,5 +203,62 @@ impl Custody {
         self.by_address
             .get(address)
             .map(|f| f.key.public_key.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn custody() -> (Custody, PathBuf) {
+        let unique = format!(
+            "aitbc-custody-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        );
+        let dir = std::env::temp_dir().join(unique.replace([' ', ':', '{', '}'], ""));
+        (Custody::open(dir.clone()).unwrap(), dir)
+    }
+
+    #[test]
+    fn an_unlock_needs_the_passphrase_and_when_required_the_credential_and_refusals_look_alike() {
+        let (custody, dir) = custody();
+        let key = SigningKey::from_seed([3; 32]);
+        let credential = custody.store("dana", "dana passphrase", &key).unwrap();
+        let address = key.address();
+        let unlock = |passphrase: &str, credential: Option<&str>, required| {
+            custody
+                .unlock(&address, passphrase, credential, required)
+                .map(|k| k.address())
+        };
+        assert_eq!(
+            unlock("dana passphrase", None, false),
+            Ok(address),
+            "as API.md has it"
+        );
+        assert_eq!(
+            unlock("dana passphrase", Some(&credential), true),
+            Ok(address)
+        );
+        let refusals = [
+            unlock("dana passphrase", None, true).unwrap_err(),
+            unlock("dana passphrase", Some(&"f".repeat(64)), false).unwrap_err(),
+            unlock("wrong passphrase", Some(&credential), true).unwrap_err(),
+            custody
+                .unlock(&Address([9; 20]), "dana passphrase", None, false)
+                .map(|k| k.address())
+                .unwrap_err(),
+            unlock(&"x".repeat(PASSPHRASE_LEN_MAX + 1), None, false).unwrap_err(),
+        ];
+        for refusal in &refusals {
+            assert_eq!(refusal, &refusals[0], "every refusal is the same 401");
+        }
+        assert_eq!(refusals[0].code, "unauthorized");
+        let file = std::fs::read_to_string(dir.join(format!("{address}.json"))).unwrap();
+        assert!(
+            !file.contains(credential.as_str()),
+            "only the credential's hash is kept"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -16,5 +16,7 @@ pub const PASSPHRASE_LEN_MIN: usize = 8;
 pub const ACTOR_ARBITERS: usize = 2;
 /// Argon2id key derivations (19 MiB each) running at once for custodial wallets.
 pub const KDF_CONCURRENCY_MAX: usize = 2;
+/// Longest a custodial request waits for a derivation slot before 503 `unavailable`.
+pub const KDF_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// Parsed public keys kept (the cache is emptied when full).
 pub const KEY_CACHE_MAX: usize = 65_536;

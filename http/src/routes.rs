@@ -14,7 +14,6 @@ use domain::kinds::Module;
 use domain::merkle::{MerkleProof, verify_proof};
 use domain::money::Amount;
 use domain::tx::SignedEnvelope;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -60,7 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/blocks/{id}/verify", web::get().to(verify_block))
             .route("/proofs/verify", web::post().to(verify_proof_route))
             .route("/faucet", web::post().to(faucet))
-            .route("/stream/blocks", web::get().to(stream_blocks))
+            .route("/stream/blocks", web::get().to(crate::feed::stream_blocks))
             .route("/wallet/create", web::post().to(wallet_create))
             .route("/wallet/import", web::post().to(wallet_import))
             .route("/wallet/balance", web::get().to(wallet_balance))
@@ -555,36 +554,30 @@ struct FaucetRequest {
     asset: Option<String>,
 }
 
-async fn faucet(app: Data, body: web::Json<FaucetRequest>) -> Result<HttpResponse, ApiError> {
+async fn faucet(
+    app: Data,
+    request: HttpRequest,
+    body: web::Json<FaucetRequest>,
+) -> Result<HttpResponse, ApiError> {
     let to = parse_address(&body.address)?;
     let amount = parse_amount(&body.amount)?;
+    let asked = json!([body.chain_id, to, amount, body.asset]).to_string();
+    let key = request
+        .headers()
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok());
+    let paid = app.faucet(body.chain_id.as_deref(), to, amount, body.asset.as_deref());
     let accepted = app
-        .faucet(body.chain_id.as_deref(), to, amount, body.asset.as_deref())
+        .idempotency
+        .once(
+            "faucet",
+            key,
+            Hash32::digest(asked.as_bytes()),
+            app.clock.now_ms(),
+            paid,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(accepted))
-}
-
-async fn stream_blocks(app: Data, query: web::Query<ChainQuery>) -> Result<HttpResponse, ApiError> {
-    let chain_id = app.chain_id(query.chain.as_deref())?.to_string();
-    let receiver = app.projections.read_model.subscribe_blocks();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(block) => return Some((block, receiver)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .filter(move |block| futures::future::ready(block.chain_id == chain_id))
-    .map(|block| {
-        let data = serde_json::to_string(&*block).expect("blocks serialize");
-        Ok::<_, actix_web::Error>(web::Bytes::from(format!("event: block\ndata: {data}\n\n")))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .streaming(stream))
 }
 
 #[derive(Deserialize)]
@@ -608,9 +601,14 @@ async fn hold_custodial(
     key: SigningKey,
 ) -> Result<HttpResponse, ApiError> {
     let (address, public_key) = (key.address(), hex::encode(key.public_key()));
-    app.with_custody(move |custody| custody.store(&name, &passphrase, &key))
+    let credential = app
+        .with_custody(move |custody| custody.store(&name, &passphrase, &key))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({"address": address, "public_key": public_key})))
+    Ok(HttpResponse::Ok().json(json!({
+        "address": address,
+        "public_key": public_key,
+        "credential": credential.as_str(),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -618,7 +616,7 @@ async fn hold_custodial(
 struct ImportWallet {
     name: String,
     passphrase: Zeroizing<String>,
-    secret_key: String,
+    secret_key: Zeroizing<String>,
 }
 
 async fn wallet_import(app: Data, body: web::Json<ImportWallet>) -> Result<HttpResponse, ApiError> {
@@ -654,20 +652,42 @@ struct SendRequest {
     asset: Option<String>,
 }
 
-async fn wallet_send(app: Data, body: web::Json<SendRequest>) -> Result<HttpResponse, ApiError> {
+async fn wallet_send(
+    app: Data,
+    request: HttpRequest,
+    body: web::Json<SendRequest>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (from, to) = (parse_address(&body.from)?, parse_address(&body.to)?);
     let amount = parse_amount(&body.amount)?;
     let fee = body.fee.as_deref().map(parse_amount).transpose()?;
-    let accepted = app
-        .custodial_send(
-            body.chain_id.as_deref(),
+    let headers = request.headers();
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let credential = text("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|c| Zeroizing::new(c.trim().to_string()));
+    // What was asked, without its secrets.
+    let asked = json!([body.chain_id, from, to, amount, body.asset, fee]).to_string();
+    let send = app.custodial_send(
+        crate::app::CustodialSend {
+            chain: body.chain_id.clone(),
             from,
             to,
             amount,
-            body.asset,
+            asset: body.asset,
             fee,
-            body.passphrase,
+        },
+        (body.passphrase, credential),
+        request.peer_addr().map(|a| a.ip()),
+    );
+    let accepted = app
+        .idempotency
+        .once(
+            "wallet_send",
+            text("Idempotency-Key"),
+            Hash32::digest(asked.as_bytes()),
+            app.clock.now_ms(),
+            send,
         )
         .await?;
     Ok(HttpResponse::Ok().json(accepted))

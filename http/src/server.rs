@@ -39,6 +39,11 @@ use crate::custody::Custody;
 use crate::limits::{ACTOR_ARBITERS, KDF_CONCURRENCY_MAX};
 use crate::routes;
 
+/// How long a client has to send a request's headers.
+pub const CLIENT_HEADERS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections one HTTP worker serves at once.
+pub const CONNECTIONS_PER_WORKER_MAX: usize = 4096;
+
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -333,6 +338,10 @@ pub async fn start(
         custody,
         ready,
         kdf_permits: Arc::new(tokio::sync::Semaphore::new(KDF_CONCURRENCY_MAX)),
+        block_feeds: Arc::new(tokio::sync::Semaphore::new(crate::feed::SUBSCRIBERS_MAX)),
+        unlock_failures: Default::default(),
+        idempotency: Default::default(),
+        require_credential: config.custody.require_credential,
         progress,
         components: Components {
             projection,
@@ -361,7 +370,14 @@ pub async fn start(
             .wrap(actix_web::middleware::from_fn(crate::origin::guard))
             .configure(routes::configure)
     })
-    .shutdown_timeout(5);
+    .shutdown_timeout(5)
+    // Slow clients cannot pin the node: headers within 5 s, idle keep-alive connections closed
+    // after 30 s, and a bound on connections per worker (past it, new ones wait in the
+    // kernel's backlog).
+    .client_request_timeout(CLIENT_HEADERS_TIMEOUT)
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .keep_alive(Duration::from_secs(30))
+    .max_connections(CONNECTIONS_PER_WORKER_MAX);
     if let Some(workers) = config.http_workers {
         server = server.workers(workers);
     }

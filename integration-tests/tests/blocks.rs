@@ -163,3 +163,67 @@ fn sse_feed_delivers_new_blocks() {
     assert!(saw_event, "no `event: block` within 10 s");
     assert_eq!(trigger.join().unwrap(), Ok(200));
 }
+
+/// The heights of the next `count` block events of an SSE stream, checking each `id:`.
+fn stream_heights(reader: &mut impl BufRead, count: usize) -> Vec<u64> {
+    let mut heights = Vec::new();
+    let mut id = None;
+    let mut line = String::new();
+    while heights.len() < count {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("stream read") > 0,
+            "stream ended"
+        );
+        if let Some(value) = line.trim_end().strip_prefix("id: ") {
+            id = Some(value.parse::<u64>().expect("a height"));
+        }
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            let block: Block = integration_tests::serde_json::from_str(data).expect("block JSON");
+            assert_eq!(
+                id.take(),
+                Some(block.height),
+                "each event's id is its height"
+            );
+            heights.push(block.height);
+        }
+    }
+    heights
+}
+
+#[test]
+fn sse_feed_resumes_after_last_event_id_without_gaps_or_repeats() {
+    let dir = tempdir();
+    let (node, _chain) = fast_devnet(dir.path(), 0);
+    for amount in 1..=3 {
+        let hash = node.faucet(&new_key().address(), amount);
+        node.wait_for_block_with(&hash);
+    }
+    let height = node.chain()["height"].as_u64().unwrap();
+    assert!(height >= 3, "{height}");
+    let agent = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(10))
+        .build();
+    let url = format!("{}/v1/stream/blocks", node.url());
+    let response = agent
+        .get(&url)
+        .set("Last-Event-ID", "1")
+        .call()
+        .expect("stream opens");
+    let mut reader = BufReader::new(response.into_reader());
+    let missed = stream_heights(&mut reader, (height - 1) as usize);
+    assert_eq!(
+        missed,
+        (2..=height).collect::<Vec<_>>(),
+        "every block after 1, in order"
+    );
+    let hash = node.faucet(&new_key().address(), 9);
+    node.wait_for_block_with(&hash);
+    assert_eq!(
+        stream_heights(&mut reader, 1),
+        vec![height + 1],
+        "then the live ones"
+    );
+    let bad = agent.get(&url).set("Last-Event-ID", "x").call();
+    assert!(matches!(bad, Err(ureq::Error::Status(400, _))), "{bad:?}");
+}

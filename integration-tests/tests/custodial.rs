@@ -25,7 +25,9 @@ fn assert_only_public(body: &Value) {
     let object = body.as_object().expect("object");
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["address", "public_key"], "{body}");
+    // The credential is the wallet's own, not its key: it unlocks nothing without the
+    // passphrase, and the node keeps only its hash.
+    assert_eq!(keys, ["address", "credential", "public_key"], "{body}");
     let text = body.to_string().to_lowercase();
     for word in ["secret", "private", "seed", "passphrase", "mnemonic"] {
         assert!(!text.contains(word), "{body}");
@@ -62,6 +64,11 @@ fn custodial_wallets_end_to_end() {
     assert_only_public(&imported);
     assert_eq!(imported["address"], known.address().to_string());
     assert_eq!(imported["public_key"], hex::encode(known.public_key()));
+    assert_ne!(
+        imported["credential"],
+        secret_hex.as_str(),
+        "the credential is not the key"
+    );
     let files = custody_files(dir.path());
     assert!(files.len() >= 2, "one custody file per wallet: {files:?}");
     for (path, bytes) in &files {
@@ -148,7 +155,12 @@ fn custodial_wallets_end_to_end() {
         "/v1/wallet/send",
         &json!({"from": bob.address().to_string(), "to": alice.to_string(), "amount": "1", "passphrase": "whatever passphrase"}),
     );
-    assert_eq!((s, error_code(&b)), (404, "not_found"), "{b}");
+    let (_, wrong) = send(&node, "100", "wrong passphrase");
+    assert_eq!(
+        (s, &b),
+        (401, &wrong),
+        "an address that is not custodial is refused as a wrong passphrase is"
+    );
 
     // Across a restart.
     node.stop();
@@ -175,4 +187,79 @@ fn custodial_wallets_end_to_end() {
     );
     assert_eq!(s, 200, "{b}");
     assert_eq!(node.account(&known.address()), (0, 1));
+}
+
+#[test]
+fn credentials_back_off_and_idempotency_keys_guard_custodial_sends() {
+    let dir = tempdir();
+    let node = TestNode::start(dir.path());
+    let (s, created) = node.post(
+        "/v1/wallet/create",
+        &json!({"name": "carol", "passphrase": "carol passphrase"}),
+    );
+    assert_eq!(s, 200, "{created}");
+    let credential = created["credential"]
+        .as_str()
+        .expect("a credential")
+        .to_string();
+    assert_eq!(credential.len(), 64);
+    let carol = created["address"].as_str().unwrap().to_string();
+    node.faucet(&carol.parse().unwrap(), 1_000);
+    let to = new_key().address().to_string();
+    let body = |passphrase: &str| {
+        json!({"from": carol, "to": to, "amount": "10", "passphrase": passphrase}).to_string()
+    };
+    let send = |headers: &[(&str, String)], passphrase: &str| {
+        node.request(
+            "POST",
+            "/v1/wallet/send",
+            headers,
+            Some(body(passphrase).as_bytes()),
+        )
+    };
+    let bearer = |c: &str| ("Authorization", format!("Bearer {c}"));
+    let (s, b) = send(&[bearer(&credential)], "carol passphrase");
+    assert_eq!(s, 200, "with its credential: {b}");
+    let (s, b) = send(&[bearer(&"0".repeat(64))], "carol passphrase");
+    assert_eq!(
+        (s, error_code(&b)),
+        (401, "unauthorized"),
+        "another credential: {b}"
+    );
+
+    // The same key twice: one payment, the same answer.
+    let key = [("Idempotency-Key", "carol-1".to_string())];
+    let (s, first) = send(&key, "carol passphrase");
+    assert_eq!(s, 200, "{first}");
+    let (_, again) = send(&key, "carol passphrase");
+    assert_eq!(first, again);
+    assert_eq!(
+        node.account(&carol.parse().unwrap()),
+        (980, 2),
+        "two sends, not three"
+    );
+    let faucet = json!({"address": to, "amount": "5"}).to_string();
+    let paid = |key: &str| {
+        let headers = [("Idempotency-Key", key.to_string())];
+        node.request("POST", "/v1/faucet", &headers, Some(faucet.as_bytes()))
+    };
+    assert_eq!(paid("f-1").1, paid("f-1").1);
+    assert_eq!(
+        node.account(&to.parse().unwrap()).0,
+        20 + 5,
+        "the faucet paid once"
+    );
+
+    // Failed unlocks back off: past three (the wrong credential above was one), the wallet must
+    // wait 5 s (Retry-After), even with the right passphrase.
+    for _ in 0..3 {
+        assert_eq!(send(&[], "not carol's passphrase").0, 401);
+    }
+    let (s, b) = send(&[], "carol passphrase");
+    assert_eq!((s, error_code(&b)), (429, "rate_limited"), "{b}");
+    assert_eq!(
+        node.account(&carol.parse().unwrap()),
+        (980, 2),
+        "nothing sent meanwhile"
+    );
 }

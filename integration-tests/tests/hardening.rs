@@ -180,3 +180,32 @@ fn a_newcomer_asks_how_the_node_is_and_pipes_the_answer_into_head() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_client_that_trickles_its_headers_is_cut_off() {
+    let dir = tempdir();
+    let node = TestNode::start(dir.path());
+    let addr = node.url().trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "the node closed the connection: {read:?}");
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "cut off after {waited:?} (headers are due within 5 s)"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert_eq!(node.get("/health").0, 200, "others are served meanwhile");
+}
