@@ -153,6 +153,10 @@ impl FileStore {
             )));
         }
         sync_dir(dir)?;
+        let leftovers = snapshot::remove_leftovers(&snapshots_dir)?;
+        if leftovers > 0 {
+            tracing::info!(leftovers, "removed temporary snapshot files a crash left");
+        }
         let started = Instant::now();
         let recovered = recover(&log_dir)?;
         let next_position = recovered.state.next_position();
@@ -383,7 +387,15 @@ fn scan_segment(
     let mut batch_start = 0usize;
     let mut pending: Vec<(usize, PayloadRef<'_>)> = Vec::new();
     let mut stream_hint = None;
+    // The end of the (checksum-verified) group being read, if any.
+    let mut group_end: Option<usize> = None;
     let torn = loop {
+        if group_end == Some(off) {
+            if !pending.is_empty() {
+                return Err((off as u64, "a group ends inside an append batch".to_owned()));
+            }
+            group_end = None;
+        }
         if off == buf.len() {
             break None;
         }
@@ -399,6 +411,31 @@ fn scan_segment(
             Err(reason) => return Err((off as u64, reason.to_owned())),
         };
         let end = off + HEADER_LEN + header.payload_len;
+        if header.group() {
+            if group_end.is_some() || !pending.is_empty() {
+                return Err((off as u64, "a group frame inside a group".to_owned()));
+            }
+            if end > buf.len() {
+                break Some((off, "incomplete group at end of log".to_owned()));
+            }
+            if !codec::payload_crc_ok(&header, &buf[off + HEADER_LEN..end]) {
+                // The last group was being written when the machine stopped: it was never
+                // acknowledged. Damage to any other group is damage.
+                if end == buf.len() {
+                    break Some((off, "group checksum mismatch in the last group".to_owned()));
+                }
+                return Err((off as u64, "group checksum mismatch".to_owned()));
+            }
+            group_end = Some(end);
+            off += HEADER_LEN;
+            continue;
+        }
+        if group_end.is_some_and(|group_end| end > group_end) {
+            return Err((
+                off as u64,
+                "a record crosses the end of its group".to_owned(),
+            ));
+        }
         if end > buf.len() {
             break Some((off, "incomplete record at end of log".to_owned()));
         }
@@ -543,6 +580,7 @@ impl Writer {
         self.results.clear();
         let first_position = self.state.next_position();
         let recorded_at_ms = crate::now_ms();
+        codec::begin_group(&mut self.buf);
         for req in group.iter() {
             let result = match self.state.plan(&req.stream, req.expected, &req.events) {
                 Ok(plan) => {
@@ -577,6 +615,11 @@ impl Writer {
             self.state.next_position(),
             "positions are dense"
         );
+        if self.staged.is_empty() {
+            self.buf.clear();
+        } else {
+            codec::seal_group(&mut self.buf);
+        }
         if !self.buf.is_empty()
             && let Err(e) = self.write_and_sync(first_position)
         {
@@ -650,7 +693,7 @@ impl Writer {
 
     /// Makes the durable group visible to reads and subscriptions.
     fn publish(&mut self, first_position: Position) {
-        let mut offset = self.segment_size;
+        let mut offset = self.segment_size + codec::GROUP_FRAME_LEN as u64;
         let end = first_position + self.staged.len() as u64;
         let mut read = self.shared.read.write();
         assert_eq!(
@@ -944,6 +987,41 @@ mod tests {
             .unwrap();
         assert_eq!(again.positions, [1]);
         assert!(store.next_position() == 2);
+    }
+
+    #[tokio::test]
+    async fn a_log_written_before_group_frames_opens_and_grows_framed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("log")).unwrap();
+        let mut legacy = Vec::new();
+        for position in 0..3u64 {
+            let data = [position as u8];
+            codec::encode_record(
+                &mut legacy,
+                &RecordFields {
+                    position,
+                    revision: position,
+                    id: crate::EventId(u128::from(position)),
+                    recorded_at_ms: 0,
+                    stream: "s",
+                    event_type: "T",
+                    data: &data,
+                    batch_end: position != 1,
+                },
+            );
+        }
+        std::fs::write(dir.path().join("log").join(segment_name(0)), &legacy).unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        assert_eq!(store.read_all(0, 10).await.unwrap().len(), 3);
+        store
+            .append("s", ExpectedRevision::Exact(2), vec![ev(3)])
+            .await
+            .unwrap();
+        drop(store);
+        let store = FileStore::open(dir.path()).unwrap();
+        let all = store.read_all(0, 10).await.unwrap();
+        let ids: Vec<u128> = all.iter().map(|e| e.id.0).collect();
+        assert_eq!(ids, [0, 1, 2, 3], "the old records, then a framed group");
     }
 
     #[test]

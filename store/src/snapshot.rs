@@ -114,6 +114,24 @@ pub(crate) fn check_save(key: &str, snapshot: &Snapshot) -> StoreResult<()> {
     Ok(())
 }
 
+/// Removes the temporary files a crash left between a write and its rename (called with the
+/// directory locked, so no save is under way); how many.
+pub(crate) fn remove_leftovers(dir: &Path) -> StoreResult<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tmp-"))
+        {
+            std::fs::remove_file(&path).map_err(io)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 pub(crate) fn save(dir: &Path, key: &str, snapshot: &Snapshot) -> StoreResult<()> {
     check_save(key, snapshot)?;
     let target = path(dir, key);

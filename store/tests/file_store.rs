@@ -18,6 +18,8 @@ use store::{
 /// Bytes of one record of [`fixed`] in stream "s": header 16 + fixed payload 48 + "s" 1 +
 /// "T" 1 + data 8.
 const RECORD_LEN: u64 = 16 + 48 + 1 + 1 + 8;
+/// Bytes of a group commit of one such record: its 16-byte frame, then the record.
+const GROUP_LEN: u64 = 16 + RECORD_LEN;
 
 fn fixed(id: u128) -> NewEvent {
     NewEvent {
@@ -192,10 +194,10 @@ async fn torn_tail_incomplete_payload_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
-    assert_eq!(file_len(&seg), 5 * RECORD_LEN);
-    set_len(&seg, 5 * RECORD_LEN - 3);
+    assert_eq!(file_len(&seg), 5 * GROUP_LEN);
+    set_len(&seg, 5 * GROUP_LEN - 3);
     let store = FileStore::open(dir.path()).unwrap();
-    assert_eq!(file_len(&seg), 4 * RECORD_LEN);
+    assert_eq!(file_len(&seg), 4 * GROUP_LEN);
     drop(store);
     assert_recovered(dir.path(), 4).await;
 }
@@ -205,7 +207,7 @@ async fn torn_tail_incomplete_header_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
-    set_len(&seg, 4 * RECORD_LEN + 7);
+    set_len(&seg, 4 * GROUP_LEN + 7);
     assert_recovered(dir.path(), 4).await;
 }
 
@@ -215,7 +217,7 @@ async fn torn_tail_zero_filled_is_truncated() {
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
     // The file grew but the data never landed: zeros where the last record should be, plus more.
-    write_at(&seg, 4 * RECORD_LEN, &[0u8; 300]);
+    write_at(&seg, 4 * GROUP_LEN, &[0u8; 300]);
     assert_recovered(dir.path(), 4).await;
 }
 
@@ -224,7 +226,7 @@ async fn torn_tail_bad_checksum_in_last_record_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
-    flip(&seg, 5 * RECORD_LEN - 2);
+    flip(&seg, 5 * GROUP_LEN - 2);
     assert_recovered(dir.path(), 4).await;
 }
 
@@ -233,7 +235,7 @@ async fn torn_tail_short_garbage_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
-    write_at(&seg, 5 * RECORD_LEN, &[0xab; 11]);
+    write_at(&seg, 5 * GROUP_LEN, &[0xab; 11]);
     assert_recovered(dir.path(), 5).await;
 }
 
@@ -242,7 +244,7 @@ async fn corrupt_middle_record_payload_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
-    flip(&seg, 2 * RECORD_LEN + 40);
+    flip(&seg, 2 * GROUP_LEN + 16 + 40);
     let err = FileStore::open(dir.path())
         .err()
         .expect("corrupt log must not open");
@@ -253,13 +255,13 @@ async fn corrupt_middle_record_payload_is_an_error() {
             reason,
         } => {
             assert!(file.ends_with("00000000000000000000.seg"), "{file}");
-            assert_eq!(offset, 2 * RECORD_LEN);
+            assert_eq!(offset, 2 * GROUP_LEN, "the damaged group's frame");
             assert!(reason.contains("checksum"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // Nothing was truncated: the acknowledged data is still there for an operator.
-    assert_eq!(file_len(&seg), 5 * RECORD_LEN);
+    assert_eq!(file_len(&seg), 5 * GROUP_LEN);
 }
 
 #[tokio::test]
@@ -267,10 +269,10 @@ async fn corrupt_middle_record_length_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
-    flip(&seg, 3 * RECORD_LEN); // payload_len of record 3
+    flip(&seg, 3 * GROUP_LEN); // the length in group 3's frame
     match FileStore::open(dir.path()).err() {
         Some(StoreError::Corrupt { offset, reason, .. }) => {
-            assert_eq!(offset, 3 * RECORD_LEN);
+            assert_eq!(offset, 3 * GROUP_LEN);
             assert!(reason.contains("header"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
@@ -283,10 +285,10 @@ async fn corrupt_last_record_followed_by_data_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write_singles(dir.path(), 5).await;
     let seg = only_segment(dir.path());
-    flip(&seg, 3 * RECORD_LEN + 30);
+    flip(&seg, 3 * GROUP_LEN + 16 + 30);
     assert!(matches!(
         FileStore::open(dir.path()).err(),
-        Some(StoreError::Corrupt { offset, .. }) if offset == 3 * RECORD_LEN
+        Some(StoreError::Corrupt { offset, .. }) if offset == 3 * GROUP_LEN
     ));
 }
 
@@ -317,11 +319,11 @@ async fn torn_batch_is_dropped_whole() {
     let dir = tempfile::tempdir().unwrap();
     write_with_batch(dir.path()).await;
     let seg = only_segment(dir.path());
-    set_len(&seg, 5 * RECORD_LEN - 10); // inside the batch's last record
+    set_len(&seg, 2 * GROUP_LEN + 16 + 3 * RECORD_LEN - 10); // inside the batch's last record
     let store = FileStore::open(dir.path()).unwrap();
     assert_eq!(ids(&store).await, [0, 1]);
     assert_eq!(store.stream_revision("s"), Some(1));
-    assert_eq!(file_len(&seg), 2 * RECORD_LEN);
+    assert_eq!(file_len(&seg), 2 * GROUP_LEN);
     // The batch can be retried as it was.
     let out = store
         .append(
@@ -339,7 +341,7 @@ async fn batch_missing_its_last_record_is_dropped_whole() {
     let dir = tempfile::tempdir().unwrap();
     write_with_batch(dir.path()).await;
     let seg = only_segment(dir.path());
-    set_len(&seg, 4 * RECORD_LEN); // two complete records of the batch, no end flag
+    set_len(&seg, 2 * GROUP_LEN + 16 + 2 * RECORD_LEN); // two complete records of the batch
     let store = FileStore::open(dir.path()).unwrap();
     assert_eq!(ids(&store).await, [0, 1]);
     assert_eq!(store.next_position(), 2);
@@ -347,7 +349,7 @@ async fn batch_missing_its_last_record_is_dropped_whole() {
 
 fn small_segments() -> FileStoreOptions {
     FileStoreOptions {
-        segment_size_max: 10 * RECORD_LEN,
+        segment_size_max: 10 * GROUP_LEN,
     }
 }
 
@@ -420,11 +422,11 @@ async fn damage_in_a_non_last_segment_is_an_error() {
     let segs = segments(dir.path());
     assert_eq!(segs.len(), 3);
     // A torn-looking tail is still damage when it is not the end of the log.
-    set_len(&segs[1], 10 * RECORD_LEN - 5);
+    set_len(&segs[1], 10 * GROUP_LEN - 5);
     match FileStore::open(dir.path()).err() {
         Some(StoreError::Corrupt { file, offset, .. }) => {
             assert!(file.ends_with("00000000000000000010.seg"), "{file}");
-            assert_eq!(offset, 9 * RECORD_LEN);
+            assert_eq!(offset, 9 * GROUP_LEN);
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
@@ -568,4 +570,83 @@ impl FirstIsNoStream for ExpectedRevision {
             ExpectedRevision::Exact(i as u64 - 1)
         }
     }
+}
+
+/// Two single appends, then a batch of three as the last group; the batch's middle record is
+/// zeroed, as when the machine stopped with only some of the group's pages written.
+async fn zeroed_inside_the_batch(dir: &Path) -> PathBuf {
+    write_with_batch(dir).await;
+    let seg = only_segment(dir);
+    write_at(
+        &seg,
+        2 * GROUP_LEN + 16 + RECORD_LEN,
+        &[0u8; RECORD_LEN as usize],
+    );
+    seg
+}
+
+#[tokio::test]
+async fn a_zeroed_range_inside_the_last_group_followed_by_records_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = zeroed_inside_the_batch(dir.path()).await;
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(ids(&store).await, [0, 1], "truncated to the group's start");
+    assert_eq!(file_len(&seg), 2 * GROUP_LEN);
+    let out = store
+        .append(
+            "s",
+            ExpectedRevision::Exact(1),
+            vec![fixed(2), fixed(3), fixed(4)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.written,
+        [true, true, true],
+        "the batch can be made again"
+    );
+}
+
+#[tokio::test]
+async fn the_same_damage_in_a_group_that_is_not_the_last_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = zeroed_inside_the_batch(dir.path()).await;
+    // A later group landed after the damaged one: that one was acknowledged.
+    let mut later = vec![0u8; GROUP_LEN as usize];
+    let bytes = std::fs::read(&seg).unwrap();
+    later.copy_from_slice(&bytes[..GROUP_LEN as usize]);
+    write_at(&seg, file_len(&seg), &later);
+    match FileStore::open(dir.path()).err() {
+        Some(StoreError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert!(file.ends_with("00000000000000000000.seg"), "{file}");
+            assert_eq!(offset, 2 * GROUP_LEN, "the damaged group's frame");
+            assert!(reason.contains("group checksum"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn temporary_snapshot_files_a_crash_left_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let snapshot = Snapshot {
+        revision: 1,
+        data: b"x".to_vec(),
+    };
+    store.save_snapshot("k", snapshot.clone()).await.unwrap();
+    drop(store);
+    let leftover = dir.path().join("snapshots").join(".tmp-4242-7");
+    std::fs::write(&leftover, b"half a snapshot").unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    assert!(!leftover.exists(), "removed");
+    assert_eq!(
+        store.load_snapshot("k").await.unwrap(),
+        Some(snapshot),
+        "the real one stays"
+    );
 }
