@@ -13,6 +13,7 @@ mod keystore;
 mod miner;
 mod node;
 mod stake;
+mod store;
 mod vesting;
 mod wallet;
 
@@ -118,6 +119,9 @@ enum Command {
     Status,
     /// This client's version, and the node's when it answers.
     Version,
+    /// The event log of a stopped node: check it, or cut it at a position.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Benchmarks against a running node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -135,6 +139,8 @@ fn init_logging(level: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in files and pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -144,6 +150,10 @@ fn main() {
         Command::Node(args) => {
             init_logging(cli.log_level.as_deref());
             node::run(args)
+        }
+        Command::Store(command) => {
+            init_logging(cli.log_level.as_deref());
+            store::run(command)
         }
         command => {
             if let Some(level) = cli.log_level.as_deref() {
@@ -179,7 +189,7 @@ fn main() {
                 Command::Version => client::print(Ok(client::versions(&ctx))),
                 Command::Bench(command) => bench::run(&ctx, command),
                 Command::Gpu(command) => gpu::run(command),
-                Command::Node(_) => unreachable!("handled above"),
+                Command::Node(_) | Command::Store(_) => unreachable!("handled above"),
             }
         }
     };

@@ -87,8 +87,22 @@ fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     api.into()
 }
 
-fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::malformed(format!("invalid query: {error}")).into()
+fn query_error(error: QueryPayloadError, request: &HttpRequest) -> actix_web::Error {
+    // serde's own words name Rust types; say what was sent and where the rules are.
+    let detail = match &error {
+        QueryPayloadError::Deserialize(e) if e.to_string().starts_with("unknown field") => e
+            .to_string()
+            .split(", expected")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        _ => "a value out of shape".to_string(),
+    };
+    let message = format!(
+        "invalid query {:?}: {detail} (GET /openapi.json lists each endpoint's parameters)",
+        request.query_string()
+    );
+    ApiError::malformed(message).into()
 }
 
 fn parse_address(text: &str) -> Result<Address, ApiError> {

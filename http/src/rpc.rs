@@ -98,9 +98,19 @@ pub async fn handle(app: web::Data<Arc<App>>, mut payload: web::Payload) -> Http
         }
         body.extend_from_slice(&chunk);
     }
-    let request: Request = match serde_json::from_slice(&body) {
-        Ok(request) => request,
+    let request: Request = match serde_json::from_slice::<Value>(&body) {
         Err(e) => return error(Value::Null, -32700, &format!("parse error: {e}"), None),
+        Ok(Value::Array(_)) => {
+            let message = "batches are not supported: send one request object";
+            return error(Value::Null, -32600, message, None);
+        }
+        Ok(value) => match serde_json::from_value(value) {
+            Ok(request) => request,
+            Err(_) => {
+                let message = "invalid request: an object with jsonrpc, method, params, id";
+                return error(Value::Null, -32600, message, None);
+            }
+        },
     };
     let id = request.id.unwrap_or(Value::Null);
     let (Some("2.0"), Some(method)) = (request.jsonrpc.as_deref(), request.method.as_deref())

@@ -209,3 +209,78 @@ fn a_client_that_trickles_its_headers_is_cut_off() {
     );
     assert_eq!(node.get("/health").0, 200, "others are served meanwhile");
 }
+
+#[test]
+fn an_operator_checks_a_stopped_nodes_log_and_cuts_it_back() {
+    let dir = tempdir();
+    let mut node = TestNode::start(dir.path());
+    let (alice, bob) = (new_key().address(), new_key().address());
+    node.faucet(&alice, 100);
+    let hash = node.faucet(&bob, 7);
+    let position = node.tx(&hash)["position"].as_u64().expect("a log position");
+    node.wait_for_block_with(&hash);
+    let cli = Cli::new(node.url(), &dir.path().join("keystore"));
+    let data_dir = dir.path().to_str().unwrap();
+    let running = cli.run(&["store", "check", "--data-dir", data_dir]);
+    assert!(
+        !running.status.success(),
+        "not while the node runs: {running:#?}"
+    );
+    node.stop();
+    let report = cli.run(&["store", "check", "--data-dir", data_dir]).json();
+    assert!(report["events"].as_u64().unwrap() > position, "{report}");
+    assert_eq!(
+        (report["torn_tail"].clone(), report["corrupt"].clone()),
+        (Value::Null, Value::Null)
+    );
+    // Cut at the second faucet transfer's debit (its own group: nothing else was in flight).
+    let at = position.to_string();
+    let cut = cli
+        .run(&["store", "truncate", "--data-dir", data_dir, "--at", &at])
+        .json();
+    assert!(cut["removed_events"].as_u64().unwrap() >= 2, "{cut}");
+    node.restart();
+    assert_eq!(node.account(&alice).0, 100, "what came before stays");
+    assert_eq!(
+        node.account(&bob).0,
+        0,
+        "what came after is gone, everywhere"
+    );
+    assert_eq!(node.get(&format!("/v1/transactions/{hash}")).0, 404);
+    let again = node.faucet(&bob, 7);
+    node.wait_for_block_with(&again);
+    assert_eq!(node.account(&bob).0, 7);
+}
+
+#[test]
+fn refusals_speak_of_the_request_not_of_rust_types() {
+    let dir = tempdir();
+    let node = TestNode::start(dir.path());
+    let (status, answer) = node.get("/v1/blocks?from=-1");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        message.contains("from=-1") && message.contains("/openapi.json"),
+        "{message}"
+    );
+    assert!(!message.contains("invalid digit"), "{message}");
+    let (_, answer) = node.get("/v1/blocks?colour=red");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("unknown field `colour`") && !message.contains("expected"),
+        "{message}"
+    );
+    let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"status"}]"#;
+    let (_, answer) = node.post_raw("/rpc", batch);
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batches"),
+        "{answer}"
+    );
+    let (_, answer) = node.post_raw("/rpc", br#"{"jsonrpc":"2.0","id":1,"method":7}"#);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("invalid type"), "{answer}");
+}

@@ -139,19 +139,7 @@ impl FileStore {
         for d in [dir, &log_dir, &snapshots_dir] {
             std::fs::create_dir_all(d).map_err(|e| io("create directory", d, e))?;
         }
-        let lock_path = dir.join("LOCK");
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io("open", &lock_path, e))?;
-        if let Err(e) = lock_file.try_lock() {
-            return Err(StoreError::Io(format!(
-                "{} is locked by another process ({e}): is another node running on this data directory?",
-                dir.display()
-            )));
-        }
+        let lock_file = lock(dir)?;
         sync_dir(dir)?;
         let leftovers = snapshot::remove_leftovers(&snapshots_dir)?;
         if leftovers > 0 {
@@ -244,6 +232,172 @@ struct Recovered {
     active_size: u64,
 }
 
+/// Takes the directory's advisory lock (one process per store directory).
+fn lock(dir: &Path) -> StoreResult<File> {
+    let lock_path = dir.join("LOCK");
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| io("open", &lock_path, e))?;
+    if let Err(e) = lock_file.try_lock() {
+        return Err(StoreError::Io(format!(
+            "{} is locked by another process ({e}): is another node running on this data directory?",
+            dir.display()
+        )));
+    }
+    Ok(lock_file)
+}
+
+/// Damage found in a log: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDamage {
+    /// The segment file.
+    pub file: String,
+    /// Byte offset in it.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What [`check`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogReport {
+    /// Segment files.
+    pub segments: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Events readable before any damage.
+    pub events: u64,
+    /// A torn tail (an unacknowledged write), which the next open truncates.
+    pub torn: Option<LogDamage>,
+    /// Damage that keeps the log from opening.
+    pub corrupt: Option<LogDamage>,
+}
+
+/// Each segment of the log under `dir` scanned in order (`visit` gets its path, its bytes and
+/// the scan's outcome); stops at damage. The directory must not be open in another process.
+fn scan_log(
+    dir: &Path,
+    keep_boundaries: bool,
+    mut visit: impl FnMut(usize, &Path, u64, &Result<Scan, (u64, String)>),
+) -> StoreResult<u64> {
+    let mut state = WriteState::default();
+    let mut read = ReadSide::default();
+    let segments = list_segments(&dir.join("log"))?;
+    for (i, (first, path)) in segments.iter().enumerate() {
+        let buf = std::fs::read(path).map_err(|e| io("read", path, e))?;
+        let scan = match *first == state.next_position() {
+            true => {
+                let segment = u32::try_from(i).expect("fewer than 2^32 segments");
+                scan_segment(&buf, segment, &mut state, &mut read, keep_boundaries)
+            }
+            false => Err((0, format!("a segment is missing before position {first}"))),
+        };
+        visit(i, path, buf.len() as u64, &scan);
+        if scan.is_err() || scan.is_ok_and(|s| s.torn.is_some() && i + 1 < segments.len()) {
+            break;
+        }
+    }
+    Ok(state.next_position())
+}
+
+/// Reads and verifies every record of the store under `dir`, changing nothing (`aitbc store
+/// check`). Refused while a node has the directory open.
+pub fn check(dir: &Path) -> StoreResult<LogReport> {
+    let _lock = lock(dir)?;
+    let segment_count = list_segments(&dir.join("log"))?.len();
+    let mut report = LogReport {
+        segments: segment_count,
+        bytes: 0,
+        events: 0,
+        torn: None,
+        corrupt: None,
+    };
+    let damage = |path: &Path, (offset, reason): &(u64, String)| LogDamage {
+        file: path.display().to_string(),
+        offset: *offset,
+        reason: reason.clone(),
+    };
+    report.events = scan_log(dir, false, |i, path, bytes, scan| {
+        report.bytes += bytes;
+        match scan {
+            Err(error) => report.corrupt = Some(damage(path, error)),
+            Ok(Scan {
+                torn: Some(torn), ..
+            }) if i + 1 < segment_count => {
+                let (offset, reason) = torn;
+                let reason = format!("{reason} in a segment that is not the last");
+                report.corrupt = Some(damage(path, &(*offset, reason)));
+            }
+            Ok(Scan {
+                torn: Some(torn), ..
+            }) => report.torn = Some(damage(path, torn)),
+            Ok(_) => {}
+        }
+    })?;
+    Ok(report)
+}
+
+/// Cuts the log under `dir` so that it ends just before `position`, which must start a group
+/// commit (`aitbc store truncate --at`): the events from `position` on are removed, every
+/// later segment with them. Logged. Refused while a node has the directory open, and where
+/// the log is damaged before `position`. The number of events removed.
+pub fn truncate(dir: &Path, position: Position) -> StoreResult<u64> {
+    let _lock = lock(dir)?;
+    let mut cut: Option<(usize, PathBuf, u64)> = None;
+    let mut nearest = (None, None);
+    let mut damage = None;
+    let mut segments = Vec::new();
+    let end = scan_log(dir, true, |i, path, _, scan| {
+        segments.push(path.to_path_buf());
+        match scan {
+            Err((offset, reason)) => {
+                damage = Some(format!("{}:{offset}: {reason}", path.display()))
+            }
+            Ok(scan) => {
+                for (starts, offset) in &scan.boundaries {
+                    if *starts == position && cut.is_none() {
+                        cut = Some((i, path.to_path_buf(), *offset));
+                    }
+                    if *starts < position {
+                        nearest.0 = Some(*starts);
+                    } else if nearest.1.is_none() && *starts > position {
+                        nearest.1 = Some(*starts);
+                    }
+                }
+            }
+        }
+    })?;
+    if let Some(damage) = damage.filter(|_| cut.is_none()) {
+        return Err(StoreError::Invalid(format!(
+            "the log is damaged before {position}: {damage}"
+        )));
+    }
+    if position >= end {
+        return Ok(0);
+    }
+    let Some((index, path, offset)) = cut else {
+        return Err(StoreError::Invalid(format!(
+            "position {position} does not start a group commit; the nearest that do: {:?} and {:?}",
+            nearest.0, nearest.1
+        )));
+    };
+    tracing::warn!(file = %path.display(), offset, from = position, to = end, "truncating the event log");
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| io("open", &path, e))?;
+    file.set_len(offset).map_err(|e| io("truncate", &path, e))?;
+    file.sync_all().map_err(|e| io("fsync", &path, e))?;
+    for later in &segments[index + 1..] {
+        std::fs::remove_file(later).map_err(|e| io("remove", later, e))?;
+    }
+    sync_dir(&dir.join("log"))?;
+    Ok(end - position)
+}
+
 fn list_segments(log_dir: &Path) -> StoreResult<Vec<(Position, PathBuf)>> {
     let mut segments = Vec::new();
     let entries = std::fs::read_dir(log_dir).map_err(|e| io("list", log_dir, e))?;
@@ -320,7 +474,7 @@ fn recover(log_dir: &Path) -> StoreResult<Recovered> {
         file.read_to_end(&mut buf)
             .map_err(|e| io("read", path, e))?;
         let segment = u32::try_from(i).expect("fewer than 2^32 segments");
-        let scan = scan_segment(&buf, segment, &mut state, &mut read)
+        let scan = scan_segment(&buf, segment, &mut state, &mut read, false)
             .map_err(|(offset, reason)| corrupt(offset, reason))?;
         if let Some((offset, reason)) = scan.torn {
             if i != last {
@@ -373,6 +527,9 @@ struct Scan {
     valid_len: u64,
     /// Offset and cause of a torn tail after `valid_len`.
     torn: Option<(u64, String)>,
+    /// Where the log may be cut (group starts, or batch starts where there are no frames),
+    /// as (the position that starts there, offset): for an operator's truncation.
+    boundaries: Vec<(Position, u64)>,
 }
 
 /// Scans one segment, replaying complete batches into `state` and `read`. `Err` is damage
@@ -382,7 +539,9 @@ fn scan_segment(
     segment: u32,
     state: &mut WriteState,
     read: &mut ReadSide,
+    keep_boundaries: bool,
 ) -> Result<Scan, (u64, String)> {
+    let mut boundaries = Vec::new();
     let mut off = 0usize;
     let mut batch_start = 0usize;
     let mut pending: Vec<(usize, PayloadRef<'_>)> = Vec::new();
@@ -395,6 +554,9 @@ fn scan_segment(
                 return Err((off as u64, "a group ends inside an append batch".to_owned()));
             }
             group_end = None;
+        }
+        if keep_boundaries && group_end.is_none() && pending.is_empty() {
+            boundaries.push((state.next_position(), off as u64));
         }
         if off == buf.len() {
             break None;
@@ -481,9 +643,12 @@ fn scan_segment(
         None => None,
     };
     let torn = torn.map(|(at, reason)| (at as u64, reason));
+    // A boundary past a torn tail is not one.
+    boundaries.retain(|(_, at)| *at <= batch_start as u64);
     Ok(Scan {
         valid_len: batch_start as u64,
         torn,
+        boundaries,
     })
 }
 

@@ -41,7 +41,7 @@ mod snapshot;
 mod state;
 mod subscription;
 
-pub use file::{FileStore, FileStoreOptions};
+pub use file::{FileStore, FileStoreOptions, LogDamage, LogReport, check, truncate};
 #[cfg(any(test, feature = "test-utils"))]
 pub use memory::MemoryStore;
 

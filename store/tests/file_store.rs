@@ -650,3 +650,79 @@ async fn temporary_snapshot_files_a_crash_left_are_removed_at_open() {
         "the real one stays"
     );
 }
+
+#[tokio::test]
+async fn check_reports_without_changing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    write_singles(dir.path(), 5).await;
+    let seg = only_segment(dir.path());
+    let healthy = store::check(dir.path()).unwrap();
+    assert_eq!(
+        (healthy.segments, healthy.bytes, healthy.events),
+        (1, 5 * GROUP_LEN, 5)
+    );
+    assert_eq!((healthy.torn, healthy.corrupt), (None, None));
+    set_len(&seg, 5 * GROUP_LEN - 3);
+    let torn = store::check(dir.path()).unwrap();
+    assert_eq!(torn.events, 4);
+    assert_eq!(
+        torn.torn.as_ref().map(|t| t.offset),
+        Some(4 * GROUP_LEN),
+        "{torn:?}"
+    );
+    assert_eq!(file_len(&seg), 5 * GROUP_LEN - 3, "check truncates nothing");
+    flip(&seg, GROUP_LEN + 16 + 40);
+    let corrupt = store::check(dir.path()).unwrap();
+    let damage = corrupt.corrupt.expect("damage");
+    assert_eq!((damage.offset, corrupt.events), (GROUP_LEN, 1));
+    assert!(
+        damage.file.ends_with(".seg") && damage.reason.contains("checksum"),
+        "{damage:?}"
+    );
+    let held = FileStore::open(dir.path().join("held")).unwrap();
+    assert!(
+        store::check(&dir.path().join("held")).is_err(),
+        "not while a store has it open"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn truncate_cuts_at_a_group_start_and_only_there() {
+    let dir = tempfile::tempdir().unwrap();
+    write_with_batch(dir.path()).await;
+    let refused = store::truncate(dir.path(), 3).unwrap_err();
+    assert!(
+        refused.to_string().contains("Some(2) and Some(5)"),
+        "{refused}"
+    );
+    assert_eq!(
+        store::truncate(dir.path(), 2).unwrap(),
+        3,
+        "the batch of three"
+    );
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(ids(&store).await, [0, 1]);
+    assert_eq!(store.stream_revision("s"), Some(1));
+    drop(store);
+    assert_eq!(
+        store::truncate(dir.path(), 9).unwrap(),
+        0,
+        "past the end: nothing"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open_with(dir.path(), small_segments()).unwrap();
+    for i in 0..25u128 {
+        store
+            .append("s", ExpectedRevision::Any, vec![fixed(i)])
+            .await
+            .unwrap();
+    }
+    drop(store);
+    assert_eq!(segments(dir.path()).len(), 3);
+    assert_eq!(store::truncate(dir.path(), 12).unwrap(), 13);
+    assert_eq!(segments(dir.path()).len(), 2, "the later segment is gone");
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.next_position(), 12);
+}
