@@ -190,7 +190,14 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ChainActor {
         let event = match item {
             Ok(event) => event,
             Err(error) => {
-                tracing::error!(chain = %self.chain_id, %error, "sealer subscription failed; stopping");
+                match error {
+                    StoreError::Closed => {
+                        tracing::info!(chain = %self.chain_id, "the event log closed; the sealer stops")
+                    }
+                    error => {
+                        tracing::error!(chain = %self.chain_id, %error, "sealer subscription failed; stopping")
+                    }
+                }
                 ctx.stop();
                 return;
             }

@@ -430,7 +430,14 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ProtocolManager {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "protocol manager subscription failed; stopping");
+                match error {
+                    StoreError::Closed => {
+                        tracing::info!("the event log closed; the protocol manager stops")
+                    }
+                    error => {
+                        tracing::error!(%error, "protocol manager subscription failed; stopping")
+                    }
+                }
                 ctx.stop();
             }
         }

@@ -371,6 +371,7 @@ pub async fn start(
             .configure(routes::configure)
     })
     .shutdown_timeout(5)
+    .disable_signals()
     // Slow clients cannot pin the node: headers within 5 s, idle keep-alive connections closed
     // after 30 s, and a bound on connections per worker (past it, new ones wait in the
     // kernel's backlog).
@@ -404,8 +405,39 @@ pub async fn start(
 impl Node {
     /// Runs until the server stops (SIGINT/SIGTERM), then closes the log.
     pub async fn run(self) -> std::io::Result<()> {
+        // Our own signal handling: actix-server's would stop the whole actor system at once,
+        // before the explorer could take its last commit.
+        let handle = self.server.handle();
+        actix_rt::spawn(async move {
+            let mut terminate =
+                actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate());
+            let terminated = async {
+                match terminate.as_mut() {
+                    Ok(terminate) => terminate.recv().await,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = actix_rt::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+                _ = terminated => tracing::info!("SIGTERM: stopping"),
+            }
+            handle.stop(true).await;
+        });
         let result = self.server.await;
-        // The explorer commits every second: a restart replays what came after its last commit.
+        // The explorer's last commit, so that the next start replays nothing.
+        let explorer = self
+            .app
+            .components
+            .projection
+            .send(projections::runner::Shutdown)
+            .await;
+        match explorer {
+            Ok(Ok(position)) => tracing::info!(position, "explorer committed at shutdown"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "no explorer commit at shutdown (the next start replays)")
+            }
+            Err(_) => tracing::warn!("the explorer had stopped: no commit at shutdown"),
+        }
         self.file_store.close();
         result
     }

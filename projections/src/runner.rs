@@ -107,6 +107,11 @@ impl<P: Projection> StreamHandler<Result<RecordedEvent, StoreError>> for Project
     fn handle(&mut self, item: Result<RecordedEvent, StoreError>, ctx: &mut Context<Self>) {
         let event = match item {
             Ok(event) => event,
+            Err(StoreError::Closed) => {
+                tracing::info!(projection = P::NAME, "the event log closed; stopping");
+                ctx.stop();
+                return;
+            }
             Err(error) => {
                 tracing::error!(projection = P::NAME, %error, "subscription failed; stopping");
                 ctx.stop();
@@ -151,6 +156,33 @@ impl<P: Projection> ProjectionRunner<P> {
             tracing::error!(projection = P::NAME, %error, "no thread for a commit; stopping");
             ctx.stop();
         }
+    }
+}
+
+/// Commit what was applied now, on the runner's thread, and stop (the node is shutting down:
+/// the next start then replays nothing).
+pub struct Shutdown;
+
+impl Message for Shutdown {
+    type Result = Result<u64, String>;
+}
+
+impl<P: Projection> Handler<Shutdown> for ProjectionRunner<P> {
+    type Result = Result<u64, String>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        ctx.stop();
+        let position = self.read_model.next_position();
+        if position == self.last_persist {
+            return Ok(position);
+        }
+        let Some((position, job)) = self.read_model.prepare_persist() else {
+            return Ok(self.last_persist);
+        };
+        job()?;
+        self.read_model.persisted();
+        self.last_persist = position;
+        Ok(position)
     }
 }
 
