@@ -51,19 +51,16 @@ impl RequestPolicy {
         path: &str,
         headers: &header::HeaderMap,
     ) -> Result<(), ApiError> {
-        let text = |name| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_ascii_lowercase)
-        };
+        // Compared without allocating: this runs on every request.
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
         let host = text(header::HOST).unwrap_or_default();
         let host_allowed = self
             .allowed_hosts
             .iter()
-            .any(|h| *h == host || *h == host_of(&host));
+            .any(|h| same(h, host) || same(h, host_of(host)));
         let host_checked = self.loopback_only || !self.allowed_hosts.is_empty();
-        if host_checked && !host_allowed && !(self.loopback_only && is_loopback(host_of(&host))) {
+        if host_checked && !host_allowed && !(self.loopback_only && is_loopback(host_of(host))) {
             return Err(ApiError::new(
                 "forbidden_host",
                 format!("this node does not answer requests for host {host:?} (see allowed_hosts)"),
@@ -72,8 +69,8 @@ impl RequestPolicy {
         if let Some(origin) = text(header::ORIGIN) {
             let own = origin
                 .split_once("://")
-                .is_some_and(|(_, rest)| rest == host);
-            if !own && !self.allowed_origins.contains(&origin) {
+                .is_some_and(|(_, rest)| same(rest, host));
+            if !own && !self.allowed_origins.iter().any(|o| same(o, origin)) {
                 return Err(ApiError::new(
                     "forbidden_origin",
                     format!("requests from pages of {origin} are refused (see allowed_origins)"),
@@ -84,18 +81,16 @@ impl RequestPolicy {
             true => text(header::CONTENT_TYPE),
             false => None,
         };
-        let essence = declared
-            .as_deref()
-            .map(|d| d.split(';').next().unwrap_or_default().trim());
+        let essence = declared.map(|d| d.split(';').next().unwrap_or_default().trim());
+        let json = |essence: &str| {
+            same(essence, "application/json")
+                || essence.len() > 5 && same(&essence[essence.len() - 5..], "+json")
+        };
         match essence {
-            Some(essence) if essence != "application/json" && !essence.ends_with("+json") => {
-                Err(ApiError::new(
-                    "unsupported_media_type",
-                    format!(
-                        "the body is JSON: send Content-Type: application/json, not {essence:?}"
-                    ),
-                ))
-            }
+            Some(essence) if !json(essence) => Err(ApiError::new(
+                "unsupported_media_type",
+                format!("the body is JSON: send Content-Type: application/json, not {essence:?}"),
+            )),
             _ => Ok(()),
         }
     }
@@ -112,7 +107,7 @@ fn host_of(authority: &str) -> &str {
 }
 
 fn is_loopback(host: &str) -> bool {
-    host == "localhost"
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -222,6 +217,20 @@ mod tests {
             "ok",
             "blobs are raw bytes"
         );
+        let shouted = [
+            ("host", "LOCALHOST:18000"),
+            ("content-type", "Application/JSON; charset=UTF-8"),
+        ];
+        assert_eq!(
+            code(&local, Method::POST, "/v1/faucet", &shouted),
+            "ok",
+            "names are case-blind"
+        );
+        let problem = [
+            ("host", "127.0.0.1:18000"),
+            ("content-type", "application/problem+json"),
+        ];
+        assert_eq!(code(&local, Method::POST, "/v1/faucet", &problem), "ok");
         let untyped = [("host", "127.0.0.1:18000")];
         assert_eq!(code(&local, Method::POST, "/v1/faucet", &untyped), "ok");
 
