@@ -141,6 +141,9 @@ mod tests {
         map
     }
 
+    /// A request (method, path, headers) and the code it gets.
+    type Case<'a> = (Method, &'a str, Vec<(&'static str, &'a str)>, &'a str);
+
     fn code(
         policy: &RequestPolicy,
         method: Method,
@@ -156,84 +159,79 @@ mod tests {
     #[test]
     fn pages_of_other_sites_and_rebound_names_are_refused() {
         let local = RequestPolicy::new("127.0.0.1:18000", &[], &[]);
+        let here = ("host", "127.0.0.1:18000");
         let json = ("content-type", "application/json");
-        let ok = [("host", "127.0.0.1:18000"), json];
-        assert_eq!(code(&local, Method::POST, "/v1/transactions", &ok), "ok");
-        assert_eq!(
-            code(
-                &local,
+        let typed = |t| [here, ("content-type", t)];
+        let cases: [Case; 13] = [
+            (Method::POST, "/v1/transactions", vec![here, json], "ok"),
+            (
                 Method::GET,
                 "/health",
-                &[("host", "localhost:18000")]
+                vec![("host", "localhost:18000")],
+                "ok",
             ),
-            "ok"
-        );
-        assert_eq!(
-            code(&local, Method::GET, "/health", &[("host", "[::1]:18000")]),
-            "ok"
-        );
-        let rebound = [("host", "attacker.example:18000")];
-        assert_eq!(
-            code(&local, Method::GET, "/health", &rebound),
-            "forbidden_host"
-        );
-        let cross = [
-            ("host", "127.0.0.1:18000"),
-            ("origin", "https://evil.example"),
-            json,
+            (Method::GET, "/health", vec![("host", "[::1]:18000")], "ok"),
+            (
+                Method::GET,
+                "/health",
+                vec![("host", "attacker.example:18000")],
+                "forbidden_host",
+            ),
+            (
+                Method::POST,
+                "/v1/faucet",
+                vec![here, ("origin", "https://evil.example"), json],
+                "forbidden_origin",
+            ),
+            (
+                Method::POST,
+                "/v1/faucet",
+                vec![here, ("origin", "http://127.0.0.1:18000"), json],
+                "ok",
+            ),
+            (
+                Method::POST,
+                "/v1/faucet",
+                typed("text/plain;charset=UTF-8").to_vec(),
+                "unsupported_media_type",
+            ),
+            (
+                Method::POST,
+                "/rpc",
+                typed("application/x-www-form-urlencoded").to_vec(),
+                "unsupported_media_type",
+            ),
+            (
+                Method::POST,
+                "/v1/blobs",
+                typed("application/octet-stream").to_vec(),
+                "ok",
+            ),
+            (
+                Method::POST,
+                "/v1/faucet",
+                typed("application/problem+json").to_vec(),
+                "ok",
+            ),
+            (
+                Method::POST,
+                "/v1/faucet",
+                vec![
+                    ("host", "LOCALHOST:18000"),
+                    ("content-type", "Application/JSON; charset=UTF-8"),
+                ],
+                "ok",
+            ),
+            (Method::POST, "/v1/faucet", vec![here], "ok"),
+            (Method::GET, "/health", vec![], "forbidden_host"),
         ];
-        assert_eq!(
-            code(&local, Method::POST, "/v1/faucet", &cross),
-            "forbidden_origin"
-        );
-        let same = [
-            ("host", "127.0.0.1:18000"),
-            ("origin", "http://127.0.0.1:18000"),
-            json,
-        ];
-        assert_eq!(code(&local, Method::POST, "/v1/faucet", &same), "ok");
-        let text = [
-            ("host", "127.0.0.1:18000"),
-            ("content-type", "text/plain;charset=UTF-8"),
-        ];
-        assert_eq!(
-            code(&local, Method::POST, "/v1/faucet", &text),
-            "unsupported_media_type"
-        );
-        let form = [
-            ("host", "127.0.0.1:18000"),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ];
-        assert_eq!(
-            code(&local, Method::POST, "/rpc", &form),
-            "unsupported_media_type"
-        );
-        let raw = [
-            ("host", "127.0.0.1:18000"),
-            ("content-type", "application/octet-stream"),
-        ];
-        assert_eq!(
-            code(&local, Method::POST, "/v1/blobs", &raw),
-            "ok",
-            "blobs are raw bytes"
-        );
-        let shouted = [
-            ("host", "LOCALHOST:18000"),
-            ("content-type", "Application/JSON; charset=UTF-8"),
-        ];
-        assert_eq!(
-            code(&local, Method::POST, "/v1/faucet", &shouted),
-            "ok",
-            "names are case-blind"
-        );
-        let problem = [
-            ("host", "127.0.0.1:18000"),
-            ("content-type", "application/problem+json"),
-        ];
-        assert_eq!(code(&local, Method::POST, "/v1/faucet", &problem), "ok");
-        let untyped = [("host", "127.0.0.1:18000")];
-        assert_eq!(code(&local, Method::POST, "/v1/faucet", &untyped), "ok");
-
+        for (method, path, headers, expected) in cases {
+            assert_eq!(
+                code(&local, method, path, &headers),
+                expected,
+                "{path} {headers:?}"
+            );
+        }
         let public = RequestPolicy::new("0.0.0.0:18000", &[], &["https://wallet.example".into()]);
         assert_eq!(
             code(
@@ -260,8 +258,9 @@ mod tests {
             ),
             "ok"
         );
+        let other = [("host", "other.example")];
         assert_eq!(
-            code(&named, Method::GET, "/health", &[("host", "other.example")]),
+            code(&named, Method::GET, "/health", &other),
             "forbidden_host"
         );
     }

@@ -320,11 +320,16 @@ async fn torn_batch_is_dropped_whole() {
     write_with_batch(dir.path()).await;
     let seg = only_segment(dir.path());
     set_len(&seg, 2 * GROUP_LEN + 16 + 3 * RECORD_LEN - 10); // inside the batch's last record
-    let store = FileStore::open(dir.path()).unwrap();
-    assert_eq!(ids(&store).await, [0, 1]);
+    assert_batch_dropped_and_retried(dir.path(), &seg).await;
+}
+
+/// After [`write_with_batch`] lost its batch: the two singles remain, the file ends after them,
+/// and the batch can be made again as it was.
+async fn assert_batch_dropped_and_retried(dir: &Path, seg: &Path) {
+    let store = FileStore::open(dir).unwrap();
+    assert_eq!(ids(&store).await, [0, 1], "truncated to the group's start");
     assert_eq!(store.stream_revision("s"), Some(1));
-    assert_eq!(file_len(&seg), 2 * GROUP_LEN);
-    // The batch can be retried as it was.
+    assert_eq!(file_len(seg), 2 * GROUP_LEN);
     let out = store
         .append(
             "s",
@@ -589,22 +594,7 @@ async fn zeroed_inside_the_batch(dir: &Path) -> PathBuf {
 async fn a_zeroed_range_inside_the_last_group_followed_by_records_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let seg = zeroed_inside_the_batch(dir.path()).await;
-    let store = FileStore::open(dir.path()).unwrap();
-    assert_eq!(ids(&store).await, [0, 1], "truncated to the group's start");
-    assert_eq!(file_len(&seg), 2 * GROUP_LEN);
-    let out = store
-        .append(
-            "s",
-            ExpectedRevision::Exact(1),
-            vec![fixed(2), fixed(3), fixed(4)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        out.written,
-        [true, true, true],
-        "the batch can be made again"
-    );
+    assert_batch_dropped_and_retried(dir.path(), &seg).await;
 }
 
 #[tokio::test]
