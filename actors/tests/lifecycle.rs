@@ -23,6 +23,7 @@ fn registry(store: Arc<dyn EventStore>, arbiter: &Arbiter, idle: Duration) -> Wa
         validators: vec!["ab".repeat(32)],
         validator_threshold: 1,
         min_fee: Amount::ZERO,
+        min_fee_per_byte: Amount::ZERO,
         allocations: vec![],
         assets: vec![],
         governance: None,

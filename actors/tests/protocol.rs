@@ -55,6 +55,7 @@ fn genesis() -> Genesis {
         validators: vec![hex::encode(SigningKey::from_seed([99; 32]).public_key())],
         validator_threshold: 1,
         min_fee: Amount::ZERO,
+        min_fee_per_byte: Amount::ZERO,
         allocations: keys()
             .iter()
             .map(|k| Allocation {

@@ -40,6 +40,7 @@ fn genesis() -> Genesis {
         validators: vec!["ab".repeat(32)],
         validator_threshold: 1,
         min_fee: Amount::ZERO,
+        min_fee_per_byte: Amount::ZERO,
         allocations: vec![],
         assets: vec![],
         governance: Some(Box::new(GovernanceParams {

@@ -197,14 +197,6 @@ pub fn sign_and_submit(
     let chain_id = chain["chain_id"]
         .as_str()
         .ok_or_else(|| anyhow!("the node did not name its chain"))?;
-    let fee = match &signer.fee {
-        Some(fee) => amount(fee)?,
-        None => chain["min_fee"]
-            .as_str()
-            .unwrap_or("0")
-            .parse()
-            .map_err(|_| anyhow!("bad min_fee from node"))?,
-    };
     let account = ctx.get(&format!("/v1/accounts/{}", key.address()))?;
     let nonce = account["nonce"]
         .as_u64()
@@ -213,12 +205,25 @@ pub fn sign_and_submit(
         chain_id,
         key.address(),
         nonce,
-        fee,
+        Amount(u128::MAX),
         key.address(),
         Amount::ZERO,
     );
     payload.kind = kind.to_string();
     payload.body = body;
+    let chain_amount = |field: &str| -> anyhow::Result<u128> {
+        let text = chain[field].as_str().unwrap_or("0");
+        text.parse().map_err(|_| anyhow!("bad {field} from node"))
+    };
+    payload.fee = match &signer.fee {
+        Some(fee) => amount(fee)?,
+        // The chain's minimum, with its price per byte for the longest this payload can be.
+        None => {
+            let longest = serde_json::to_string(&payload)?.len() as u128;
+            let per_byte = chain_amount("min_fee_per_byte")?.saturating_mul(longest);
+            Amount(chain_amount("min_fee")?.saturating_add(per_byte))
+        }
+    };
     let envelope = sign_payload(&key, &payload);
     print(ctx.post("/v1/transactions", &serde_json::to_value(envelope)?))
 }

@@ -225,6 +225,35 @@ impl Block {
         crate::merkle::leaf_proof(&self.leaves, index)
     }
 
+    /// The block's tree and where each of its transactions is, to prove any of them without
+    /// hashing again.
+    pub fn proven(self: std::sync::Arc<Self>) -> ProvenBlock {
+        let (levels, tx_index) = match self.version {
+            1 => (
+                crate::merkle::Levels::of_tx_hashes(&self.tx_hashes),
+                self.tx_hashes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| (*h, i))
+                    .collect(),
+            ),
+            _ => (
+                crate::merkle::Levels::of_leaves(&self.leaves),
+                self.leaves
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.leaf_type == LeafType::Tx)
+                    .map(|(i, l)| (l.hash, i))
+                    .collect(),
+            ),
+        };
+        ProvenBlock {
+            block: self,
+            levels,
+            tx_index,
+        }
+    }
+
     /// Inclusion proof of the job receipt `receipt_id` in this block.
     pub fn receipt_proof(&self, receipt_id: &Hash32) -> Option<crate::merkle::MerkleProof> {
         let index = self
@@ -380,6 +409,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_proven_block_gives_every_transaction_the_proof_the_block_gives() {
+        let k = keys(1);
+        for count in [1usize, 2, 3, 7, 64, 101] {
+            let leaves = (0..count)
+                .map(|i| {
+                    let hash = Hash32::digest(&(i as u64).to_le_bytes());
+                    match i % 3 {
+                        2 => Leaf::receipt("sha256", hash),
+                        _ => Leaf::tx("transfer", hash),
+                    }
+                })
+                .collect();
+            let block = std::sync::Arc::new(BlockDraft { leaves, ..draft() }.seal(&k));
+            let proven = std::sync::Arc::clone(&block).proven();
+            for leaf in &block.leaves {
+                let proof = proven.tx_proof(&leaf.hash);
+                match leaf.leaf_type {
+                    LeafType::Tx => {
+                        let proof = proof.expect("a transaction is proven");
+                        assert_eq!(Some(&proof), block.tx_proof(&leaf.hash).as_ref());
+                        assert!(crate::merkle::verify_proof(
+                            &leaf.hash,
+                            &proof,
+                            &block.merkle_root
+                        ));
+                    }
+                    LeafType::Receipt => assert_eq!(proof, None, "a receipt is not a transaction"),
+                }
+            }
+        }
+        let v1 = std::sync::Arc::new(v1_block(&k));
+        let proven = std::sync::Arc::clone(&v1).proven();
+        for hash in &v1.tx_hashes {
+            assert_eq!(proven.tx_proof(hash), v1.tx_proof(hash));
+        }
+        assert_eq!(proven.tx_proof(&Hash32::digest(b"elsewhere")), None);
+    }
+
     fn keys(n: u8) -> Vec<SigningKey> {
         (1..=n).map(|i| SigningKey::from_seed([i; 32])).collect()
     }
@@ -433,5 +501,27 @@ mod tests {
             block.verify(&pubs(&k[..1]), 1),
             Err(BlockError::BadSignature(_))
         ));
+    }
+}
+
+/// A block with its Merkle tree built and its transactions indexed ([`Block::proven`]).
+#[derive(Clone, Debug)]
+pub struct ProvenBlock {
+    /// The block.
+    pub block: std::sync::Arc<Block>,
+    levels: crate::merkle::Levels,
+    tx_index: std::collections::HashMap<Hash32, usize>,
+}
+
+impl ProvenBlock {
+    /// Inclusion proof of the transaction `tx_hash`: the same as [`Block::tx_proof`], from the
+    /// built tree.
+    pub fn tx_proof(&self, tx_hash: &Hash32) -> Option<crate::merkle::MerkleProof> {
+        let index = *self.tx_index.get(tx_hash)?;
+        Some(crate::merkle::MerkleProof {
+            index,
+            steps: self.levels.steps(index)?,
+            leaf: (self.block.version != 1).then(|| self.block.leaves[index].clone()),
+        })
     }
 }

@@ -53,8 +53,8 @@ pub enum ChainCommand {
 pub enum ChainEvent {
     /// The chain exists; block 0 sealed.
     ChainCreated {
-        /// Genesis.
-        genesis: Genesis,
+        /// Genesis (boxed: the largest field of any event).
+        genesis: Box<Genesis>,
         /// Block 0.
         block: Block,
     },
@@ -186,7 +186,10 @@ pub fn decide(state: &ChainState, command: ChainCommand) -> Result<Vec<ChainEven
                 ));
             }
             block.verify(&genesis.validators, genesis.validator_threshold)?;
-            Ok(vec![ChainEvent::ChainCreated { genesis, block }])
+            Ok(vec![ChainEvent::ChainCreated {
+                genesis: Box::new(genesis),
+                block,
+            }])
         }
         ChainCommand::Seal(block) => {
             let genesis = state.genesis.as_ref().ok_or(ChainError::NotCreated)?;
@@ -222,7 +225,7 @@ pub fn evolve(state: &mut ChainState, event: &ChainEvent) {
     match event {
         ChainEvent::ChainCreated { genesis, block } => {
             assert!(state.genesis.is_none(), "chain created twice");
-            state.genesis = Some(genesis.clone());
+            state.genesis = Some(Genesis::clone(genesis));
             state.height = 0;
             state.last_hash = block.hash;
             state.next_position = block.to_position;
@@ -259,6 +262,7 @@ mod tests {
             validators: vec![hex::encode(key().public_key())],
             validator_threshold: 1,
             min_fee: Default::default(),
+            min_fee_per_byte: Default::default(),
             allocations: vec![],
             assets: vec![],
             governance: None,

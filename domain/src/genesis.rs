@@ -40,6 +40,11 @@ pub struct Genesis {
     /// Minimum fee per transaction, base units.
     #[serde(default)]
     pub min_fee: Amount,
+    /// Minimum fee per byte of a transaction's payload, on top of `min_fee` (spam: a payload
+    /// padded with whitespace pays for its bytes). Left out of the serialized form when zero,
+    /// so a genesis written before it existed keeps its hash.
+    #[serde(default, skip_serializing_if = "Amount::is_zero")]
+    pub min_fee_per_byte: Amount,
     /// Initial balances.
     #[serde(default)]
     pub allocations: Vec<Allocation>,
@@ -210,6 +215,7 @@ mod tests {
             validators: vec!["ab".repeat(32)],
             validator_threshold: 1,
             min_fee: Amount::ZERO,
+            min_fee_per_byte: Amount::ZERO,
             allocations: vec![Allocation {
                 address: Address([1; 20]),
                 amount: Amount(5),

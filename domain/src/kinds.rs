@@ -162,6 +162,20 @@ macro_rules! agent {
     };
 }
 
+/// Longest payload of most kinds, bytes: their bodies hold a few ids, amounts and short texts
+/// (a 512-byte reason escaped six times over still fits), so a longer payload is padding.
+pub const PAYLOAD_LEN_MAX_DEFAULT: usize = 4 * 1024;
+
+/// Longest payload of `kind`, bytes: [`PAYLOAD_LEN_MAX_DEFAULT`], but the whole envelope limit
+/// for the kinds whose bodies hold long texts or data (a proposal's description and actions, a
+/// job's inline input or shader).
+pub fn payload_len_max(kind: &str) -> usize {
+    match kind {
+        "propose" | "submit_job" => crate::limits::PAYLOAD_LEN_MAX,
+        _ => PAYLOAD_LEN_MAX_DEFAULT,
+    }
+}
+
 /// Every kind this node executes.
 pub const KINDS: &[KindSpec] = &[
     KindSpec {

@@ -169,29 +169,60 @@ pub fn leaf_proof(leaves: &[Leaf], index: usize) -> Option<MerkleProof> {
     })
 }
 
-fn proof_steps(mut level: Vec<Hash32>, index: usize) -> Option<Vec<ProofStep>> {
-    if index >= level.len() {
-        return None;
-    }
-    let mut at = index;
-    let mut steps = Vec::new();
-    while level.len() > 1 {
-        let sibling = at ^ 1;
-        if sibling < level.len() {
-            let side = if sibling < at {
-                Side::Left
-            } else {
-                Side::Right
-            };
-            steps.push(ProofStep {
-                hash: level[sibling],
-                side,
-            });
+fn proof_steps(level: Vec<Hash32>, index: usize) -> Option<Vec<ProofStep>> {
+    Levels::build(level).steps(index)
+}
+
+/// Every level of a tree, leaves first: built once, it gives any leaf's proof without hashing
+/// again (a block's proofs are asked for one transaction at a time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Levels(Vec<Vec<Hash32>>);
+
+impl Levels {
+    /// The tree over leaf digests.
+    fn build(leaves: Vec<Hash32>) -> Levels {
+        let mut levels = vec![leaves];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let next = next_level(levels.last().expect("a level"));
+            levels.push(next);
         }
-        level = next_level(&level);
-        at /= 2;
+        Levels(levels)
     }
-    Some(steps)
+
+    /// The tree of a version 1 block's transaction hashes.
+    pub fn of_tx_hashes(tx_hashes: &[Hash32]) -> Levels {
+        Levels::build(tx_hashes.iter().map(leaf).collect())
+    }
+
+    /// The tree of a version 2 block's leaves.
+    pub fn of_leaves(leaves: &[Leaf]) -> Levels {
+        Levels::build(leaves.iter().map(Leaf::digest).collect())
+    }
+
+    /// The steps from leaf `index` up; `None` if out of range.
+    pub fn steps(&self, index: usize) -> Option<Vec<ProofStep>> {
+        if index >= self.0.first().map_or(0, Vec::len) {
+            return None;
+        }
+        let mut at = index;
+        let mut steps = Vec::new();
+        for level in &self.0[..self.0.len() - 1] {
+            let sibling = at ^ 1;
+            if sibling < level.len() {
+                let side = if sibling < at {
+                    Side::Left
+                } else {
+                    Side::Right
+                };
+                steps.push(ProofStep {
+                    hash: level[sibling],
+                    side,
+                });
+            }
+            at /= 2;
+        }
+        Some(steps)
+    }
 }
 
 /// Checks that `tx_hash` is included under `root` by `proof`: through its typed leaf when the

@@ -18,6 +18,11 @@ impl Amount {
     /// Zero.
     pub const ZERO: Amount = Amount(0);
 
+    /// Whether it is zero.
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+
     /// Whole tokens → base units; `None` on overflow.
     pub fn tokens(whole: u128) -> Option<Amount> {
         whole.checked_mul(ONE_TOKEN).map(Amount)

@@ -228,7 +228,15 @@ impl SignedEnvelope {
                 key_address: key_address.to_string(),
             });
         }
-        let action = (kinds::spec(&wire.kind)?.parse)(wire.body.get())?;
+        let spec = kinds::spec(&wire.kind)?;
+        let len_max = kinds::payload_len_max(spec.name);
+        if self.payload.len() > len_max {
+            return Err(TxError::LimitExceeded(format!(
+                "a {} payload holds at most {len_max} bytes",
+                spec.name
+            )));
+        }
+        let action = (spec.parse)(wire.body.get())?;
         let payload = TxHeader {
             chain_id: wire.chain_id,
             sender: wire.sender,
@@ -323,6 +331,27 @@ mod tests {
         payload.sender = Address([3; 20]);
         let envelope = sign_payload(&key(), &payload);
         assert_eq!(envelope.verify().unwrap_err().code(), "sender_mismatch");
+    }
+
+    #[test]
+    fn a_kind_with_short_bodies_refuses_a_padded_payload_and_a_long_kind_does_not() {
+        let text = serde_json::to_string(&transfer(0)).unwrap();
+        let padded = format!("{}{}}}", &text[..text.len() - 1], " ".repeat(5_000));
+        let envelope = sign_text(&key(), padded);
+        let refused = envelope.verify().unwrap_err();
+        assert_eq!(refused.code(), "limit_exceeded", "{refused}");
+        assert!(refused.to_string().contains("transfer"), "{refused}");
+        let mut propose = transfer(0);
+        propose.kind = "propose".into();
+        propose.body = serde_json::json!({"proposal_type": "treasury", "title": "t",
+            "description": "d".repeat(6_000), "actions": [{"action": "pay",
+            "to": Address([2; 20]), "amount": "1"}]});
+        let long = sign_payload(&key(), &propose);
+        assert!(long.payload.len() > crate::kinds::PAYLOAD_LEN_MAX_DEFAULT);
+        assert!(
+            long.verify().is_ok(),
+            "a long description is what a proposal may hold"
+        );
     }
 
     #[test]

@@ -463,6 +463,8 @@ pub struct WalletId {
 pub struct WalletFacts {
     /// The chain's minimum fee.
     pub min_fee: Amount,
+    /// Its minimum fee per payload byte, on top.
+    pub min_fee_per_byte: Amount,
     /// Declared assets besides the native one: symbol → its minter, if any.
     pub assets: Arc<BTreeMap<String, Option<Address>>>,
     /// The native supply (the genesis allocations; the native asset is never minted).
@@ -470,10 +472,17 @@ pub struct WalletFacts {
 }
 
 impl WalletFacts {
+    /// The least fee of a transaction whose payload has `payload_len` bytes.
+    pub fn min_fee_for(&self, payload_len: usize) -> Amount {
+        let per_bytes = self.min_fee_per_byte.0.saturating_mul(payload_len as u128);
+        Amount(self.min_fee.0.saturating_add(per_bytes))
+    }
+
     /// What a wallet on the chain of `genesis` knows.
     pub fn of(genesis: &crate::genesis::Genesis) -> WalletFacts {
         WalletFacts {
             min_fee: genesis.min_fee,
+            min_fee_per_byte: genesis.min_fee_per_byte,
             native_supply: genesis.total_supply().unwrap_or(Amount(u128::MAX)),
             assets: Arc::new(
                 genesis
@@ -732,6 +741,12 @@ pub fn decide(
             };
             payload.kind = kind.to_string();
             payload.body = body.expect("bodies serialize");
+            // The node pays by the byte like anyone: sized with the longest fee there is.
+            payload.fee = Amount(u128::MAX);
+            let longest = serde_json::to_string(&payload)
+                .expect("payloads serialize")
+                .len();
+            payload.fee = order.fee.max(ctx.facts.min_fee_for(longest));
             let tx = sign_payload(&order.key, &payload).verify()?;
             decide(state, ctx, WalletCommand::Transfer(Box::new(tx)))
         }
@@ -741,10 +756,11 @@ pub fn decide(
                 tx.payload.sender, ctx.id.address,
                 "transactions are routed to the sender's wallet"
             );
-            if tx.payload.fee < ctx.facts.min_fee {
+            let min_fee = ctx.facts.min_fee_for(tx.envelope.payload.len());
+            if tx.payload.fee < min_fee {
                 return Err(TxError::FeeTooLow {
                     fee: tx.payload.fee,
-                    min_fee: ctx.facts.min_fee,
+                    min_fee,
                 });
             }
             if tx.payload.nonce != state.nonce {
@@ -875,6 +891,7 @@ mod tests {
     fn facts() -> WalletFacts {
         WalletFacts {
             min_fee: Amount(1),
+            min_fee_per_byte: Amount::ZERO,
             assets: Arc::new(BTreeMap::from([(
                 "USDX".to_string(),
                 Some(alice().address()),
@@ -1003,6 +1020,55 @@ mod tests {
                 fee: Amount(0),
                 min_fee: Amount(1)
             })
+        );
+    }
+
+    #[test]
+    fn a_chain_with_a_fee_per_byte_charges_each_payload_byte_and_the_node_pays_it_too() {
+        let state = given(&[funded(100_000)]);
+        let (id, facts) = (
+            id_on("ait-devnet"),
+            WalletFacts {
+                min_fee_per_byte: Amount(3),
+                ..facts()
+            },
+        );
+        let ctx = Context {
+            id: &id,
+            facts: &facts,
+            now_ms: NOW_MS,
+        };
+        // A payload with a three-digit fee, and the fee its bytes require (three digits too).
+        let WalletCommand::Transfer(probe) = transfer(0, 1, 100) else {
+            unreachable!()
+        };
+        let required = 1 + 3 * probe.envelope.payload.len() as u128;
+        assert!((100..1000).contains(&required), "{required}");
+        assert_eq!(
+            decide(&state, &ctx, transfer(0, 1, required - 1)),
+            Err(TxError::FeeTooLow {
+                fee: Amount(required - 1),
+                min_fee: Amount(required),
+            })
+        );
+        assert!(decide(&state, &ctx, transfer(0, 1, required)).is_ok());
+        let order = SignOrder {
+            key: alice(),
+            action: SignedAction::Transfer(kinds::TransferBody {
+                to: bob(),
+                amount: Amount(5),
+                asset: None,
+            }),
+            fee: Amount(1),
+        };
+        let signed = decide(
+            &state,
+            &ctx,
+            WalletCommand::SignAndTransfer(Box::new(order)),
+        );
+        assert!(
+            signed.is_ok(),
+            "the node's own orders pay their bytes: {signed:?}"
         );
     }
 

@@ -384,6 +384,7 @@ pub fn create_devnet(
                 validators: vec![hex::encode(validator.public_key())],
                 validator_threshold: 1,
                 min_fee: Amount::ZERO,
+                min_fee_per_byte: Amount::ZERO,
                 allocations: vec![Allocation {
                     address: faucet.address(),
                     amount: devnet_faucet_supply(),

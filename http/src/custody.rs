@@ -198,6 +198,15 @@ impl Custody {
         })
     }
 
+    /// The wallet named `name_or_address` (its address, or the name it was created under), if
+    /// the node holds it.
+    pub fn find(&self, name_or_address: &str) -> Option<Address> {
+        match name_or_address.parse::<Address>() {
+            Ok(address) => self.by_address.contains_key(&address).then_some(address),
+            Err(_) => self.by_name.get(name_or_address).map(|a| *a),
+        }
+    }
+
     /// Public key (hex) of a held wallet.
     pub fn public_key(&self, address: &Address) -> Option<String> {
         self.by_address

@@ -460,6 +460,7 @@ pub fn chain_json(app: &App, id: &str) -> Result<Value, ApiError> {
         "validator_threshold": genesis.validator_threshold,
         "block_time_ms": hosted.block_time_ms,
         "min_fee": genesis.min_fee,
+        "min_fee_per_byte": genesis.min_fee_per_byte,
         "genesis_hash": genesis.hash(),
         "faucet": hosted.faucet.is_some(),
         "supply": supply_json(supply),
@@ -654,6 +655,9 @@ async fn wallet_balance(
     Ok(HttpResponse::Ok().json(account_json(&app, &query.address, query.chain.as_deref())?))
 }
 
+/// Stands for a custodial wallet name the node does not know: no key hashes to it.
+const NO_WALLET: Address = Address([0; 20]);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendRequest {
@@ -672,7 +676,14 @@ async fn wallet_send(
     body: web::Json<SendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let (from, to) = (parse_address(&body.from)?, parse_address(&body.to)?);
+    // `from` is a wallet's address or name; one the node does not hold is refused as a wrong
+    // passphrase is (the unlock of an address no wallet has runs the same work).
+    let from = app
+        .custody
+        .find(&body.from)
+        .or_else(|| body.from.parse().ok())
+        .unwrap_or(NO_WALLET);
+    let to = parse_address(&body.to)?;
     let amount = parse_amount(&body.amount)?;
     let fee = body.fee.as_deref().map(parse_amount).transpose()?;
     let headers = request.headers();

@@ -161,15 +161,26 @@ fn custodial_wallets_end_to_end() {
         (401, &wrong),
         "an address that is not custodial is refused as a wrong passphrase is"
     );
+    // A wallet may be named by its name; a name the node does not hold is refused alike.
+    let by_name = |from: &str| {
+        node.post(
+            "/v1/wallet/send",
+            &json!({"from": from, "to": bob.address().to_string(), "amount": "1", "passphrase": "alice passphrase"}),
+        )
+    };
+    let (s, b) = by_name("alice");
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(node.account(&alice), (899, 2));
+    assert_eq!(by_name("nobody").1["error"], wrong["error"]);
 
     // Across a restart.
     node.stop();
     node.restart();
-    assert_eq!(node.account(&alice), (900, 1));
+    assert_eq!(node.account(&alice), (899, 2));
     let (s, b) = send(&node, "50", "alice passphrase");
     assert_eq!(s, 200, "{b}");
-    assert_eq!(node.account(&alice), (850, 2));
-    assert_eq!(node.account(&bob.address()), (150, 0));
+    assert_eq!(node.account(&alice), (849, 3));
+    assert_eq!(node.account(&bob.address()), (151, 0));
     let (s, b) = node.post(
         "/v1/wallet/create",
         &json!({"name": "alice", "passphrase": "another passphrase"}),

@@ -299,3 +299,38 @@ fn a_clean_stop_logs_no_error_and_leaves_the_explorer_committed() {
     let logs = node.logs();
     assert!(!logs.contains("ERROR") && !logs.contains("WARN"), "{logs}");
 }
+
+#[test]
+fn a_transfer_padded_past_its_kinds_limit_is_refused_and_changes_nothing() {
+    let dir = tempdir();
+    let node = TestNode::start(dir.path());
+    let alice = new_key();
+    node.faucet(&alice.address(), 1_000);
+    let envelope = signed(
+        DEVNET,
+        &alice,
+        0,
+        "transfer",
+        serde_json::json!({"to": new_key().address(), "amount": "1"}),
+    );
+    let padded = format!(
+        "{}{}}}",
+        &envelope.payload[..envelope.payload.len() - 1],
+        " ".repeat(5_000)
+    );
+    let (status, answer) = node.submit(&domain::tx::sign_text(&alice, padded));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (422, Some("limit_exceeded")),
+        "{answer}"
+    );
+    assert_eq!(
+        node.account(&alice.address()),
+        (1_000, 0),
+        "nonce and balance untouched"
+    );
+    let (status, answer) = node.submit(&envelope);
+    assert_eq!(status, 200, "the same transfer unpadded: {answer}");
+    let (_, chain) = node.get("/v1/chains/ait-devnet");
+    assert_eq!(chain["min_fee_per_byte"], "0", "{chain}");
+}

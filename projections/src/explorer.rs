@@ -7,7 +7,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use domain::address::Address;
 use domain::agent::AgentEvent;
-use domain::block::Block;
+use domain::block::{Block, ProvenBlock};
 use domain::chain::ChainEvent;
 use domain::codec::{DecodeError, DomainEvent, WalletFact, decode_wallet_fact};
 use domain::dao::DaoEvent;
@@ -255,7 +255,12 @@ pub struct Explorer {
     next_position: RwLock<u64>,
     /// Newly applied blocks, live.
     blocks: broadcast::Sender<Arc<Block>>,
+    /// Blocks whose trees were built for proofs, recently asked for.
+    proven: DashMap<(Arc<str>, u64), Arc<ProvenBlock>>,
 }
+
+/// Blocks kept with their trees built (the cache is emptied when full).
+const PROVEN_BLOCKS_KEPT: usize = 256;
 
 impl Default for Explorer {
     fn default() -> Self {
@@ -876,7 +881,7 @@ impl Explorer {
                 chains.insert(
                     genesis.chain_id.clone(),
                     ChainHead {
-                        genesis: genesis.clone(),
+                        genesis: Genesis::clone(genesis),
                         height: 1,
                         last: block.clone(),
                     },
@@ -1002,10 +1007,25 @@ impl Explorer {
     }
 
     /// A transaction's inclusion proof, once sealed: (block, proof).
-    pub fn tx_proof(&self, tx: &TxView) -> Option<(Block, MerkleProof)> {
-        let block = self.block(&tx.chain_id, tx.block_height?)?;
-        let proof = block.tx_proof(&tx.tx_hash)?;
-        Some((block, proof))
+    pub fn tx_proof(&self, tx: &TxView) -> Option<(Arc<Block>, MerkleProof)> {
+        let height = tx.block_height?;
+        let key = (Arc::from(tx.chain_id.as_str()), height);
+        let proven = match self.proven.get(&key).map(|p| Arc::clone(&p)) {
+            Some(proven) => proven,
+            None => {
+                if height >= self.chains.read().get(tx.chain_id.as_str())?.height {
+                    return None;
+                }
+                let proven = Arc::new(self.stored_block(&tx.chain_id, height)?.proven());
+                if self.proven.len() >= PROVEN_BLOCKS_KEPT {
+                    self.proven.clear();
+                }
+                self.proven.insert(key, Arc::clone(&proven));
+                proven
+            }
+        };
+        let proof = proven.tx_proof(&tx.tx_hash)?;
+        Some((Arc::clone(&proven.block), proof))
     }
 
     fn stored_block(&self, chain: &str, height: u64) -> Option<Arc<Block>> {
@@ -1252,6 +1272,7 @@ impl Explorer {
             file,
             next_position: RwLock::default(),
             blocks: broadcast::channel(BLOCK_FEED_CAPACITY).0,
+            proven: DashMap::new(),
         }
     }
 

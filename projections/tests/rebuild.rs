@@ -46,6 +46,7 @@ async fn build_log() -> Arc<MemoryStore> {
         validators: vec![hex::encode(validator.public_key())],
         validator_threshold: 1,
         min_fee: Amount::ZERO,
+        min_fee_per_byte: Amount::ZERO,
         allocations: keys
             .iter()
             .map(|k| Allocation {
@@ -102,7 +103,7 @@ async fn build_log() -> Arc<MemoryStore> {
     .seal(std::slice::from_ref(&validator));
     let facts = WalletFacts::of(&genesis);
     let created = ChainEvent::ChainCreated {
-        genesis,
+        genesis: Box::new(genesis),
         block: block0.clone(),
     };
     let data = DomainEvent::Chain(created.clone()).encode();

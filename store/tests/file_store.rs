@@ -413,17 +413,21 @@ async fn segments_rotate_and_reads_span_them() {
     assert_eq!(store.next_position(), 72);
 }
 
-#[tokio::test]
-async fn damage_in_a_non_last_segment_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open_with(dir.path(), small_segments()).unwrap();
+/// 25 single appends in segments of 10 groups: three segments.
+async fn write_25_in_three_segments(dir: &Path) {
+    let store = FileStore::open_with(dir, small_segments()).unwrap();
     for i in 0..25u128 {
         store
             .append("s", ExpectedRevision::Any, vec![fixed(i)])
             .await
             .unwrap();
     }
-    drop(store);
+}
+
+#[tokio::test]
+async fn damage_in_a_non_last_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_25_in_three_segments(dir.path()).await;
     let segs = segments(dir.path());
     assert_eq!(segs.len(), 3);
     // A torn-looking tail is still damage when it is not the end of the log.
@@ -440,14 +444,7 @@ async fn damage_in_a_non_last_segment_is_an_error() {
 #[tokio::test]
 async fn missing_segment_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open_with(dir.path(), small_segments()).unwrap();
-    for i in 0..25u128 {
-        store
-            .append("s", ExpectedRevision::Any, vec![fixed(i)])
-            .await
-            .unwrap();
-    }
-    drop(store);
+    write_25_in_three_segments(dir.path()).await;
     std::fs::remove_file(&segments(dir.path())[1]).unwrap();
     assert!(matches!(
         FileStore::open(dir.path()).err(),
@@ -702,14 +699,7 @@ async fn truncate_cuts_at_a_group_start_and_only_there() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open_with(dir.path(), small_segments()).unwrap();
-    for i in 0..25u128 {
-        store
-            .append("s", ExpectedRevision::Any, vec![fixed(i)])
-            .await
-            .unwrap();
-    }
-    drop(store);
+    write_25_in_three_segments(dir.path()).await;
     assert_eq!(segments(dir.path()).len(), 3);
     assert_eq!(store::truncate(dir.path(), 12).unwrap(), 13);
     assert_eq!(segments(dir.path()).len(), 2, "the later segment is gone");
