@@ -922,6 +922,19 @@ mod tests {
         WalletCommand::Transfer(Box::new(sign_payload(&alice(), &payload).verify().unwrap()))
     }
 
+    /// The node's order to sign a transfer of 5 to bob from alice, at fee 1.
+    fn send_5_to_bob() -> SignOrder {
+        SignOrder {
+            key: alice(),
+            action: SignedAction::Transfer(kinds::TransferBody {
+                to: bob(),
+                amount: Amount(5),
+                asset: None,
+            }),
+            fee: Amount(1),
+        }
+    }
+
     /// given(events).when(command) → events or error.
     fn given(events: &[WalletEvent]) -> WalletState {
         let mut state = WalletState::default();
@@ -1052,15 +1065,7 @@ mod tests {
             })
         );
         assert!(decide(&state, &ctx, transfer(0, 1, required)).is_ok());
-        let order = SignOrder {
-            key: alice(),
-            action: SignedAction::Transfer(kinds::TransferBody {
-                to: bob(),
-                amount: Amount(5),
-                asset: None,
-            }),
-            fee: Amount(1),
-        };
+        let order = send_5_to_bob();
         let signed = decide(
             &state,
             &ctx,
@@ -1125,15 +1130,7 @@ mod tests {
             .unwrap()
             .remove(0);
         let state = given(&[funded(100), debit]);
-        let order = SignOrder {
-            key: alice(),
-            action: SignedAction::Transfer(kinds::TransferBody {
-                to: bob(),
-                amount: Amount(5),
-                asset: None,
-            }),
-            fee: Amount(1),
-        };
+        let order = send_5_to_bob();
         let events = when(&state, WalletCommand::SignAndTransfer(Box::new(order))).unwrap();
         let WalletEvent::Debited(debit) = &events[0] else {
             panic!("{events:?}")

@@ -10,6 +10,9 @@ pub const PAGE_DEFAULT: usize = 100;
 pub const BLOCKS_PAGE_MAX: usize = 100;
 /// Default page of blocks.
 pub const BLOCKS_PAGE_DEFAULT: usize = 20;
+/// Most bytes of blocks one list answer holds (a page of full blocks stops early; `next_from`
+/// continues it). At least one block is always returned, and a block's JSON is bounded.
+pub const BLOCKS_PAGE_BYTES_MAX: usize = 4 << 20;
 /// Shortest passphrase a custodial wallet accepts.
 pub const PASSPHRASE_LEN_MIN: usize = 8;
 /// Aggregate actor arbiters (threads): actors are spread over them by a hash of their id.

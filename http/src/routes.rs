@@ -22,7 +22,10 @@ use projections::explorer::SupplyView;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::limits::{BLOCKS_PAGE_DEFAULT, BLOCKS_PAGE_MAX, BODY_LEN_MAX, PAGE_DEFAULT, PAGE_MAX};
+use crate::limits::{
+    BLOCKS_PAGE_BYTES_MAX, BLOCKS_PAGE_DEFAULT, BLOCKS_PAGE_MAX, BODY_LEN_MAX, PAGE_DEFAULT,
+    PAGE_MAX,
+};
 
 type Data = web::Data<Arc<App>>;
 
@@ -498,7 +501,40 @@ async fn list_blocks(app: Data, query: web::Query<BlocksQuery>) -> Result<HttpRe
         .projections
         .read_model
         .blocks(chain_id, query.from.unwrap_or(0), limit);
-    Ok(HttpResponse::Ok().json(json!({"chain_id": chain_id, "blocks": blocks})))
+    let (blocks, next_from) = page_within(blocks, BLOCKS_PAGE_BYTES_MAX);
+    Ok(HttpResponse::Ok().json(BlocksPage {
+        chain_id,
+        blocks,
+        next_from,
+    }))
+}
+
+/// A page of blocks, each as its JSON.
+#[derive(serde::Serialize)]
+struct BlocksPage<'a> {
+    chain_id: &'a str,
+    blocks: Vec<Box<serde_json::value::RawValue>>,
+    /// The height to ask `from` for the rest, when the page stopped at its byte budget.
+    next_from: Option<u64>,
+}
+
+/// The first of `blocks` whose JSON fits in `budget` bytes (at least one), and the height the
+/// rest starts at when some were left out.
+fn page_within(
+    blocks: Vec<Block>,
+    budget: usize,
+) -> (Vec<Box<serde_json::value::RawValue>>, Option<u64>) {
+    let mut page = Vec::new();
+    let mut used = 0;
+    for block in blocks {
+        let json = serde_json::value::to_raw_value(&block).expect("blocks serialize");
+        used += json.get().len();
+        if used > budget && !page.is_empty() {
+            return (page, Some(block.height));
+        }
+        page.push(json);
+    }
+    (page, None)
 }
 
 /// A block by height (digits) or hash (64 hex).
@@ -716,4 +752,42 @@ async fn wallet_send(
         )
         .await?;
     Ok(HttpResponse::Ok().json(accepted))
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::block::BlockDraft;
+    use domain::merkle::Leaf;
+
+    use super::*;
+
+    fn block(height: u64, txs: usize) -> Block {
+        let leaves = (0..txs)
+            .map(|i| Leaf::tx("transfer", Hash32::digest(&(i as u64).to_le_bytes())))
+            .collect();
+        BlockDraft {
+            chain_id: "c".into(),
+            height,
+            prev_hash: Hash32::default(),
+            timestamp: 10,
+            leaves,
+            from_position: 0,
+            to_position: 1,
+        }
+        .seal(&[SigningKey::from_seed([1; 32])])
+    }
+
+    #[test]
+    fn a_page_of_blocks_stops_at_its_byte_budget_and_says_where_to_go_on() {
+        let blocks: Vec<Block> = (1..=5).map(|h| block(h, 100)).collect();
+        let one = serde_json::to_vec(&blocks[0]).unwrap().len();
+        let (page, next) = page_within(blocks.clone(), 2 * one + one / 2);
+        assert_eq!((page.len(), next), (2, Some(3)));
+        let (page, next) = page_within(blocks.clone(), usize::MAX);
+        assert_eq!((page.len(), next), (5, None));
+        let (page, next) = page_within(blocks, 10);
+        assert_eq!((page.len(), next), (1, Some(2)), "one block, however big");
+        let back: Block = serde_json::from_str(page[0].get()).unwrap();
+        assert_eq!(back.height, 1);
+    }
 }
