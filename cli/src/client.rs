@@ -92,11 +92,24 @@ impl Context {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.answer(self.agent.post(&self.url(path)).send_json(body))
+        self.post_with(path, &[], body)
+    }
+
+    /// POST JSON with extra headers.
+    pub fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> anyhow::Result<Value> {
+        let mut request = self.agent.post(&self.url(path));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        self.answer(request.send_json(body))
     }
 }
 
-/// Prints a JSON answer.
 /// `aitbc status`: the node's health, version and chains with their heights.
 pub fn status(ctx: &Context) -> anyhow::Result<Value> {
     let index = ctx.get("/")?;
@@ -131,6 +144,7 @@ pub fn versions(ctx: &Context) -> Value {
     serde_json::json!({"aitbc": env!("CARGO_PKG_VERSION"), "node": node, "node_url": ctx.node})
 }
 
+/// Prints a JSON answer.
 pub fn print(value: anyhow::Result<Value>) -> anyhow::Result<()> {
     out(serde_json::to_string_pretty(&value?)?);
     Ok(())

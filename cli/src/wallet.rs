@@ -36,6 +36,115 @@ pub enum WalletCommand {
     List,
     /// Show a wallet's address, public key and balance.
     Show { name: String },
+    /// Wallets the node holds for you (custodial): create, import, send, balance.
+    #[command(subcommand)]
+    Custodial(CustodialCommand),
+}
+
+/// `aitbc wallet custodial`: API.md's custodial wallets, whose keys the node keeps.
+#[derive(Subcommand)]
+pub enum CustodialCommand {
+    /// Have the node create a wallet; prints its address and its credential (shown once: keep
+    /// it to send with `--credential-file`).
+    Create {
+        name: String,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Hand the node a secret key (64 hex, from a file) to hold.
+    Import {
+        name: String,
+        #[arg(long)]
+        secret_key_file: PathBuf,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Send from a custodial wallet (its name or address).
+    Send {
+        #[arg(long)]
+        from: String,
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+        /// Base units of the asset.
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        asset: Option<String>,
+        /// File holding the wallet's credential (required by nodes that ask for it).
+        #[arg(long)]
+        credential_file: Option<PathBuf>,
+        /// Makes a retry of this send pay once (`Idempotency-Key`).
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// A custodial wallet's balance.
+    Balance { address: String },
+}
+
+fn custodial(ctx: &Context, command: CustodialCommand) -> anyhow::Result<()> {
+    match command {
+        CustodialCommand::Create {
+            name,
+            passphrase_file,
+        } => {
+            let passphrase = keystore::passphrase(passphrase_file.as_deref(), true)?;
+            let body = json!({"name": name, "passphrase": passphrase.as_str()});
+            print(ctx.post("/v1/wallet/create", &body))
+        }
+        CustodialCommand::Import {
+            name,
+            secret_key_file,
+            passphrase_file,
+        } => {
+            let secret = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&secret_key_file)
+                    .with_context(|| format!("reading {}", secret_key_file.display()))?,
+            );
+            let passphrase = keystore::passphrase(passphrase_file.as_deref(), true)?;
+            let body = json!({"name": name, "passphrase": passphrase.as_str(),
+                              "secret_key": secret.trim()});
+            print(ctx.post("/v1/wallet/import", &body))
+        }
+        CustodialCommand::Send {
+            from,
+            to,
+            amount,
+            asset,
+            credential_file,
+            idempotency_key,
+            passphrase_file,
+        } => {
+            let passphrase = keystore::passphrase(passphrase_file.as_deref(), false)?;
+            let mut body = json!({"from": from, "to": to, "amount": amount,
+                                  "passphrase": passphrase.as_str()});
+            if let Some(asset) = asset {
+                body["asset"] = json!(asset);
+            }
+            let credential = match credential_file {
+                Some(file) => Some(zeroize::Zeroizing::new(format!(
+                    "Bearer {}",
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                        .trim()
+                ))),
+                None => None,
+            };
+            let mut headers = Vec::new();
+            if let Some(credential) = &credential {
+                headers.push(("Authorization", credential.as_str()));
+            }
+            if let Some(key) = &idempotency_key {
+                headers.push(("Idempotency-Key", key.as_str()));
+            }
+            print(ctx.post_with("/v1/wallet/send", &headers, &body))
+        }
+        CustodialCommand::Balance { address } => {
+            print(ctx.get_with("/v1/wallet/balance", &[("address", address.as_str())]))
+        }
+    }
 }
 
 #[derive(Args)]
@@ -129,6 +238,7 @@ pub fn run(ctx: &Context, command: WalletCommand) -> anyhow::Result<()> {
                 "nonce": account["nonce"],
             })))
         }
+        WalletCommand::Custodial(command) => custodial(ctx, command),
     }
 }
 

@@ -274,3 +274,52 @@ fn credentials_back_off_and_idempotency_keys_guard_custodial_sends() {
         "nothing sent meanwhile"
     );
 }
+
+#[test]
+fn custodial_wallets_from_the_command_line() {
+    let dir = tempdir();
+    let node = TestNode::start(dir.path());
+    let cli = Cli::new(node.url(), &dir.path().join("keystore")).with_passphrase("dana passphrase");
+    let created = cli.run(&["wallet", "custodial", "create", "dana"]).json();
+    let dana = created["address"].as_str().expect("an address").to_string();
+    let credential = dir.path().join("dana.credential");
+    std::fs::write(&credential, created["credential"].as_str().unwrap()).unwrap();
+    node.faucet(&dana.parse().unwrap(), 100);
+    let to = new_key().address().to_string();
+    let send = |extra: &[&str]| {
+        let base = [
+            "wallet",
+            "custodial",
+            "send",
+            "--from",
+            "dana",
+            "--to",
+            &to,
+            "--amount",
+            "7",
+        ];
+        cli.run(&[&base[..], extra].concat())
+    };
+    let answer = send(&[
+        "--credential-file",
+        credential.to_str().unwrap(),
+        "--idempotency-key",
+        "d-1",
+    ])
+    .json();
+    assert_eq!(answer["status"], "committed", "{answer}");
+    let again = send(&[
+        "--credential-file",
+        credential.to_str().unwrap(),
+        "--idempotency-key",
+        "d-1",
+    ])
+    .json();
+    assert_eq!(again["tx_hash"], answer["tx_hash"], "the retry paid once");
+    let balance = cli.run(&["wallet", "custodial", "balance", &dana]).json();
+    assert_eq!(balance["balance"], "93", "{balance}");
+    let wrong = dir.path().join("wrong.credential");
+    std::fs::write(&wrong, "0".repeat(64)).unwrap();
+    let refused = send(&["--credential-file", wrong.to_str().unwrap()]);
+    assert!(refused.err().contains("unauthorized"), "{refused:#?}");
+}
