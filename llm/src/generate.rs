@@ -194,7 +194,7 @@ fn prefill(model: &Model, prompt: &[u32], cache: &mut Cache) -> Result<Vec<f32>,
     Ok(logits)
 }
 
-/// Where a claimed greedy completion left the model's choices.
+/// Where a claimed completion left the model's choices.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("token {step} ({claimed}) has logit {claimed_logit}, {max_logit} is the largest")]
 pub struct Divergence {
@@ -218,26 +218,9 @@ pub fn check_greedy(
     claimed: &[u32],
     margin: f32,
 ) -> Result<Result<(), Divergence>, ModelError> {
-    let mut cache = model.cache(prompt.len() + claimed.len());
-    let mut logits = prefill(model, prompt, &mut cache)?;
-    for (step, token) in claimed.iter().enumerate() {
-        let Some(claimed_logit) = logits.get(*token as usize).copied() else {
-            return Err(ModelError::Token(*token));
-        };
-        let max_logit = logits[argmax(&logits) as usize];
-        if claimed_logit < max_logit - margin {
-            return Ok(Err(Divergence {
-                step,
-                claimed: *token,
-                claimed_logit,
-                max_logit,
-            }));
-        }
-        if step + 1 < claimed.len() {
-            logits = model.forward(*token, &mut cache)?;
-        }
-    }
-    Ok(Ok(()))
+    teacher_force(model, prompt, claimed, |logits, token| {
+        logits[token as usize] >= logits[argmax(logits) as usize] - margin
+    })
 }
 
 /// Teacher-forces `claimed` after `prompt` and accepts it when, replaying the seeded draws,
@@ -252,16 +235,28 @@ pub fn check_sampled(
     tolerance: f64,
 ) -> Result<Result<(), Divergence>, ModelError> {
     let mut rng = Rng::new(seed);
+    teacher_force(model, prompt, claimed, |logits, token| {
+        let u = rng.uniform();
+        draw_interval(logits, temperature, top_p, token)
+            .is_some_and(|(low, high)| low - tolerance <= u && u < high + tolerance)
+    })
+}
+
+/// Runs `prompt`, then each of `claimed` in turn, asking `holds` of each claimed token with the
+/// logits it was chosen from; the first that does not hold is the divergence.
+fn teacher_force(
+    model: &Model,
+    prompt: &[u32],
+    claimed: &[u32],
+    mut holds: impl FnMut(&[f32], u32) -> bool,
+) -> Result<Result<(), Divergence>, ModelError> {
     let mut cache = model.cache(prompt.len() + claimed.len());
     let mut logits = prefill(model, prompt, &mut cache)?;
     for (step, token) in claimed.iter().enumerate() {
         let Some(claimed_logit) = logits.get(*token as usize).copied() else {
             return Err(ModelError::Token(*token));
         };
-        let u = rng.uniform();
-        let holds = draw_interval(&logits, temperature, top_p, *token)
-            .is_some_and(|(low, high)| low - tolerance <= u && u < high + tolerance);
-        if !holds {
+        if !holds(&logits, *token) {
             return Ok(Err(Divergence {
                 step,
                 claimed: *token,
