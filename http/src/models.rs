@@ -20,6 +20,7 @@ use actix_web::{HttpResponse, web};
 use domain::TxError;
 use domain::hash::Hash32;
 use domain::llm_job::{LlmRequest, LlmResult, ModelHost, ModelListing};
+use llm::CONTEXT_MAX;
 use llm::generate::{DRAW_TOLERANCE, GREEDY_MARGIN, Sampling, check_greedy, check_sampled};
 use llm::gguf::Gguf;
 use llm::model::Model;
@@ -31,8 +32,6 @@ use crate::app::App;
 use crate::config::ModelConfig;
 use crate::error::ApiError;
 
-/// Longest context a job may use (prompt and generated tokens): the GPU path's limit.
-pub const CONTEXT_MAX: usize = 1024;
 /// Longest result checked: 512 tokens of JSON-escaped text with their ids fit well within it.
 pub const RESULT_BYTES_MAX: usize = 256 * 1024;
 /// Verdicts kept for reuse.

@@ -9,6 +9,11 @@ pub mod model;
 pub mod quant;
 pub mod tokenizer;
 
+/// Longest context (prompt and generated tokens) a job may use: the GPU path's attention kernel
+/// keeps a position's scores in workgroup memory (`scores` in `gpu`'s `llm.wgsl` has this many),
+/// and the node admits and checks jobs within it.
+pub const CONTEXT_MAX: usize = 1024;
+
 /// Where the tests and tools look for the model file (`scripts/fetch-model.sh` puts it there):
 /// `AITBC_MODEL`, else `models/SmolLM2-135M-Instruct.Q4_1.gguf` under the workspace.
 pub fn default_model_path() -> std::path::PathBuf {

@@ -24,9 +24,7 @@ const BINDINGS: [Binding; 4] = [
     Binding::ReadWrite,
     Binding::Uniform,
 ];
-/// Longest context (prompt and generated tokens) a job may use: the attention kernel keeps a
-/// position's scores in workgroup memory.
-pub const CONTEXT_MAX: usize = 1024;
+pub use llm::CONTEXT_MAX;
 
 /// Generate text with a loaded model.
 #[derive(Clone)]
