@@ -35,28 +35,35 @@ struct Feed {
     next: Option<u64>,
     /// Blocks read back from the explorer, to send before anything live.
     backlog: VecDeque<Block>,
+    /// Whether the explorer may hold blocks from `next` on that were not sent (a resume, a gap
+    /// in the live feed, a lag): read them back before waiting for live ones.
+    behind: bool,
     /// Held while the stream is open.
     _slot: OwnedSemaphorePermit,
 }
 
 impl Feed {
-    /// Reads the blocks from `next` on that the explorer has, up to a batch.
+    /// Reads the blocks from `next` on that the explorer has, up to a batch; caught up once a
+    /// read comes back short.
     fn catch_up(&mut self) {
-        if let Some(next) = self.next {
-            let blocks =
-                self.app
-                    .projections
-                    .read_model
-                    .blocks(&self.chain_id, next, CATCH_UP_BATCH);
-            self.backlog
-                .extend(blocks.into_iter().filter(|b| b.height >= next));
-        }
+        let Some(next) = self.next else {
+            self.behind = false;
+            return;
+        };
+        let blocks = self
+            .app
+            .projections
+            .read_model
+            .blocks(&self.chain_id, next, CATCH_UP_BATCH);
+        self.behind = blocks.len() == CATCH_UP_BATCH;
+        self.backlog
+            .extend(blocks.into_iter().filter(|b| b.height >= next));
     }
 
     /// The next event of the stream.
     async fn next_event(&mut self) -> Option<web::Bytes> {
         loop {
-            if self.backlog.is_empty() {
+            if self.backlog.is_empty() && self.behind {
                 self.catch_up();
             }
             if let Some(block) = self.backlog.pop_front() {
@@ -72,7 +79,7 @@ impl Feed {
                     // Sent already (read back from the explorer).
                     Some(next) if block.height < next => {}
                     // A gap: the explorer has what is missing (the loop reads it back).
-                    Some(next) if block.height > next => {}
+                    Some(next) if block.height > next => self.behind = true,
                     _ => {
                         self.next = Some(block.height + 1);
                         return Some(frame(&block));
@@ -80,7 +87,7 @@ impl Feed {
                 },
                 Ok(_) => {}
                 // Behind the live feed: the explorer has what it dropped.
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => self.behind = true,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
@@ -127,6 +134,7 @@ pub(crate) async fn stream_blocks(
         chain_id,
         next: resume_after.map(|height| height + 1),
         backlog: VecDeque::new(),
+        behind: resume_after.is_some(),
         _slot: slot,
     };
     let stream = futures::stream::unfold(feed, |mut feed| async move {
