@@ -537,23 +537,25 @@ impl Router {
     async fn verification(&self, id: &JobId) -> Result<JobCommand, CommandError> {
         let sample_bps = self.jobs.facts(id)?.sample_bps;
         let secret = self.sample_secret;
-        let in_blobs: Vec<Hash32> = self
+        let (in_blobs, generates_text) = self
             .jobs
             .query(id.clone(), |state| {
-                state
+                let in_blobs: Vec<Hash32> = state
                     .assignments
                     .values()
                     .filter_map(|a| a.result.as_ref().filter(|r| r.in_blob))
                     .map(|r| r.result_hash)
-                    .collect()
+                    .collect();
+                let input = state.job.as_ref().map(|j| &j.request.input);
+                (in_blobs, matches!(input, Some(JobInput::LlmGenerate(_))))
             })
             .await?;
         let blob_results = Arc::new(self.load_blobs(in_blobs).await?);
-        if let Some(checked) = self.llm_verdicts(id, &blob_results).await? {
+        if generates_text {
             return Ok(JobCommand::Verify {
+                verdicts: self.llm_verdicts(id, &blob_results).await?,
                 reference: None,
                 blob_results: Arc::unwrap_or_clone(blob_results),
-                verdicts: checked,
             });
         }
         let input = self
@@ -613,14 +615,14 @@ impl Router {
     }
 
     /// The platform's check of every result of an `llm_generate` job (on a blocking thread, at
-    /// most as many at once as the machine has cores), by result hash; `None` for another kind.
+    /// most as many at once as the machine has cores), by result hash.
     /// A check that could not run (the model failed to load) is retried until the job's
     /// deadline (`unavailable`), then its result is left out: neither paid nor blamed.
     async fn llm_verdicts(
         &self,
         id: &JobId,
         blob_results: &Arc<job::BlobResults>,
-    ) -> Result<Option<BTreeMap<Hash32, bool>>, CommandError> {
+    ) -> Result<BTreeMap<Hash32, bool>, CommandError> {
         let loaded = Arc::clone(blob_results);
         let work = self
             .jobs
@@ -644,7 +646,7 @@ impl Router {
             })
             .await?;
         let Some((request, results, deadline_ms)) = work else {
-            return Ok(None);
+            return Ok(BTreeMap::new());
         };
         let _permit = self
             .llm_checks
@@ -676,7 +678,7 @@ impl Router {
             }
             tracing::warn!(%reason, job = %id.id, "llm results left unchecked past the deadline");
         }
-        Ok(Some(verdicts))
+        Ok(verdicts)
     }
 
     /// The bytes of the blobs `hashes` that are stored (one gone is left out; a disk error is
