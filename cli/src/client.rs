@@ -12,11 +12,21 @@ pub struct Context {
     pub node: String,
     pub chain: Option<String>,
     pub keystore: PathBuf,
+    /// Amounts on the command line are base units (`--base-units`), not `12.5AIT`.
+    pub base_units: bool,
+    /// Answers as the node's JSON (`--json`), not sentences.
+    pub json: bool,
     agent: ureq::Agent,
 }
 
 impl Context {
-    pub fn new(node: &str, chain: Option<String>, keystore: Option<PathBuf>) -> Context {
+    pub fn new(
+        node: &str,
+        chain: Option<String>,
+        keystore: Option<PathBuf>,
+        base_units: bool,
+        json: bool,
+    ) -> Context {
         let keystore = keystore.unwrap_or_else(|| {
             let home = std::env::var_os("HOME")
                 .map(PathBuf::from)
@@ -35,6 +45,8 @@ impl Context {
             node,
             chain,
             keystore,
+            base_units,
+            json,
             agent,
         }
     }

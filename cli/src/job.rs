@@ -4,10 +4,11 @@
 use anyhow::anyhow;
 use base64::Engine;
 use clap::Subcommand;
+use domain::money::DECIMALS;
 use serde_json::{Value, json};
 
 use crate::client::{Context, print};
-use crate::wallet::{Signer, chain_info, sign_and_submit};
+use crate::wallet::{Signer, chain_info, parse_amount, sign_and_submit};
 
 #[derive(Subcommand)]
 pub enum JobCommand {
@@ -97,8 +98,8 @@ pub struct SubmitArgs {
     /// Nonces a proof of work searches, from 0.
     #[arg(long, default_value_t = 1 << 20)]
     nonces: u64,
-    /// Most one miner is paid, base units.
-    #[arg(long)]
+    /// Most one miner is paid, like `0.001AIT` (base units with --base-units).
+    #[arg(long, allow_hyphen_values = true)]
     max_price: String,
     /// Distinct miners that must agree (1–3).
     #[arg(long, default_value_t = 1)]
@@ -194,6 +195,8 @@ pub fn run(ctx: &Context, command: JobCommand) -> anyhow::Result<()> {
                 }
             };
             let chain = chain_info(ctx)?;
+            let max_price = parse_amount(&max_price, "AIT", DECIMALS, ctx.base_units)
+                .map_err(|e| anyhow!("--max-price: {e:#}"))?;
             let body = json!({
                 "job_kind": job_kind,
                 "input": input,

@@ -39,6 +39,13 @@ struct Cli {
     /// Local keystore directory (default: ~/.aitbc/keystore).
     #[arg(long, global = true, env = "AITBC_KEYSTORE")]
     keystore: Option<PathBuf>,
+    /// Amounts are base units (`1000`), not tokens with their symbol (`12.5AIT`).
+    #[arg(long, global = true)]
+    base_units: bool,
+    /// Print the node's answer as JSON, for scripts (`send` and `faucet` print a sentence
+    /// otherwise; the other commands always print JSON).
+    #[arg(long, global = true, env = "AITBC_JSON", value_parser = clap::builder::FalseyValueParser::new())]
+    json: bool,
     /// Log filter, e.g. `info` or `aitbc=debug` (RUST_LOG also works).
     #[arg(long, global = true)]
     log_level: Option<String>,
@@ -108,8 +115,8 @@ enum Command {
     Faucet {
         /// Address or wallet name.
         account: String,
-        /// Amount: base units or tokens like `100AIT` / `50USDX`.
-        #[arg(long, default_value = "100AIT")]
+        /// Amount: tokens like `100AIT` / `50USDX` (base units with --base-units).
+        #[arg(long, default_value = "100AIT", allow_hyphen_values = true)]
         amount: String,
         /// Asset (default: the native one).
         #[arg(long)]
@@ -144,8 +151,34 @@ fn init_logging(level: Option<&str>) {
         .init();
 }
 
+/// Mesa's Vulkan device-select layer looks for a Wayland display, and libwayland prints
+/// `XDG_RUNTIME_DIR is invalid or not set` on every headless machine where the variable is
+/// missing. Setting it in-process needs `unsafe` (`set_var`), which the workspace forbids, so a
+/// command that opens the GPU replaces itself (same pid, via `exec`) with one where it is
+/// `/dev/null`: absolute, as libwayland asks, and a place no display socket can ever be.
+fn quiet_gpu_probe(command: &Command) {
+    let uses_gpu = matches!(
+        command,
+        Command::Node(_) | Command::Miner(_) | Command::Gpu(_)
+    );
+    let set = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| PathBuf::from(d).is_absolute());
+    if !uses_gpu || set {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    // `exec` returns only when it failed; the command then runs here, with the noise.
+    let _ = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("XDG_RUNTIME_DIR", "/dev/null")
+        .exec();
+}
+
 fn main() {
     let cli = Cli::parse();
+    quiet_gpu_probe(&cli.command);
     let result = match cli.command {
         Command::Node(args) => {
             init_logging(cli.log_level.as_deref());
@@ -159,7 +192,8 @@ fn main() {
             if let Some(level) = cli.log_level.as_deref() {
                 init_logging(Some(level));
             }
-            let ctx = client::Context::new(&cli.node, cli.chain, cli.keystore);
+            let ctx =
+                client::Context::new(&cli.node, cli.chain, cli.keystore, cli.base_units, cli.json);
             match command {
                 Command::Wallet(command) => wallet::run(&ctx, command),
                 Command::Send(args) => wallet::send(&ctx, args),

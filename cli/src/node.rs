@@ -12,7 +12,8 @@ pub struct NodeArgs {
     /// Data directory (event log, keys, custodial wallets).
     #[arg(long, env = "AITBC_DATA_DIR", default_value = "aitbc-data")]
     data_dir: PathBuf,
-    /// Listen address (overrides the configuration).
+    /// Listen address for this start (overrides the configuration, and is not written into
+    /// a devnet configuration created now).
     #[arg(long, env = "AITBC_LISTEN")]
     listen: Option<String>,
     /// Configuration file (default: <data-dir>/aitbc.toml, created as a devnet if missing).
@@ -31,8 +32,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let listen = args.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-            let config = create_devnet(&args.data_dir, listen, now)?;
+            let config = create_devnet(&args.data_dir, DEFAULT_LISTEN, now)?;
             eprintln!(
                 "created a new devnet in {} (configuration: {})",
                 args.data_dir.display(),

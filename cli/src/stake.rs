@@ -23,8 +23,8 @@ pub enum StakeCommand {
         /// Pool id.
         #[arg(long)]
         pool: String,
-        /// Amount: base units, or tokens like `100AIT`.
-        #[arg(long)]
+        /// Amount: tokens like `100AIT` (base units with --base-units).
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// Lock, days (within the pool's range; 7 to 365).
         #[arg(long)]
@@ -36,8 +36,8 @@ pub enum StakeCommand {
         signer: Signer,
         /// Position id.
         position: String,
-        /// Amount: base units, or tokens like `100AIT`.
-        #[arg(long)]
+        /// Amount: tokens like `100AIT` (base units with --base-units).
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// A new lock from now, days.
         #[arg(long)]
@@ -92,7 +92,7 @@ pub fn run(ctx: &Context, command: StakeCommand) -> anyhow::Result<()> {
             lock_days,
         } => {
             let chain = chain_info(ctx)?;
-            let amount = asset_amount(&chain, None, &amount)?;
+            let amount = asset_amount(ctx, &chain, None, &amount)?;
             let body = json!({"pool_id": pool, "amount": amount, "lock_days": lock_days});
             sign_and_submit(ctx, &chain, &signer, "stake", body)
         }
@@ -103,7 +103,7 @@ pub fn run(ctx: &Context, command: StakeCommand) -> anyhow::Result<()> {
             lock_days,
         } => {
             let chain = chain_info(ctx)?;
-            let amount = asset_amount(&chain, None, &amount)?;
+            let amount = asset_amount(ctx, &chain, None, &amount)?;
             let mut body = json!({"position_id": position, "amount": amount});
             if let Some(days) = lock_days {
                 body["lock_days"] = json!(days);

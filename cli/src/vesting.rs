@@ -16,8 +16,8 @@ pub enum VestingCommand {
         /// Who may claim (address or local wallet name).
         #[arg(long)]
         beneficiary: String,
-        /// Amount: base units, or tokens like `100AIT` / `50USDX`.
-        #[arg(long)]
+        /// Amount: tokens like `100AIT` / `50USDX` (base units with --base-units).
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// Asset (default: the native one).
         #[arg(long)]
@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, command: VestingCommand) -> anyhow::Result<()> {
         } => {
             let chain = chain_info(ctx)?;
             let beneficiary = resolve(ctx, &beneficiary)?;
-            let value = asset_amount(&chain, asset.as_deref(), &amount)?;
+            let value = asset_amount(ctx, &chain, asset.as_deref(), &amount)?;
             let mut body = json!({
                 "beneficiary": beneficiary,
                 "amount": value,

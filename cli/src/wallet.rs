@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
 use domain::address::Address;
 use domain::keys::SigningKey;
-use domain::money::Amount;
+use domain::money::{Amount, DECIMALS};
 use domain::tx::{TxPayload, sign_payload};
 use serde_json::{Value, json};
 
@@ -66,8 +66,8 @@ pub enum CustodialCommand {
         /// Recipient address.
         #[arg(long)]
         to: String,
-        /// Base units of the asset.
-        #[arg(long)]
+        /// Amount: tokens like `12.5AIT` / `2.5USDX` (base units with --base-units).
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         #[arg(long)]
         asset: Option<String>,
@@ -117,6 +117,7 @@ fn custodial(ctx: &Context, command: CustodialCommand) -> anyhow::Result<()> {
             idempotency_key,
             passphrase_file,
         } => {
+            let amount = asset_amount(ctx, &chain_info(ctx)?, asset.as_deref(), &amount)?;
             let passphrase = keystore::passphrase(passphrase_file.as_deref(), false)?;
             let mut body = json!({"from": from, "to": to, "amount": amount,
                                   "passphrase": passphrase.as_str()});
@@ -155,14 +156,14 @@ pub struct SendArgs {
     /// Recipient address or local wallet name.
     #[arg(long)]
     to: String,
-    /// Amount: base units or tokens like `12.5AIT`.
-    #[arg(long)]
+    /// Amount: tokens like `12.5AIT` (base units with --base-units).
+    #[arg(long, allow_hyphen_values = true)]
     amount: String,
-    /// Asset to send (default: the native one); `--amount` may then end in its symbol.
+    /// Asset to send (default: the native one); `--amount` then ends in its symbol.
     #[arg(long)]
     asset: Option<String>,
-    /// Fee (defaults to the chain's minimum fee).
-    #[arg(long)]
+    /// Fee in AIT, like `0.001AIT` (defaults to the chain's minimum fee).
+    #[arg(long, allow_hyphen_values = true)]
     fee: Option<String>,
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
@@ -174,8 +175,8 @@ pub struct Signer {
     /// Local wallet that signs and pays the fee.
     #[arg(long)]
     pub from: String,
-    /// Fee (defaults to the chain's minimum fee).
-    #[arg(long)]
+    /// Fee in AIT, like `0.001AIT` (defaults to the chain's minimum fee).
+    #[arg(long, allow_hyphen_values = true)]
     pub fee: Option<String>,
     /// Read the passphrase from this file (else AITBC_PASSPHRASE, else a prompt).
     #[arg(long)]
@@ -258,22 +259,58 @@ pub fn resolve(ctx: &Context, account: &str) -> anyhow::Result<Address> {
         .address)
 }
 
-fn amount(text: &str) -> anyhow::Result<Amount> {
-    Amount::parse_human(text).map_err(|e| anyhow!("{text:?}: {e}"))
+/// An amount of `asset` (None: the native one) as written on the command line: decimal units
+/// followed by the asset's symbol (`12.5AIT`, `2.5USDX`) with the decimals the chain declares
+/// for it, or base units under `--base-units`.
+pub fn asset_amount(
+    ctx: &Context,
+    chain: &Value,
+    asset: Option<&str>,
+    text: &str,
+) -> anyhow::Result<Amount> {
+    let symbol = asset.unwrap_or("AIT");
+    let decimals = match symbol {
+        "AIT" => DECIMALS,
+        _ => chain["assets"]
+            .as_array()
+            .and_then(|assets| assets.iter().find(|a| a["symbol"] == symbol))
+            .and_then(|a| a["decimals"].as_u64())
+            .ok_or_else(|| anyhow!("asset {symbol} is not declared on this chain"))?
+            as u32,
+    };
+    parse_amount(text, symbol, decimals, ctx.base_units)
 }
 
-/// An amount of `asset` (None: the native one): base units, or decimal units followed by the
-/// asset's symbol (`12.5AIT`, `2.5USDX`) with the decimals the chain declares for it.
-pub fn asset_amount(chain: &Value, asset: Option<&str>, text: &str) -> anyhow::Result<Amount> {
-    let Some(symbol) = asset.filter(|s| *s != "AIT") else {
-        return amount(text);
-    };
-    let decimals = chain["assets"]
-        .as_array()
-        .and_then(|assets| assets.iter().find(|a| a["symbol"] == symbol))
-        .and_then(|a| a["decimals"].as_u64())
-        .ok_or_else(|| anyhow!("asset {symbol} is not declared on this chain"))?;
-    Amount::parse_units(text, symbol, decimals as u32).map_err(|e| anyhow!("{text:?}: {e}"))
+/// Reads `text` as an amount of `symbol`. A bare number is refused rather than guessed: `12`
+/// could mean 12 AIT or 12 base units (10^-17 AIT), and a wrong guess sends the wrong money.
+pub fn parse_amount(
+    text: &str,
+    symbol: &str,
+    decimals: u32,
+    base_units: bool,
+) -> anyhow::Result<Amount> {
+    let trimmed = text.trim();
+    if base_units {
+        return trimmed
+            .parse::<Amount>()
+            .map_err(|e| anyhow!("{text:?}: {e} (--base-units is given)"));
+    }
+    let lower_case = (symbol == "AIT")
+        .then(|| trimmed.strip_suffix("ait"))
+        .flatten();
+    match trimmed.strip_suffix(symbol).or(lower_case) {
+        Some(number) => Amount::parse_decimal(number, decimals)
+            .map_err(|e| anyhow!("{text:?}: {e}; write {symbol} like \"12.5{symbol}\"")),
+        None if trimmed.starts_with('-') => bail!("{text:?}: an amount cannot be negative"),
+        None if Amount::parse_decimal(trimmed, decimals).is_ok() => bail!(
+            "{text:?} has no unit: write \"{trimmed}{symbol}\" for {trimmed} {symbol}, \
+             or give --base-units to mean base units"
+        ),
+        None => bail!(
+            "{text:?} is not an amount of {symbol}: write it like \"12.5{symbol}\" \
+             (or base units with --base-units)"
+        ),
+    }
 }
 
 /// The chain the commands talk to (`--chain`, else the node's default).
@@ -301,6 +338,17 @@ pub fn sign_and_submit(
     kind: &str,
     body: Value,
 ) -> anyhow::Result<()> {
+    print(sign_and_post(ctx, chain, signer, kind, body))
+}
+
+/// [`sign_and_submit`], returning the node's answer.
+fn sign_and_post(
+    ctx: &Context,
+    chain: &Value,
+    signer: &Signer,
+    kind: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     keystore::load(&ctx.keystore, &signer.from)?;
     let passphrase = keystore::passphrase(signer.passphrase_file.as_deref(), false)?;
     let key = keystore::unlock(&ctx.keystore, &signer.from, &passphrase)?;
@@ -326,7 +374,7 @@ pub fn sign_and_submit(
         text.parse().map_err(|_| anyhow!("bad {field} from node"))
     };
     payload.fee = match &signer.fee {
-        Some(fee) => amount(fee)?,
+        Some(fee) => parse_amount(fee, "AIT", DECIMALS, ctx.base_units)?,
         // The chain's minimum, with its price per byte for the longest this payload can be.
         None => {
             let longest = serde_json::to_string(&payload)?.len() as u128;
@@ -335,23 +383,64 @@ pub fn sign_and_submit(
         }
     };
     let envelope = sign_payload(&key, &payload);
-    print(ctx.post("/v1/transactions", &serde_json::to_value(envelope)?))
+    ctx.post("/v1/transactions", &serde_json::to_value(envelope)?)
+}
+
+/// Prints the node's answer to a payment: with `--json` as it is, otherwise as a sentence
+/// ("`what`: transaction HASH, committed").
+fn print_payment(ctx: &Context, answer: Value, what: &str) -> anyhow::Result<()> {
+    if ctx.json {
+        return print(Ok(answer));
+    }
+    let hash = answer["tx_hash"].as_str().unwrap_or_default();
+    match answer["outcome"].as_str() {
+        Some("applied") => outln!("{what}: transaction {hash}, committed"),
+        _ => outln!(
+            "transaction {hash} was committed but refused ({}): {}; only its fee was paid",
+            answer["reason"]["code"].as_str().unwrap_or("refused"),
+            answer["reason"]["message"].as_str().unwrap_or_default()
+        ),
+    }
+    Ok(())
+}
+
+/// `value` of `asset` (None: AIT) as `12.5 AIT (12500000000000000000 base units)`.
+fn shown(chain: &Value, asset: Option<&str>, value: Amount) -> String {
+    let symbol = asset.unwrap_or("AIT");
+    let decimals = match symbol {
+        "AIT" => DECIMALS,
+        _ => chain["assets"]
+            .as_array()
+            .and_then(|assets| assets.iter().find(|a| a["symbol"] == symbol))
+            .and_then(|a| a["decimals"].as_u64())
+            .map_or(0, |d| d as u32),
+    };
+    format!(
+        "{} {symbol} ({value} base units)",
+        value.display_units(decimals)
+    )
 }
 
 pub fn send(ctx: &Context, args: SendArgs) -> anyhow::Result<()> {
     let to = resolve(ctx, &args.to)?;
     let chain = chain_info(ctx)?;
-    let value = asset_amount(&chain, args.asset.as_deref(), &args.amount)?;
+    let value = asset_amount(ctx, &chain, args.asset.as_deref(), &args.amount)?;
     let mut body = json!({"to": to, "amount": value});
     if let Some(asset) = &args.asset {
         body["asset"] = json!(asset);
     }
+    let what = format!(
+        "sent {} from {} to {to}",
+        shown(&chain, args.asset.as_deref(), value),
+        args.from
+    );
     let signer = Signer {
         from: args.from,
         fee: args.fee,
         passphrase_file: args.passphrase_file,
     };
-    sign_and_submit(ctx, &chain, &signer, "transfer", body)
+    let answer = sign_and_post(ctx, &chain, &signer, "transfer", body)?;
+    print_payment(ctx, answer, &what)
 }
 
 pub fn balance(ctx: &Context, account: &str) -> anyhow::Result<()> {
@@ -402,7 +491,7 @@ pub fn faucet(
 ) -> anyhow::Result<()> {
     let address = resolve(ctx, account)?;
     let chain = chain_info(ctx)?;
-    let value = asset_amount(&chain, asset, amount_text)?;
+    let value = asset_amount(ctx, &chain, asset, amount_text)?;
     if value == Amount::ZERO {
         bail!("the amount must be positive");
     }
@@ -413,5 +502,10 @@ pub fn faucet(
     if let Some(asset) = asset {
         body["asset"] = json!(asset);
     }
-    print(ctx.post("/v1/faucet", &body))
+    let answer = ctx.post("/v1/faucet", &body)?;
+    let what = format!(
+        "the faucet sent {} to {address}",
+        shown(&chain, asset, value)
+    );
+    print_payment(ctx, answer, &what)
 }

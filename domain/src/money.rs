@@ -38,39 +38,28 @@ impl Amount {
         self.0.checked_sub(other.0).map(Amount)
     }
 
-    /// Parses base units (`"1000"`) or a decimal token amount with a unit suffix
-    /// (`"12.5AIT"`, `"3 AIT"`), as the CLI accepts.
-    pub fn parse_human(text: &str) -> Result<Amount, BadAmount> {
-        let text = text.trim();
-        match text.strip_suffix("ait") {
-            Some(number) => Amount::parse_units(&format!("{number}AIT"), "AIT", DECIMALS),
-            None => Amount::parse_units(text, "AIT", DECIMALS),
-        }
-    }
-
-    /// Parses base units (`12500000`) or decimal units of an asset with `decimals` decimals
-    /// followed by its symbol (`12.5USDX`).
-    pub fn parse_units(text: &str, symbol: &str, decimals: u32) -> Result<Amount, BadAmount> {
-        let text = text.trim();
-        let Some(number) = text.strip_suffix(symbol) else {
-            return text.parse();
-        };
+    /// Parses a decimal number of units of an asset with `decimals` decimals (`"12.5"` is
+    /// 12.5 units), the symbol already taken off.
+    pub fn parse_decimal(number: &str, decimals: u32) -> Result<Amount, BadAmount> {
         let number = number.trim();
-        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && frac.is_empty() {
-            return Err(BadAmount);
+        if number.starts_with('-') {
+            return Err(BadAmount::Negative);
         }
-        if frac.len() > decimals as usize || !all_digits(whole) || !all_digits(frac) {
-            return Err(BadAmount);
+        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && frac.is_empty()) || !all_digits(whole) || !all_digits(frac) {
+            return Err(BadAmount::NotDecimal);
+        }
+        if frac.len() > decimals as usize {
+            return Err(BadAmount::TooManyDecimals(decimals));
         }
         let whole: u128 = if whole.is_empty() {
             0
         } else {
-            whole.parse().map_err(|_| BadAmount)?
+            whole.parse().map_err(|_| BadAmount::TooLarge)?
         };
         let mut frac_units: u128 = 0;
         if !frac.is_empty() {
-            frac_units = frac.parse().map_err(|_| BadAmount)?;
+            frac_units = frac.parse().map_err(|_| BadAmount::NotDecimal)?;
             frac_units *= 10u128.pow(decimals - frac.len() as u32);
         }
         10u128
@@ -78,7 +67,7 @@ impl Amount {
             .and_then(|one| whole.checked_mul(one))
             .and_then(|w| w.checked_add(frac_units))
             .map(Amount)
-            .ok_or(BadAmount)
+            .ok_or(BadAmount::TooLarge)
     }
 
     /// Shows the amount as decimal tokens, e.g. `12.5`.
@@ -103,18 +92,38 @@ fn all_digits(s: &str) -> bool {
 }
 
 /// Why a string is not an amount.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("amount must be a string of base units (digits only) or a token amount like \"12.5AIT\"")]
-pub struct BadAmount;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadAmount {
+    /// Base units are a string of digits.
+    #[error("amount must be a string of base units (digits only), e.g. \"1000\"")]
+    NotDigits,
+    /// A decimal amount is digits with at most one point.
+    #[error("amount must be a decimal number, e.g. \"12.5\"")]
+    NotDecimal,
+    /// No sign is allowed, and amounts are never below zero.
+    #[error("amount cannot be negative")]
+    Negative,
+    /// More than 2^128 - 1 base units.
+    #[error("amount is too large: at most 340282366920938463463374607431768211455 base units")]
+    TooLarge,
+    /// Finer than the asset's smallest unit.
+    #[error("amount has more than the asset's {0} decimals")]
+    TooManyDecimals(u32),
+}
 
 impl FromStr for Amount {
     type Err = BadAmount;
     /// Base units only: digits, no sign, no leading `+`, at most u128.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() || s.len() > 39 || !all_digits(s) {
-            return Err(BadAmount);
+        if s.starts_with('-') && s.len() > 1 && all_digits(&s[1..]) {
+            return Err(BadAmount::Negative);
         }
-        s.parse::<u128>().map(Amount).map_err(|_| BadAmount)
+        if s.is_empty() || !all_digits(s) {
+            return Err(BadAmount::NotDigits);
+        }
+        s.parse::<u128>()
+            .map(Amount)
+            .map_err(|_| BadAmount::TooLarge)
     }
 }
 
@@ -148,53 +157,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_base_units_and_token_amounts() {
+    fn parses_base_units_and_decimal_amounts() {
         assert_eq!("1000".parse::<Amount>(), Ok(Amount(1000)));
         assert_eq!(
-            Amount::parse_human("12.5AIT"),
+            Amount::parse_decimal("12.5", DECIMALS),
             Ok(Amount(12_500_000_000_000_000_000))
         );
-        assert_eq!(Amount::parse_human("3 AIT"), Ok(Amount(3 * ONE_TOKEN)));
         assert_eq!(
-            Amount::parse_human("0.000000000000000001AIT"),
+            Amount::parse_decimal(" 3 ", DECIMALS),
+            Ok(Amount(3 * ONE_TOKEN))
+        );
+        assert_eq!(Amount::parse_decimal(".5", 6), Ok(Amount(500_000)));
+        assert_eq!(
+            Amount::parse_decimal("0.000000000000000001", DECIMALS),
             Ok(Amount(1))
         );
-        assert_eq!(Amount::parse_human("42"), Ok(Amount(42)));
+        assert_eq!(Amount::parse_decimal("2.5", 6), Ok(Amount(2_500_000)));
     }
 
     #[test]
-    fn rejects_bad_amounts() {
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            "1.5",
-            "abc",
-            "1e5",
-            "0.0000000000000000001AIT",
-            "AIT",
-            "1.2.3AIT",
-        ] {
-            assert_eq!(Amount::parse_human(bad), Err(BadAmount), "{bad}");
+    fn bad_amounts_say_what_is_wrong() {
+        for bad in ["", "+1", "1.5", "abc", "1e5", " 1"] {
+            assert_eq!(bad.parse::<Amount>(), Err(BadAmount::NotDigits), "{bad}");
         }
-        assert!(
-            "340282366920938463463374607431768211456"
-                .parse::<Amount>()
-                .is_err()
+        assert_eq!("-1".parse::<Amount>(), Err(BadAmount::Negative));
+        let past_max = "340282366920938463463374607431768211456";
+        assert_eq!(past_max.parse::<Amount>(), Err(BadAmount::TooLarge));
+        assert_eq!("9".repeat(60).parse::<Amount>(), Err(BadAmount::TooLarge));
+        assert_eq!(
+            u128::MAX.to_string().parse::<Amount>(),
+            Ok(Amount(u128::MAX))
         );
+        for bad in ["", ".", "1.2.3", "1e3", "+1", "AIT"] {
+            assert_eq!(
+                Amount::parse_decimal(bad, DECIMALS),
+                Err(BadAmount::NotDecimal),
+                "{bad}"
+            );
+        }
+        assert_eq!(Amount::parse_decimal("-1", 6), Err(BadAmount::Negative));
+        assert_eq!(
+            Amount::parse_decimal("0.0000000000000000001", DECIMALS),
+            Err(BadAmount::TooManyDecimals(18))
+        );
+        assert_eq!(
+            Amount::parse_decimal("340282366920938463464", DECIMALS),
+            Err(BadAmount::TooLarge)
+        );
+        assert!(BadAmount::TooLarge.to_string().contains("too large"));
+        assert!(!BadAmount::NotDigits.to_string().contains("AIT"));
     }
 
     #[test]
-    fn other_assets_parse_and_display_with_their_own_decimals() {
-        assert_eq!(
-            Amount::parse_units("2.5USDX", "USDX", 6),
-            Ok(Amount(2_500_000))
-        );
-        assert_eq!(Amount::parse_units("7", "USDX", 6), Ok(Amount(7)));
-        assert_eq!(
-            Amount::parse_units("0.0000001USDX", "USDX", 6),
-            Err(BadAmount)
-        );
+    fn other_assets_display_with_their_own_decimals() {
         assert_eq!(Amount(2_500_000).display_units(6), "2.5");
         assert_eq!(Amount(3_000_000).display_units(6), "3");
     }

@@ -731,8 +731,8 @@ impl CliOutput {
 }
 
 /// The `aitbc` binary as a command-line client: runs it as a subprocess with `AITBC_NODE`
-/// and `AITBC_KEYSTORE` set, stdin null (so never a TTY), no inherited `AITBC_*`
-/// variables, and `HOME` pointed away from the real home directory.
+/// and `AITBC_KEYSTORE` set, answers as JSON (`AITBC_JSON=1`), stdin null (so never a TTY), no
+/// inherited `AITBC_*` variables, and `HOME` pointed away from the real home directory.
 #[derive(Clone)]
 pub struct Cli {
     node: String,
@@ -772,6 +772,7 @@ impl Cli {
             .env("HOME", self.keystore.parent().unwrap_or(&self.keystore))
             .env("AITBC_NODE", &self.node)
             .env("AITBC_KEYSTORE", &self.keystore)
+            .env("AITBC_JSON", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -157,7 +157,6 @@ pub fn spawn_miner_with(
         } else {
             &["--jobs", "1"][..]
         })
-        .env("XDG_RUNTIME_DIR", dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

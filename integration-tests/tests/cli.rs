@@ -221,6 +221,30 @@ fn money_flow() {
     let by_address = cli.run(&["balance", &bob.to_string()]);
     assert_eq!(by_address.ok(), out.stdout);
 
+    // For a person (no --json, as this harness sets): sentences with the amount in both units.
+    let person = cli.with_env("AITBC_JSON", "0");
+    let out = person.run(&["faucet", "bob", "--amount", "1AIT"]);
+    let said = out.ok().trim().to_string();
+    assert!(
+        said.starts_with(&format!(
+            "the faucet sent 1 AIT ({AIT} base units) to {bob}: transaction "
+        )) && said.ends_with(", committed"),
+        "{out:#?}"
+    );
+    let out = person.run(&[
+        "send", "--from", "bob", "--to", "alice", "--amount", "0.5AIT",
+    ]);
+    let said = out.ok().trim().to_string();
+    assert!(
+        said.starts_with(&format!(
+            "sent 0.5 AIT ({} base units) from bob to {alice}: transaction ",
+            AIT / 2
+        )),
+        "{out:#?}"
+    );
+    let out = person.run(&["--json", "faucet", "bob", "--amount", "1AIT"]);
+    assert_eq!(out.json()["outcome"], "applied", "{out:#?}");
+
     // The transaction as the node stores it.
     let tx = cli.run(&["tx", &hash]).json();
     assert_eq!(tx["tx_hash"], hash);
@@ -264,6 +288,7 @@ fn money_flow() {
     let carol = new_key().address();
     let answer = cli
         .run(&[
+            "--base-units",
             "send",
             "--from",
             "alice",
@@ -279,7 +304,7 @@ fn money_flow() {
     assert_eq!(node.account(&carol), (1000, 0));
     assert_eq!(
         node.account(&alice),
-        (100 * AIT - 25 * AIT / 2 - 1000 - 5, 2)
+        (100 * AIT - 25 * AIT / 2 + AIT / 2 - 1000 - 5, 2)
     );
     let chain = node.chain();
     assert_eq!(chain["supply"]["conserved"], true, "{chain}");
@@ -440,7 +465,9 @@ fn unreachable_node_is_reported_with_what_to_do() {
         vec!["faucet", wallet.as_str()],
         vec!["tx", &"ab".repeat(32)],
         vec!["block"],
-        vec!["send", "--from", "alice", "--to", &address, "--amount", "1"],
+        vec![
+            "send", "--from", "alice", "--to", &address, "--amount", "1AIT",
+        ],
     ] {
         let out = cli.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {out:#?}");
@@ -476,7 +503,7 @@ fn refusals_are_readable() {
 
     // Unknown wallets point at `aitbc wallet list`.
     for args in [
-        vec!["send", "--from", "ghost", "--to", &bob, "--amount", "1"],
+        vec!["send", "--from", "ghost", "--to", &bob, "--amount", "1AIT"],
         vec!["wallet", "show", "ghost"],
     ] {
         let out = cli.run(&args);
@@ -488,7 +515,9 @@ fn refusals_are_readable() {
     for args in [
         vec!["balance", "ghost"],
         vec!["faucet", "ghost"],
-        vec!["send", "--from", "alice", "--to", "ghost", "--amount", "1"],
+        vec![
+            "send", "--from", "alice", "--to", "ghost", "--amount", "1AIT",
+        ],
     ] {
         let out = cli.run(&args);
         assert!(
@@ -498,7 +527,7 @@ fn refusals_are_readable() {
     }
 
     // Bad amounts say what an amount looks like.
-    for bad in ["1.2.3AIT", "12.5", "1e3", "AIT", "0.0000000000000000001AIT"] {
+    for bad in ["1.2.3AIT", "1e3", "AIT", "12.5 USD"] {
         let out = cli.run(&["send", "--from", "alice", "--to", &bob, "--amount", bad]);
         let stderr = out.err();
         assert!(stderr.contains(&format!("{bad:?}")), "{bad}: {out:#?}");
@@ -506,6 +535,33 @@ fn refusals_are_readable() {
         let out = cli.run(&["faucet", "alice", "--amount", bad]);
         assert!(out.err().contains("\"12.5AIT\""), "{bad}: {out:#?}");
     }
+    // A bare number is neither guessed to be tokens nor base units.
+    for bare in ["12.5", "1000"] {
+        let out = cli.run(&["send", "--from", "alice", "--to", &bob, "--amount", bare]);
+        let stderr = out.err();
+        assert!(stderr.contains("has no unit"), "{bare}: {out:#?}");
+        assert!(stderr.contains(&format!("\"{bare}AIT\"")), "{out:#?}");
+        assert!(stderr.contains("--base-units"), "{bare}: {out:#?}");
+    }
+    let out = cli.run(&["send", "--from", "alice", "--to", &bob, "--amount", "-1AIT"]);
+    assert!(out.err().contains("cannot be negative"), "{out:#?}");
+    let out = cli.run(&["--base-units", "faucet", "alice", "--amount", "-1"]);
+    assert!(out.err().contains("cannot be negative"), "{out:#?}");
+    let out = cli.run(&["--base-units", "faucet", "alice", "--amount", "1AIT"]);
+    assert!(out.err().contains("digits only"), "{out:#?}");
+    let huge = "340282366920938463464AIT";
+    let out = cli.run(&["send", "--from", "alice", "--to", &bob, "--amount", huge]);
+    assert!(out.err().contains("too large"), "{out:#?}");
+    let out = cli.run(&[
+        "send", "--from", "alice", "--to", &bob, "--amount", "1e-19AIT",
+    ]);
+    assert!(out.err().contains("decimal number"), "{out:#?}");
+    let tiny = "0.0000000000000000001AIT";
+    let out = cli.run(&["send", "--from", "alice", "--to", &bob, "--amount", tiny]);
+    assert!(
+        out.err().contains("more than the asset's 18 decimals"),
+        "{out:#?}"
+    );
     let out = cli.run(&["faucet", "alice", "--amount", "0AIT"]);
     assert!(out.err().contains("positive"), "{out:#?}");
     assert_eq!(node.account(&alice), (10 * AIT, 0));
@@ -571,6 +627,48 @@ fn help_lists_the_commands() {
     let out = cli.run(&[]);
     assert_eq!(out.status.code(), Some(2), "{out:#?}");
     assert!(out.stderr.contains("Usage"), "{out:#?}");
+}
+
+#[test]
+fn gpu_info_on_a_headless_machine_prints_no_display_noise() {
+    for runtime_dir in [None, Some(""), Some("relative")] {
+        let mut command = std::process::Command::new(binary());
+        command.args(["gpu", "info"]).env_remove("XDG_RUNTIME_DIR");
+        if let Some(dir) = runtime_dir {
+            command.env("XDG_RUNTIME_DIR", dir);
+        }
+        let out = command.stdin(std::process::Stdio::null()).output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{runtime_dir:?}: {stderr}");
+        assert!(stdout.starts_with("adapter"), "{runtime_dir:?}: {stdout}");
+        assert!(
+            !stderr.contains("XDG_RUNTIME_DIR"),
+            "{runtime_dir:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_listen_address_given_to_a_failed_first_start_is_not_kept() {
+    let dir = tempdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(binary())
+        .args(["node", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", &address])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:#?}");
+    // The devnet was created, with the default address: `--listen` is for that start only.
+    let config = std::fs::read_to_string(dir.path().join("aitbc.toml")).unwrap();
+    assert!(config.contains("listen = \"127.0.0.1:18000\""), "{config}");
+    assert!(!config.contains(&address), "{config}");
 }
 
 #[test]

@@ -296,7 +296,7 @@ fn custodial_wallets_from_the_command_line() {
             "--to",
             &to,
             "--amount",
-            "7",
+            "0.000000000000000007AIT",
         ];
         cli.run(&[&base[..], extra].concat())
     };

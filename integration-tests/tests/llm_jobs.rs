@@ -70,7 +70,15 @@ fn a_prompt_is_answered_by_a_miner_on_its_gpu_checked_by_the_node_and_paid() {
     let listed = cli.run(&["job", "models"]).json();
     assert_eq!(listed["models"][0]["sha256"], sha256.as_str());
     let submit = |extra: &[&str]| {
-        let base = ["job", "submit", "--from", "client", "--max-price", "5000"];
+        let base = [
+            "--base-units",
+            "job",
+            "submit",
+            "--from",
+            "client",
+            "--max-price",
+            "5000",
+        ];
         cli.run(&[&base[..], extra].concat())
     };
     let prompt = "The capital of France is";

@@ -105,7 +105,7 @@ fn jobs_from_the_command_line() {
             "--sha256",
             "616263",
             "--max-price",
-            "500",
+            "0.0000000000000005AIT",
         ])
         .json();
     assert_eq!(answer["outcome"], "applied", "{answer}");
@@ -123,7 +123,14 @@ fn jobs_from_the_command_line() {
     let answer = cli.run(&["job", "cancel", "--from", "client", &id]).json();
     assert_eq!(answer["outcome"], "applied", "{answer}");
     assert_eq!(cli.run(&["job", "status", &id]).json()["state"], "canceled");
-    let nothing = cli.run(&["job", "submit", "--from", "client", "--max-price", "500"]);
+    let nothing = cli.run(&[
+        "job",
+        "submit",
+        "--from",
+        "client",
+        "--max-price",
+        "0.0000000000000005AIT",
+    ]);
     assert!(nothing.err().contains("--sha256"), "{nothing:#?}");
 
     // Any kind: its input blobs put first, its input as JSON from a file.
@@ -151,7 +158,7 @@ fn jobs_from_the_command_line() {
             "--input",
             &at_input,
             "--max-price",
-            "500",
+            "0.0000000000000005AIT",
         ])
         .json();
     assert_eq!(answer["outcome"], "applied", "{answer}");
@@ -174,7 +181,7 @@ fn jobs_from_the_command_line() {
         "--input",
         "{\"source\": 1}",
         "--max-price",
-        "500",
+        "0.0000000000000005AIT",
     ]);
     assert!(broken.err().contains("malformed"), "{broken:#?}");
     assert_eq!(cli.run(&["miner", "status"]).json()["miners"], json!([]));
