@@ -28,6 +28,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo build (the aitbc binary the end-to-end tests start)"
+scripts/check-features.sh
 cargo build -p aitbc
 echo "== cargo test"
 cargo test --workspace --all-features
