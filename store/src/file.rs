@@ -36,19 +36,64 @@ use crate::{
 };
 
 /// Tuning of a [`FileStore`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct FileStoreOptions {
     /// Size at which the log starts a new segment, bytes; `1..=`[`limits::SEGMENT_SIZE_MAX`].
     /// A segment exceeds it by at most one group commit.
     pub segment_size_max: u64,
+    /// Faults to inject into the log's writes and syncs (a fault simulation's storage layer);
+    /// `None` in a node.
+    pub faults: Option<Arc<dyn StorageFaults>>,
 }
 
 impl Default for FileStoreOptions {
     fn default() -> Self {
         Self {
             segment_size_max: limits::SEGMENT_SIZE_DEFAULT,
+            faults: None,
         }
     }
+}
+
+impl std::fmt::Debug for FileStoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStoreOptions")
+            .field("segment_size_max", &self.segment_size_max)
+            .field("faults", &self.faults.is_some())
+            .finish()
+    }
+}
+
+/// A storage layer that fails on purpose: the writer asks it before each group's write and
+/// before each fdatasync, in that order, from its one thread. It also learns from these calls
+/// exactly which bytes were made durable, which is what a simulated crash may not lose.
+pub trait StorageFaults: Send + Sync + 'static {
+    /// Before `len` bytes are written at `offset` of the segment `file`.
+    fn write(&self, file: &Path, offset: u64, len: usize) -> WriteFault;
+    /// Before `file` is made durable (everything written to it so far).
+    fn sync(&self, file: &Path) -> SyncFault;
+}
+
+/// What becomes of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFault {
+    /// It is written.
+    None,
+    /// It fails before a byte is written.
+    Fail,
+    /// Only its first bytes (fewer than asked) are written, then it fails.
+    Torn(usize),
+}
+
+/// What becomes of an fdatasync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncFault {
+    /// It syncs.
+    None,
+    /// It fails (the written bytes stay in the file, durable or not).
+    Fail,
+    /// It syncs after this long.
+    Slow(Duration),
 }
 
 /// Where a record lies: segment index, byte offset and length.
@@ -79,9 +124,6 @@ struct Shared {
     next_position: AtomicU64,
     head: watch::Sender<Head>,
     failed: AtomicBool,
-    /// Test hook: the next fdatasync fails (after the write landed in the page cache).
-    #[cfg(test)]
-    fail_next_sync: AtomicBool,
 }
 
 struct Request {
@@ -179,14 +221,13 @@ impl FileStore {
                     closed: false,
                 }),
                 failed: AtomicBool::new(false),
-                #[cfg(test)]
-                fail_next_sync: AtomicBool::new(false),
             }),
             buf: Vec::new(),
             staged: Vec::new(),
             results: Vec::new(),
             failed: false,
             fsync_ewma: Duration::from_millis(1),
+            faults: options.faults,
         };
         let shared = Arc::clone(&writer.shared);
         let (tx, rx) = mpsc::channel();
@@ -677,6 +718,7 @@ struct Writer {
     results: Vec<StoreResult<AppendOutcome>>,
     failed: bool,
     fsync_ewma: Duration,
+    faults: Option<Arc<dyn StorageFaults>>,
 }
 
 fn request_bytes(r: &Request) -> usize {
@@ -813,14 +855,9 @@ impl Writer {
         {
             self.rotate(first_position)?;
         }
-        self.segment
-            .write_all_at(&self.buf, self.segment_size)
-            .map_err(|e| io("write", &self.segment_path, e))?;
+        self.write_group()?;
         let started = Instant::now();
-        #[cfg(test)]
-        if self.shared.fail_next_sync.swap(false, Ordering::AcqRel) {
-            return Err(StoreError::Io("injected fdatasync failure".into()));
-        }
+        self.before_sync()?;
         self.segment
             .sync_data()
             .map_err(|e| io("fdatasync", &self.segment_path, e))?;
@@ -829,6 +866,39 @@ impl Writer {
         self.fsync_ewma = (self.fsync_ewma * 7 + took) / 8;
         self.publish(first_position);
         Ok(())
+    }
+
+    fn write_group(&self) -> StoreResult<()> {
+        let fault = match &self.faults {
+            Some(faults) => faults.write(&self.segment_path, self.segment_size, self.buf.len()),
+            None => WriteFault::None,
+        };
+        let (bytes, injected) = match fault {
+            WriteFault::None => (&self.buf[..], None),
+            WriteFault::Fail => (&self.buf[..0], Some("injected write failure")),
+            WriteFault::Torn(n) => (
+                &self.buf[..n.min(self.buf.len())],
+                Some("injected torn write"),
+            ),
+        };
+        self.segment
+            .write_all_at(bytes, self.segment_size)
+            .map_err(|e| io("write", &self.segment_path, e))?;
+        match injected {
+            Some(what) => Err(StoreError::Io(what.into())),
+            None => Ok(()),
+        }
+    }
+
+    fn before_sync(&self) -> StoreResult<()> {
+        match self.faults.as_ref().map(|f| f.sync(&self.segment_path)) {
+            None | Some(SyncFault::None) => Ok(()),
+            Some(SyncFault::Fail) => Err(StoreError::Io("injected fdatasync failure".into())),
+            Some(SyncFault::Slow(took)) => {
+                std::thread::sleep(took);
+                Ok(())
+            }
+        }
     }
 
     fn rotate(&mut self, first_position: Position) -> StoreResult<()> {
@@ -1122,15 +1192,33 @@ mod tests {
         }
     }
 
+    /// Fails the second fdatasync.
+    struct SecondSyncFails(AtomicU64);
+
+    impl StorageFaults for SecondSyncFails {
+        fn write(&self, _: &Path, _: u64, _: usize) -> WriteFault {
+            WriteFault::None
+        }
+        fn sync(&self, _: &Path) -> SyncFault {
+            match self.0.fetch_add(1, Ordering::AcqRel) {
+                1 => SyncFault::Fail,
+                _ => SyncFault::None,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn failed_fdatasync_is_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
+        let options = FileStoreOptions {
+            faults: Some(Arc::new(SecondSyncFails(AtomicU64::new(0)))),
+            ..FileStoreOptions::default()
+        };
+        let store = FileStore::open_with(dir.path(), options).unwrap();
         store
             .append("s", ExpectedRevision::Any, vec![ev(0)])
             .await
             .unwrap();
-        store.shared.fail_next_sync.store(true, Ordering::Release);
         let err = store
             .append("s", ExpectedRevision::Any, vec![ev(1)])
             .await
@@ -1194,6 +1282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = FileStoreOptions {
             segment_size_max: 0,
+            ..FileStoreOptions::default()
         };
         assert!(matches!(
             FileStore::open_with(dir.path(), bad).err(),

@@ -41,7 +41,10 @@ mod snapshot;
 mod state;
 mod subscription;
 
-pub use file::{FileStore, FileStoreOptions, LogDamage, LogReport, check, truncate};
+pub use file::{
+    FileStore, FileStoreOptions, LogDamage, LogReport, StorageFaults, SyncFault, WriteFault, check,
+    truncate,
+};
 #[cfg(any(test, feature = "test-utils"))]
 pub use memory::MemoryStore;
 

@@ -355,6 +355,7 @@ async fn batch_missing_its_last_record_is_dropped_whole() {
 fn small_segments() -> FileStoreOptions {
     FileStoreOptions {
         segment_size_max: 10 * GROUP_LEN,
+        ..FileStoreOptions::default()
     }
 }
 
