@@ -159,6 +159,13 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// Decodes and verifies a header; `Err` says why it is unreadable.
+/// Whether a readable group frame starts anywhere in `bytes`. Recovery asks it only where a
+/// frame failed to decode, so the byte-by-byte search costs nothing on a healthy log.
+pub(crate) fn group_frame_within(bytes: &[u8]) -> bool {
+    (0..bytes.len().saturating_sub(HEADER_LEN - 1))
+        .any(|at| decode_header(&bytes[at..]).is_ok_and(|h| h.group()))
+}
+
 pub(crate) fn decode_header(b: &[u8]) -> Result<Header, &'static str> {
     if b.len() < HEADER_LEN {
         return Err("incomplete header");

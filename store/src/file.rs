@@ -589,6 +589,8 @@ fn scan_segment(
     let mut stream_hint = None;
     // The end of the (checksum-verified) group being read, if any.
     let mut group_end: Option<usize> = None;
+    // Whether this segment was written in group frames (logs before them have none).
+    let mut framed = false;
     let torn = loop {
         if group_end == Some(off) {
             if !pending.is_empty() {
@@ -611,6 +613,17 @@ fn scan_segment(
             Err(reason) if rest.iter().all(|&b| b == 0) => {
                 break Some((off, format!("{reason}: zero-filled tail")));
             }
+            // Where a group's frame was due, with no readable frame after it: the frame of the
+            // last group, damaged by the crash that interrupted its write (every group before
+            // it was synced whole when it was acknowledged).
+            Err(reason)
+                if framed
+                    && group_end.is_none()
+                    && pending.is_empty()
+                    && !codec::group_frame_within(&rest[1..]) =>
+            {
+                break Some((off, format!("{reason} in the last group's frame")));
+            }
             Err(reason) => return Err((off as u64, reason.to_owned())),
         };
         let end = off + HEADER_LEN + header.payload_len;
@@ -630,6 +643,7 @@ fn scan_segment(
                 return Err((off as u64, "group checksum mismatch".to_owned()));
             }
             group_end = Some(end);
+            framed = true;
             off += HEADER_LEN;
             continue;
         }

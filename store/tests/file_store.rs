@@ -618,6 +618,33 @@ async fn the_same_damage_in_a_group_that_is_not_the_last_is_an_error() {
     }
 }
 
+/// The last group's own frame damaged (its first bytes landed, the rest zeroed), as the fault
+/// simulation found: a torn tail, not corruption.
+#[tokio::test]
+async fn a_damaged_frame_of_the_last_group_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    write_with_batch(dir.path()).await;
+    let seg = only_segment(dir.path());
+    write_at(&seg, 2 * GROUP_LEN + 9, &[0u8; 20]);
+    assert_batch_dropped_and_retried(dir.path(), &seg).await;
+}
+
+#[tokio::test]
+async fn a_damaged_frame_with_a_readable_group_after_it_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_with_batch(dir.path()).await;
+    let seg = only_segment(dir.path());
+    // The second group's frame is damaged; the batch after it was acknowledged.
+    write_at(&seg, GROUP_LEN + 9, &[0u8; 4]);
+    match FileStore::open(dir.path()).err() {
+        Some(StoreError::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, GROUP_LEN, "the damaged frame");
+            assert!(reason.contains("header checksum"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn temporary_snapshot_files_a_crash_left_are_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
