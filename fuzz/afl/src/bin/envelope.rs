@@ -1,0 +1,5 @@
+//! `envelope` under AFL++ (see `fuzz_targets::envelope`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| fuzz_targets::envelope(data));
+}
