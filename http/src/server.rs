@@ -31,7 +31,7 @@ use domain::vesting::{Vesting, VestingId};
 use domain::wgsl::ShaderHost;
 use projections::explorer::Explorer;
 use projections::runner::ProjectionRunner;
-use store::{EventStore, FileStore};
+use store::{EventStore, FileStore, FileStoreOptions};
 
 use crate::app::{App, Components, Faucet, HostedChain};
 use crate::config::{NodeConfig, read_key_file};
@@ -72,8 +72,18 @@ pub async fn start(
     data_dir: &Path,
     shaders: Option<Arc<dyn ShaderHost>>,
 ) -> Result<Node, StartError> {
-    let file_store =
-        FileStore::open(data_dir.join("store")).map_err(|e| fail("event log")(e.to_string()))?;
+    start_with(config, data_dir, shaders, FileStoreOptions::default()).await
+}
+
+/// [`start`] with the event log's options (a fault simulation gives its storage faults here).
+pub async fn start_with(
+    config: NodeConfig,
+    data_dir: &Path,
+    shaders: Option<Arc<dyn ShaderHost>>,
+    store_options: FileStoreOptions,
+) -> Result<Node, StartError> {
+    let file_store = FileStore::open_with(data_dir.join("store"), store_options)
+        .map_err(|e| fail("event log")(e.to_string()))?;
     let store: Arc<dyn EventStore> = file_store.clone();
     tracing::info!(events = store.next_position(), "event log open");
 

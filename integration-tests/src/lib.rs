@@ -21,6 +21,7 @@ pub use serde_json;
 
 pub mod gov;
 pub mod miner;
+pub mod simulation;
 
 /// Chain id of the devnet.
 pub const DEVNET: &str = "ait-devnet";
@@ -69,6 +70,18 @@ impl TestNode {
     /// Starts a node on `data_dir` with the configuration file `config`.
     pub fn start_with_config(data_dir: &Path, config: &Path) -> TestNode {
         TestNode::spawn(data_dir, Some(config.to_path_buf()))
+    }
+
+    /// A client of a node this test does not own (one running in this process, say) at `url`.
+    pub fn attach(url: &str, data_dir: &Path) -> TestNode {
+        TestNode {
+            child: None,
+            url: url.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            config: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+            agent: agent(),
+        }
     }
 
     fn spawn(data_dir: &Path, config: Option<PathBuf>) -> TestNode {
