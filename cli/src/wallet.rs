@@ -269,16 +269,21 @@ pub fn asset_amount(
     text: &str,
 ) -> anyhow::Result<Amount> {
     let symbol = asset.unwrap_or("AIT");
-    let decimals = match symbol {
-        "AIT" => DECIMALS,
+    let decimals = decimals_of(chain, symbol)
+        .ok_or_else(|| anyhow!("asset {symbol} is not declared on this chain"))?;
+    parse_amount(text, symbol, decimals, ctx.base_units)
+}
+
+/// The decimals of `symbol` on `chain` (`GET /v1/chains/{id}`), if the chain has it.
+fn decimals_of(chain: &Value, symbol: &str) -> Option<u32> {
+    match symbol {
+        "AIT" => Some(DECIMALS),
         _ => chain["assets"]
             .as_array()
             .and_then(|assets| assets.iter().find(|a| a["symbol"] == symbol))
             .and_then(|a| a["decimals"].as_u64())
-            .ok_or_else(|| anyhow!("asset {symbol} is not declared on this chain"))?
-            as u32,
-    };
-    parse_amount(text, symbol, decimals, ctx.base_units)
+            .map(|d| d as u32),
+    }
 }
 
 /// Reads `text` as an amount of `symbol`. A bare number is refused rather than guessed: `12`
@@ -407,14 +412,7 @@ fn print_payment(ctx: &Context, answer: Value, what: &str) -> anyhow::Result<()>
 /// `value` of `asset` (None: AIT) as `12.5 AIT (12500000000000000000 base units)`.
 fn shown(chain: &Value, asset: Option<&str>, value: Amount) -> String {
     let symbol = asset.unwrap_or("AIT");
-    let decimals = match symbol {
-        "AIT" => DECIMALS,
-        _ => chain["assets"]
-            .as_array()
-            .and_then(|assets| assets.iter().find(|a| a["symbol"] == symbol))
-            .and_then(|a| a["decimals"].as_u64())
-            .map_or(0, |d| d as u32),
-    };
+    let decimals = decimals_of(chain, symbol).unwrap_or(0);
     format!(
         "{} {symbol} ({value} base units)",
         value.display_units(decimals)

@@ -28,19 +28,6 @@ const TXS: [(&str, u64); 4] = [
     ),
 ];
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn fixture_copy() -> tempfile::TempDir {
     let dir = tempdir();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/log-v0.1");

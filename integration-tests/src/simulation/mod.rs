@@ -190,7 +190,7 @@ fn check_after_crash(
     seed: u64,
 ) -> SimNode {
     let rebuilt_dir = tempdir();
-    copy_dir(dir, rebuilt_dir.path());
+    crate::copy_dir(dir, rebuilt_dir.path());
     std::fs::remove_dir_all(rebuilt_dir.path().join("projections")).ok();
     disk.hold(true);
     let live = SimNode::boot(config, dir, Some(disk.clone())).unwrap_or_else(|e| panic!("{e}"));
@@ -231,19 +231,6 @@ fn conserved(node: &TestNode, seed: u64) {
             "seed {seed}: supply of {} not conserved: {asset}",
             asset["symbol"]
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "LOCK" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 
