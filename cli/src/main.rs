@@ -21,6 +21,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// glibc's allocator was a tenth of the node's CPU under transfer load (`perf`: malloc, free and
+/// their consolidation, with buffers freed on other threads than the one that allocated them).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// AITBC: GPU compute marketplace, staking, trading and governance on an event-sourced PoA chain.
 #[derive(Parser)]
 #[command(name = "aitbc", version, about)]
