@@ -82,16 +82,33 @@ impl SimNode {
             }
         });
         match started.recv() {
-            Ok(Ok((system, addr))) => Ok(SimNode {
-                client: TestNode::attach(&format!("http://{addr}"), &data_dir),
-                system,
-                thread: Some(thread),
-            }),
+            Ok(Ok((system, addr))) => {
+                let node = SimNode {
+                    client: TestNode::attach(&format!("http://{addr}"), &data_dir),
+                    system,
+                    thread: Some(thread),
+                };
+                node.wait_started();
+                Ok(node)
+            }
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
             Err(_) => Err(format!("the node thread died: {:?}", thread.join().err())),
+        }
+    }
+
+    /// Waits until the node says it is `ok` (not `starting`: its protocol manager still finishing
+    /// the steps it found open; transactions sent then get 503, which is right but not a
+    /// workload). A node that never gets there is left to the checks, which then say why.
+    fn wait_started(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match self.client.try_get("/health") {
+                Ok((_, health)) if health["status"] == "ok" => return,
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
     }
 

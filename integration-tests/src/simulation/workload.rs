@@ -296,7 +296,11 @@ impl World {
                     "a refused {kind} ({status} {answer}) moved its sender's nonce"
                 );
             }
-            _ => {} // the log failed: not acknowledged
+            // The log failed: not acknowledged.
+            _ if std::env::var_os("SIMULATE_VERBOSE").is_some() => {
+                eprintln!("{kind}: {status} {}", answer["error"]);
+            }
+            _ => {}
         }
         None
     }
