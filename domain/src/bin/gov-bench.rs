@@ -6,7 +6,11 @@
 //! cargo run --release -p domain --bin gov-bench -- [--votes N] [--holders N]
 //! ```
 
+mod common;
+
 use std::time::Instant;
+
+use common::arg;
 
 use domain::actions::{Action, ProposalType, ProposeBody};
 use domain::address::Address;
@@ -21,15 +25,6 @@ use domain::proposal::{
 use domain::twas::{BalanceChange, Power, power};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
 
 fn address(i: u64) -> Address {
     let mut bytes = [0u8; 20];

@@ -6,7 +6,11 @@
 //! cargo run --release -p domain --bin staking-bench -- [--positions N] [--runs N]
 //! ```
 
+mod common;
+
 use std::time::Instant;
+
+use common::arg;
 
 use domain::address::Address;
 use domain::aggregate::{Aggregate, Context};
@@ -19,15 +23,6 @@ use domain::staking::{
 
 const AIT: u128 = 1_000_000_000_000_000_000;
 const T0: u64 = 1_000_000;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
 
 fn decide(state: &StakingState, command: StakingCommand, now_ms: u64) -> Vec<StakingEvent> {
     let id = "bench".to_string();

@@ -7,21 +7,23 @@
 //! Each stage runs over N distinct transactions (N keys, as `bench transfers` has many senders)
 //! and prints µs per transaction on one core.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
+
+use common::arg;
 
 use domain::address::Address;
 use domain::keys::{PublicKey, SigningKey};
 use domain::money::Amount;
 use domain::tx::{SignedEnvelope, TxPayload, sign_payload, signing_bytes, tx_hash};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
+/// The bytes of a hex field of the envelope.
+fn bytes<const N: usize>(hex_text: &str) -> [u8; N] {
+    let mut bytes = [0u8; N];
+    hex::decode_to_slice(hex_text, &mut bytes).expect("hex");
+    bytes
 }
 
 /// Runs `stage` over every item and prints its cost per item.
@@ -35,7 +37,7 @@ fn stage<T>(name: &str, items: &[T], mut stage: impl FnMut(&T)) {
 }
 
 fn main() {
-    let n = arg("--transactions", 20_000);
+    let n = arg("--transactions", 20_000) as usize;
     let to = Address([7; 20]);
     let envelopes: Vec<SignedEnvelope> = (0..n)
         .map(|i| {
@@ -51,14 +53,7 @@ fn main() {
         .iter()
         .map(|e| serde_json::to_vec(e).expect("serializes"))
         .collect();
-    let keys: Vec<[u8; 32]> = envelopes
-        .iter()
-        .map(|e| {
-            let mut key = [0u8; 32];
-            hex::decode_to_slice(&e.public_key, &mut key).expect("hex");
-            key
-        })
-        .collect();
+    let keys: Vec<[u8; 32]> = envelopes.iter().map(|e| bytes(&e.public_key)).collect();
     println!(
         "{n} signed transfers, {} bytes of JSON each",
         bodies[0].len()
@@ -76,14 +71,7 @@ fn main() {
         .iter()
         .map(|k| PublicKey::from_bytes(k).unwrap())
         .collect();
-    let signatures: Vec<[u8; 64]> = envelopes
-        .iter()
-        .map(|e| {
-            let mut signature = [0u8; 64];
-            hex::decode_to_slice(&e.signature, &mut signature).expect("hex");
-            signature
-        })
-        .collect();
+    let signatures: Vec<[u8; 64]> = envelopes.iter().map(|e| bytes(&e.signature)).collect();
     let indexes: Vec<usize> = (0..n).collect();
     stage("signature check (strict), key parsed", &indexes, |&i| {
         let message = signing_bytes(&envelopes[i].payload);

@@ -129,6 +129,16 @@ impl FaultyDisk {
     }
 }
 
+impl Disk {
+    /// Where in 0..10,000 this write or sync falls (past every fault while faults are held).
+    fn roll(&mut self) -> u64 {
+        match self.held {
+            true => u64::MAX,
+            false => self.rng.below(10_000),
+        }
+    }
+}
+
 fn set_len(path: &Path, len: u64) {
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     file.set_len(len).unwrap();
@@ -144,10 +154,7 @@ impl StorageFaults for FaultyDisk {
     fn write(&self, file: &Path, offset: u64, len: usize) -> WriteFault {
         let mut disk = self.0.lock().unwrap();
         let rates = disk.rates;
-        let roll = match disk.held {
-            true => u64::MAX,
-            false => disk.rng.below(10_000),
-        };
+        let roll = disk.roll();
         let fault = if roll < rates.write_fail {
             WriteFault::Fail
         } else if roll < rates.write_fail + rates.torn_write && len > 1 {
@@ -174,15 +181,13 @@ impl StorageFaults for FaultyDisk {
     fn sync(&self, file: &Path) -> SyncFault {
         let mut disk = self.0.lock().unwrap();
         let rates = disk.rates;
-        let roll = match disk.held {
-            true => u64::MAX,
-            false => disk.rng.below(10_000),
-        };
-        let fault = if roll < rates.sync_fail {
+        let roll = disk.roll();
+        if roll < rates.sync_fail {
             disk.broken = true;
             disk.injected += 1;
             return SyncFault::Fail;
-        } else if roll < rates.sync_fail + rates.slow_sync {
+        }
+        let fault = if roll < rates.sync_fail + rates.slow_sync {
             disk.injected += 1;
             SyncFault::Slow(Duration::from_millis(1 + disk.rng.below(20)))
         } else {
