@@ -33,6 +33,10 @@ pub struct NodeConfig {
     /// HTTP worker threads (default: number of CPUs).
     #[serde(default)]
     pub http_workers: Option<usize>,
+    /// Threads the aggregate actors run on (default: half the CPUs, at least one; see
+    /// `NodeConfig::actor_threads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_threads: Option<usize>,
     /// Hosted chains.
     pub chains: Vec<ChainConfig>,
     /// GPU jobs.
@@ -179,6 +183,17 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// Threads for the aggregate actors: the configured number, or half the CPUs (at least
+    /// one). Every transaction crosses from an HTTP worker to its actor and back, so actor
+    /// threads beyond what the cores can run at once only add task switches: on two cores one
+    /// actor thread beside the two HTTP workers gave 3-5 % more transfers/s than two
+    /// (BENCHMARKS.md, issue 6).
+    pub fn actor_threads(&self) -> usize {
+        self.actor_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        })
+    }
+
     /// Reads a configuration file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(io_error(path))?;
@@ -226,6 +241,11 @@ impl NodeConfig {
         if self.http_workers.is_some_and(|n| n == 0 || n > 256) {
             return Err(ConfigError::Invalid(
                 "http_workers must be between 1 and 256".into(),
+            ));
+        }
+        if self.actor_threads.is_some_and(|n| n == 0 || n > 256) {
+            return Err(ConfigError::Invalid(
+                "actor_threads must be between 1 and 256".into(),
             ));
         }
         if !ids.contains(self.default_chain.as_str()) {
@@ -356,6 +376,7 @@ pub fn create_devnet(
         listen: listen.to_string(),
         default_chain: DEVNET_CHAIN_ID.into(),
         http_workers: None,
+        actor_threads: None,
         allowed_hosts: Vec::new(),
         allowed_origins: Vec::new(),
         custody: CustodyConfig::default(),
@@ -411,4 +432,39 @@ pub fn faucet_address(data_dir: &Path, chain: &ChainConfig) -> Option<Address> {
     read_key_file(data_dir, &faucet.key_file)
         .ok()
         .map(|k| k.address())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text of a fresh devnet's configuration with `line` added at the top level.
+    fn devnet_with(line: &str) -> String {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("aitbc-config-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        create_devnet(&dir, "127.0.0.1:0", 0).unwrap();
+        let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        format!("{line}\n{text}")
+    }
+
+    #[test]
+    fn actor_threads_are_configured_or_half_the_cpus() {
+        let default = NodeConfig::parse(&devnet_with("")).unwrap();
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(default.actor_threads(), (cpus / 2).max(1));
+        let three = NodeConfig::parse(&devnet_with("actor_threads = 3")).unwrap();
+        assert_eq!(three.actor_threads(), 3);
+        for refused in ["actor_threads = 0", "actor_threads = 257"] {
+            let error = NodeConfig::parse(&devnet_with(refused)).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("actor_threads must be between 1 and 256"),
+                "{refused}: {error}"
+            );
+        }
+    }
 }

@@ -15,8 +15,6 @@ pub const BLOCKS_PAGE_DEFAULT: usize = 20;
 pub const BLOCKS_PAGE_BYTES_MAX: usize = 4 << 20;
 /// Shortest passphrase a custodial wallet accepts.
 pub const PASSPHRASE_LEN_MIN: usize = 8;
-/// Aggregate actor arbiters (threads): actors are spread over them by a hash of their id.
-pub const ACTOR_ARBITERS: usize = 2;
 /// Argon2id key derivations (19 MiB each) running at once for custodial wallets.
 pub const KDF_CONCURRENCY_MAX: usize = 2;
 /// Longest a custodial request waits for a derivation slot before 503 `unavailable`.

@@ -36,7 +36,7 @@ use store::{EventStore, FileStore, FileStoreOptions};
 use crate::app::{App, Components, Faucet, HostedChain};
 use crate::config::{NodeConfig, read_key_file};
 use crate::custody::Custody;
-use crate::limits::{ACTOR_ARBITERS, KDF_CONCURRENCY_MAX};
+use crate::limits::KDF_CONCURRENCY_MAX;
 use crate::routes;
 
 /// How long a client has to send a request's headers.
@@ -87,7 +87,9 @@ pub async fn start_with(
     let store: Arc<dyn EventStore> = file_store.clone();
     tracing::info!(events = store.next_position(), "event log open");
 
-    let mut arbiters: Vec<Arbiter> = (0..ACTOR_ARBITERS).map(|_| Arbiter::new()).collect();
+    let mut arbiters: Vec<Arbiter> = (0..config.actor_threads())
+        .map(|_| Arbiter::new())
+        .collect();
     let clock = SystemClock::shared();
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
     let registry = WalletRegistry::new(Registry::new(
