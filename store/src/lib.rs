@@ -33,6 +33,8 @@ use futures::stream::BoxStream;
 pub mod blobs;
 mod codec;
 mod file;
+#[cfg(feature = "nats")]
+mod jetstream;
 pub mod limits;
 #[cfg(any(test, feature = "test-utils"))]
 mod memory;
@@ -45,6 +47,10 @@ pub use file::{
     FileStore, FileStoreOptions, LogDamage, LogReport, StorageFaults, SyncFault, WriteFault, check,
     truncate,
 };
+#[cfg(feature = "nats")]
+pub use jetstream::{JetStreamOptions, JetStreamStore};
+#[cfg(all(feature = "nats", feature = "test-utils"))]
+pub use jetstream::{NatsCluster, nats_server_binary};
 #[cfg(any(test, feature = "test-utils"))]
 pub use memory::MemoryStore;
 

@@ -130,9 +130,9 @@ impl EventStore for MemoryStore {
 
     fn subscribe_all(&self, from: Position) -> BoxStream<'static, StoreResult<RecordedEvent>> {
         let inner = Arc::clone(&self.inner);
-        subscribe(from, self.head.subscribe(), move |from, max| {
-            Ok(read_all(&inner, from, max))
-        })
+        let read_all =
+            move |from, max| futures::future::ready(Ok(read_all(&inner, from, max))).boxed();
+        subscribe(from, self.head.subscribe(), Box::new(read_all))
     }
 
     fn next_position(&self) -> Position {

@@ -184,6 +184,16 @@ pub(crate) struct Plan {
     pub(crate) new: Vec<usize>,
 }
 
+/// An append checked against the state: the outcome with the places of events already in the
+/// stream (new ones' left at 0), the stream's id and last revision if it exists, and which
+/// input events are new.
+struct Decided {
+    outcome: AppendOutcome,
+    stream_id: Option<StreamId>,
+    new: Vec<usize>,
+    actual: Option<Revision>,
+}
+
 /// What the writer knows to decide appends: every stream's last revision and every event id.
 /// Updated as soon as an append is decided (ahead of durability); a failed write stops the
 /// writer for good, so it never decides on state that did not become durable.
@@ -217,6 +227,70 @@ impl WriteState {
         expected: ExpectedRevision,
         events: &[NewEvent],
     ) -> StoreResult<Plan> {
+        let Decided {
+            mut outcome,
+            stream_id,
+            new,
+            actual,
+        } = self.decide(stream, expected, events)?;
+        if new.is_empty() {
+            return Ok(Plan {
+                outcome,
+                stream_id: stream_id.unwrap_or(0),
+                new,
+            });
+        }
+        let stream_id = match stream_id {
+            Some(s) => s,
+            None => self.intern(stream),
+        };
+        let mut revision = actual.map_or(0, |r| r + 1);
+        for &i in &new {
+            let position = self.next_position;
+            self.next_position += 1;
+            let old = self.ids.insert(
+                IdKey::from(events[i].id),
+                IdEntry {
+                    stream: stream_id,
+                    position,
+                    revision,
+                },
+            );
+            assert!(old.is_none(), "event id decided twice");
+            outcome.positions[i] = position;
+            outcome.revisions[i] = revision;
+            revision += 1;
+        }
+        self.streams[stream_id as usize].last_revision = revision - 1;
+        Ok(Plan {
+            outcome,
+            stream_id,
+            new,
+        })
+    }
+
+    /// What [`WriteState::plan`] would decide, without recording anything: `Ok(Some(outcome))`
+    /// when every event is already in the stream (nothing to write), `Ok(None)` when the
+    /// append would write.
+    #[cfg(feature = "nats")]
+    pub(crate) fn preview(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: &[NewEvent],
+    ) -> StoreResult<Option<AppendOutcome>> {
+        let decided = self.decide(stream, expected, events)?;
+        Ok(decided.new.is_empty().then_some(decided.outcome))
+    }
+
+    /// The checks of an append against the current state: ids already in the stream (their
+    /// places) or in another (a conflict), then the expected revision if anything is new.
+    fn decide(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: &[NewEvent],
+    ) -> StoreResult<Decided> {
         let stream_id = self.stream_ids.get(stream).copied();
         let n = events.len();
         let mut outcome = AppendOutcome {
@@ -246,14 +320,15 @@ impl WriteState {
                 }
             }
         }
+        let actual = stream_id.map(|s| self.streams[s as usize].last_revision);
         if new.is_empty() {
-            return Ok(Plan {
+            return Ok(Decided {
                 outcome,
-                stream_id: stream_id.unwrap_or(0),
+                stream_id,
                 new,
+                actual,
             });
         }
-        let actual = stream_id.map(|s| self.streams[s as usize].last_revision);
         let ok = match expected {
             ExpectedRevision::Any => true,
             ExpectedRevision::NoStream => actual.is_none(),
@@ -266,32 +341,11 @@ impl WriteState {
                 actual,
             });
         }
-        let stream_id = match stream_id {
-            Some(s) => s,
-            None => self.intern(stream),
-        };
-        let mut revision = actual.map_or(0, |r| r + 1);
-        for &i in &new {
-            let position = self.next_position;
-            self.next_position += 1;
-            let old = self.ids.insert(
-                IdKey::from(events[i].id),
-                IdEntry {
-                    stream: stream_id,
-                    position,
-                    revision,
-                },
-            );
-            assert!(old.is_none(), "event id decided twice");
-            outcome.positions[i] = position;
-            outcome.revisions[i] = revision;
-            revision += 1;
-        }
-        self.streams[stream_id as usize].last_revision = revision - 1;
-        Ok(Plan {
+        Ok(Decided {
             outcome,
             stream_id,
             new,
+            actual,
         })
     }
 

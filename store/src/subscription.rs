@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
@@ -17,26 +18,28 @@ pub(crate) struct Head {
     pub(crate) closed: bool,
 }
 
-struct Cursor<R> {
+struct Cursor {
     next: Position,
     buffered: VecDeque<RecordedEvent>,
     head: watch::Receiver<Head>,
-    read_all: R,
+    read_all: ReadAll,
     done: bool,
 }
+
+/// Reads up to `max` events of `$all` from a position: a backend's read, synchronous (then
+/// wrapped in a ready future) or not.
+pub(crate) type ReadAll =
+    Box<dyn Fn(Position, usize) -> BoxFuture<'static, StoreResult<Vec<RecordedEvent>>> + Send>;
 
 /// Yields every event from `from` on: reads batches with `read_all` while behind the head, then
 /// waits for the head to move. Marks the head seen *before* comparing, so no wake-up is lost.
 /// Ends after yielding an error (a failed read, or [`StoreError::Closed`] once caught up with a
 /// closed store).
-pub(crate) fn subscribe<R>(
+pub(crate) fn subscribe(
     from: Position,
     head: watch::Receiver<Head>,
-    read_all: R,
-) -> BoxStream<'static, StoreResult<RecordedEvent>>
-where
-    R: Fn(Position, usize) -> StoreResult<Vec<RecordedEvent>> + Send + 'static,
-{
+    read_all: ReadAll,
+) -> BoxStream<'static, StoreResult<RecordedEvent>> {
     let cursor = Cursor {
         next: from,
         buffered: VecDeque::new(),
@@ -54,7 +57,7 @@ where
             }
             let head = *c.head.borrow_and_update();
             if c.next < head.next_position {
-                match (c.read_all)(c.next, limits::SUBSCRIPTION_BATCH_MAX) {
+                match (c.read_all)(c.next, limits::SUBSCRIPTION_BATCH_MAX).await {
                     Ok(events) => {
                         assert!(!events.is_empty(), "published events are readable");
                         for (i, e) in events.iter().enumerate() {

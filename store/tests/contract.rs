@@ -458,7 +458,7 @@ macro_rules! contract_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
-                    let (store, _dir) = $make();
+                    let (store, _dir) = $make().await;
                     checks::$check(store).await;
                 }
             )*
@@ -466,7 +466,7 @@ macro_rules! contract_suite {
             /// The subscription also works on a current-thread runtime (actix's).
             #[tokio::test(flavor = "current_thread")]
             async fn subscription_on_current_thread_runtime() {
-                let (store, _dir) = $make();
+                let (store, _dir) = $make().await;
                 checks::subscription_catches_up_then_goes_live(store).await;
             }
         }
@@ -496,3 +496,5 @@ macro_rules! contract {
 }
 
 contract!(memory => common::memory, file => common::file);
+#[cfg(feature = "nats")]
+contract!(jetstream => common::nats);
