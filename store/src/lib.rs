@@ -48,7 +48,7 @@ pub use file::{
     truncate,
 };
 #[cfg(feature = "nats")]
-pub use jetstream::{JetStreamOptions, JetStreamStore};
+pub use jetstream::{JetStreamOptions, JetStreamStore, LEASE_TTL, Lease};
 #[cfg(all(feature = "nats", feature = "test-utils"))]
 pub use jetstream::{NatsCluster, nats_server_binary};
 #[cfg(any(test, feature = "test-utils"))]
@@ -230,6 +230,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Loads the snapshot stored under `key`, if any and intact.
     fn load_snapshot(&self, key: &str) -> BoxFuture<'static, StoreResult<Option<Snapshot>>>;
+
+    /// Whether other nodes append to this log too: then this node's reads, `next_position` and
+    /// `stream_revision` show their appends only once it has applied them, a moment later.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Waits until this node has applied every event `stream` had in the log when called. A
+    /// log no other node appends to has nothing to wait for.
+    fn catch_up(&self, _stream: &str) -> BoxFuture<'static, StoreResult<()>> {
+        Box::pin(futures::future::ready(Ok(())))
+    }
 }
 
 /// Wall-clock now in Unix milliseconds (0 if the clock is before 1970).

@@ -246,3 +246,44 @@ async fn wait_for_position(store: &dyn EventStore, position: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A lease has one holder among the nodes; when the holder goes, another takes it within the
+/// lease's lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_has_one_holder_and_passes_on_when_it_dies() {
+    let prefix = fresh_prefix();
+    let a = nats_store(&prefix).await;
+    let b = nats_store(&prefix).await;
+    let (lease_a, lease_b) = (a.lease("sealer-x"), b.lease("sealer-x"));
+    let other = a.lease("sealer-y");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(lease_a.held() || lease_b.held()) || !other.held() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..40 {
+        assert!(!(lease_a.held() && lease_b.held()), "two holders at once");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (holder, successor) = match lease_a.held() {
+        true => (a, lease_b),
+        false => (b, lease_a),
+    };
+    drop(holder);
+    let gone = std::time::Instant::now();
+    while !successor.held() {
+        assert!(
+            gone.elapsed() < store::LEASE_TTL * 3,
+            "the lease did not pass on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("lease passed on {:?} after its holder went", gone.elapsed());
+    assert!(
+        gone.elapsed() >= store::LEASE_TTL / 3,
+        "taken while its holder's entry lived"
+    );
+}

@@ -20,7 +20,10 @@
 
 #[cfg(feature = "test-utils")]
 mod cluster;
+mod lease;
 mod message;
+
+pub use lease::{LEASE_TTL, Lease};
 
 #[cfg(feature = "test-utils")]
 pub use cluster::{NatsCluster, nats_server_binary};
@@ -55,6 +58,8 @@ const APPEND_DEADLINE: Duration = Duration::from_secs(15);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest an append waits for this node to apply its own message.
 const APPLY_WAIT: Duration = Duration::from_secs(30);
+/// Longest a node waits at start for its cluster to be ready.
+const CONNECT_WAIT: Duration = Duration::from_secs(60);
 /// How long the follower's pull requests last; the server's heartbeat comes at half of it.
 const FOLLOW_PULL_EXPIRY: Duration = Duration::from_secs(2);
 /// Bytes of recently applied events kept in memory for reads and subscriptions.
@@ -87,6 +92,7 @@ struct Shared {
     js: jetstream::Context,
     log: stream::Stream,
     snapshots: object_store::ObjectStore,
+    leases: async_nats::jetstream::kv::Store,
     runtime: tokio::runtime::Handle,
     index: Mutex<Index>,
     head: watch::Sender<Head>,
@@ -146,7 +152,7 @@ impl JetStreamStore {
             .map_err(|e| StoreError::Io(format!("store thread: {e}")))?;
         let runtime_handle = handle.clone();
         let opened = handle.spawn(async move {
-            let (shared, last) = open(options, runtime_handle).await?;
+            let (shared, last) = open_when_ready(options, runtime_handle).await?;
             let shared = Arc::new(shared);
             tokio::spawn(follow(Arc::clone(&shared)));
             shared.wait_applied(last).await?;
@@ -178,6 +184,29 @@ fn check_prefix(prefix: &str) -> StoreResult<()> {
 
 fn nats_error(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> StoreError + '_ {
     move |e| StoreError::Io(format!("{what}: {e}"))
+}
+
+/// [`open`], again while the cluster is not ready (servers still starting, no JetStream leader
+/// elected yet: a node started with its cluster waits for it), for `CONNECT_WAIT` at most.
+async fn open_when_ready(
+    options: JetStreamOptions,
+    runtime: tokio::runtime::Handle,
+) -> StoreResult<(Shared, u64)> {
+    let started = tokio::time::Instant::now();
+    let mut told = started;
+    loop {
+        match open(options.clone(), runtime.clone()).await {
+            Ok(opened) => return Ok(opened),
+            Err(e) if started.elapsed() < CONNECT_WAIT => {
+                if told.elapsed() >= Duration::from_secs(5) {
+                    tracing::warn!(error = %e, "waiting for the NATS cluster");
+                    told = tokio::time::Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Connects and makes sure the stream and the bucket exist; returns the stream's last sequence.
@@ -217,6 +246,7 @@ async fn open(
             .await
             .map_err(|e| nats_error("the snapshot bucket")(&e))?,
     };
+    let leases = lease::bucket(&js, &options.prefix, options.replicas).await?;
     let origin = format!("{:016x}", {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).map_err(|e| nats_error("randomness")(&e))?;
@@ -233,6 +263,7 @@ async fn open(
         js,
         log,
         snapshots,
+        leases,
         runtime,
         index: Mutex::default(),
         head: watch::Sender::new(Head::default()),
@@ -650,6 +681,17 @@ impl Drop for OutcomeSlot<'_> {
 }
 
 impl JetStreamStore {
+    /// Competes for the lease `name` (letters, digits, `-`, `_`) among the nodes of the cluster
+    /// for as long as the store is open: [`Lease::held`] says whether this node holds it.
+    pub fn lease(&self, name: &str) -> Lease {
+        let _runtime = self.shared.runtime.enter();
+        lease::compete(
+            self.shared.leases.clone(),
+            name.to_string(),
+            self.shared.origin.clone(),
+        )
+    }
+
     /// Runs `work` on the store's runtime, where the connection lives.
     fn run<T: Send + 'static>(
         &self,
@@ -745,6 +787,27 @@ impl EventStore for JetStreamStore {
 
     fn stream_revision(&self, stream: &str) -> Option<Revision> {
         self.shared.index.lock().streams.last_revision(stream)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn catch_up(&self, stream: &str) -> BoxFuture<'static, StoreResult<()>> {
+        let (shared, subject) = (
+            Arc::clone(&self.shared),
+            message::subject(&self.shared.prefix, stream),
+        );
+        self.run(async move {
+            let last = match shared.log.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => message.sequence,
+                Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => {
+                    return Ok(());
+                }
+                Err(e) => return Err(nats_error("the stream's last message")(&e)),
+            };
+            shared.wait_applied(last).await
+        })
     }
 
     fn save_snapshot(&self, key: &str, snapshot: Snapshot) -> BoxFuture<'static, StoreResult<()>> {
