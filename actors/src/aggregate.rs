@@ -155,6 +155,8 @@ pub struct AggregateActor<A: Hosted> {
     revision: Option<Revision>,
     snapshot_revision: Option<Revision>,
     store: Arc<dyn EventStore>,
+    /// Whether other nodes append to the log too (`EventStore::shared`).
+    shared_log: bool,
     registry: Registry<A>,
     queue: VecDeque<Pending<A>>,
     in_flight: bool,
@@ -179,6 +181,7 @@ impl<A: Hosted> AggregateActor<A> {
             state: A::State::default(),
             revision: None,
             snapshot_revision: None,
+            shared_log: store.shared(),
             store,
             registry,
             queue: VecDeque::new(),
@@ -209,6 +212,17 @@ impl<A: Hosted> AggregateActor<A> {
 
     /// Decides and appends the next batch, if none is in flight.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        // On a log other nodes append to, this stream may have moved on without this actor:
+        // its state is stale, so it stops and its commands are retried on a fresh activation.
+        if self.shared_log
+            && self.loaded
+            && !self.in_flight
+            && !self.queue.is_empty()
+            && self.store.stream_revision(&self.stream) != self.revision
+        {
+            self.stop(ctx);
+            return;
+        }
         while self.loaded && !self.in_flight && !self.queue.is_empty() {
             let class = A::batch_class(&self.queue.front().expect("not empty").command);
             let now_ms = self.registry.clock().now_ms();

@@ -33,11 +33,26 @@ pub struct SealingConfig {
     pub block_time: Duration,
     /// Seal blocks without transactions.
     pub empty_blocks: bool,
+    /// When nodes share one log, the one that may seal now (the holder of the chain's lease);
+    /// `None`: this node's own log, always.
+    pub permit: Option<SealPermit>,
+}
+
+/// Says whether this node may seal the chain now.
+#[derive(Clone)]
+pub struct SealPermit(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for SealPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealPermit(held: {})", (self.0)())
+    }
 }
 
 /// The block sealer of one chain. Its blocks are commands to the chain's aggregate actor.
 pub struct ChainActor {
     chain_id: String,
+    /// The chain's own stream (`chain/<id>`), where blocks are recorded.
+    chain_stream: String,
     wallet_prefix: String,
     /// Streams of this chain's jobs (their results carry receipts).
     job_prefix: String,
@@ -67,6 +82,7 @@ impl ChainActor {
             .chain_id
             .clone();
         ChainActor {
+            chain_stream: domain::chain::chain_stream(&chain_id),
             wallet_prefix: format!("wallet/{chain_id}/"),
             job_prefix: format!("job/{chain_id}/"),
             chain_id,
@@ -83,6 +99,14 @@ impl ChainActor {
     fn seal(&mut self, ctx: &mut Context<Self>) {
         let state = &self.state;
         if self.sealing || self.observed == state.next_position {
+            return;
+        }
+        if self
+            .config
+            .permit
+            .as_ref()
+            .is_some_and(|permit| !(permit.0)())
+        {
             return;
         }
         if self.pending.is_empty() && !self.config.empty_blocks {
@@ -121,12 +145,10 @@ impl ChainActor {
                     };
                     if event.block().hash != hash {
                         // Another writer sealed this height: our view of the chain is stale.
-                        tracing::error!(chain = %act.chain_id, "another block holds this height; sealer stops");
-                        ctx.stop();
+                        act.lost_race(ctx);
                         return;
                     }
-                    chain::evolve(&mut act.state, event);
-                    act.pending.drain(..included);
+                    act.record(event);
                     metrics::BLOCKS_SEALED
                         .with_label_values(&[&act.chain_id])
                         .inc();
@@ -136,6 +158,7 @@ impl ChainActor {
                         act.seal(ctx);
                     }
                 }
+                Err(CommandError::Conflict(_)) if act.config.permit.is_some() => act.lost_race(ctx),
                 Err(
                     error @ (CommandError::Store(StoreError::Closed | StoreError::Invalid(_))
                     | CommandError::Conflict(_)),
@@ -156,8 +179,38 @@ impl ChainActor {
 
 /// Type of the job event that carries a miner's receipt.
 const RESULT_SUBMITTED: &str = "JobResultSubmitted.v1";
+/// Type of a sealed block's event.
+const BLOCK_SEALED: &str = "BlockSealed.v1";
 
 impl ChainActor {
+    /// Takes a block into the sealer's view, once: the one it sealed, or one it observes in the
+    /// log (sealed by another node sharing the log, or by itself before it heard back).
+    fn record(&mut self, event: &ChainEvent) {
+        let block = event.block();
+        if block.height != self.state.height + 1 {
+            return;
+        }
+        chain::evolve(&mut self.state, event);
+        self.pending
+            .retain(|(position, _)| *position >= block.to_position);
+    }
+
+    /// Another writer sealed the height this sealer tried. On a log of its own that is a bug
+    /// somewhere: the sealer stops (and `/health` says so). On a log shared with other nodes it
+    /// is a lease that changed hands in between: the other node's block reaches this sealer
+    /// through the log, and it goes on from there.
+    fn lost_race(&mut self, ctx: &mut Context<Self>) {
+        match self.config.permit {
+            Some(_) => {
+                tracing::warn!(chain = %self.chain_id, "another node sealed this height; following its block")
+            }
+            None => {
+                tracing::error!(chain = %self.chain_id, "another block holds this height; sealer stops");
+                ctx.stop();
+            }
+        }
+    }
+
     /// Adds the leaf of the receipt a job's `ResultSubmitted` carries.
     fn receipt(&mut self, job: &str, event: &RecordedEvent) {
         let decoded = DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms);
@@ -207,6 +260,13 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ChainActor {
             "the subscription is gap-free"
         );
         self.observed += 1;
+        if *event.stream == *self.chain_stream && event.event_type == BLOCK_SEALED {
+            match DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms) {
+                Ok(DomainEvent::Chain(sealed)) => self.record(&sealed),
+                other => tracing::error!(position = event.position, ?other, "undecodable block"),
+            }
+            return;
+        }
         if let Some(job) = event.stream.strip_prefix(&self.job_prefix) {
             if event.event_type == RESULT_SUBMITTED {
                 self.receipt(job, &event);

@@ -196,8 +196,30 @@ impl<A: Hosted> Registry<A> {
         )))
     }
 
-    /// Decides and records `command` on instance `id`.
+    /// Decides and records `command` on instance `id`. On a log shared with other nodes, a
+    /// refusal is decided again once this node has applied everything the stream held (the
+    /// command may follow another node's append this node had not applied yet: a nonce, a
+    /// credit).
     pub async fn execute(&self, id: A::Id, command: A::Command) -> Reply<A> {
+        let store = &self.inner.store;
+        if !store.shared() {
+            return self.execute_here(id, command).await;
+        }
+        let stream = A::stream(&id);
+        let seen = store.stream_revision(&stream);
+        let result = self.execute_here(id.clone(), command.clone()).await;
+        if !matches!(result, Err(CommandError::Rejected(_))) {
+            return result;
+        }
+        match store.catch_up(&stream).await {
+            Ok(()) if store.stream_revision(&stream) != seen => {
+                self.execute_here(id, command).await
+            }
+            _ => result,
+        }
+    }
+
+    async fn execute_here(&self, id: A::Id, command: A::Command) -> Reply<A> {
         let facts = (self.inner.facts)(&id)?;
         if !self.inner.actors.contains_key(&id)
             && self.inner.store.stream_revision(&A::stream(&id)).is_none()

@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow};
 use clap::Args;
-use http::config::{CONFIG_FILE, DEFAULT_LISTEN, NodeConfig, create_devnet, faucet_address};
+use http::config::{
+    CONFIG_FILE, DEFAULT_LISTEN, NodeConfig, StoreConfig, create_devnet, faucet_address,
+};
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -16,6 +18,11 @@ pub struct NodeArgs {
     /// a devnet configuration created now).
     #[arg(long, env = "AITBC_LISTEN")]
     listen: Option<String>,
+    /// The event log on a NATS JetStream cluster shared with other nodes: its servers as
+    /// comma-separated nats://host:port URLs (overrides `[store] nats`; default: the log in the
+    /// data directory). Nodes of one network share the configuration's chains and keys.
+    #[arg(long, env = "AITBC_STORE", value_name = "URLS")]
+    store: Option<String>,
     /// Configuration file (default: <data-dir>/aitbc.toml, created as a devnet if missing).
     #[arg(long, env = "AITBC_CONFIG")]
     config: Option<PathBuf>,
@@ -43,6 +50,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     };
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(urls) = &args.store {
+        let mut store = StoreConfig::from_urls(urls)?;
+        if let Some(configured) = config.store.take() {
+            (store.prefix, store.replicas) = (configured.prefix, configured.replicas);
+        }
+        config.store = Some(store);
     }
     let system = actix_web::rt::System::new();
     system.block_on(async move {

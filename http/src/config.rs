@@ -53,6 +53,76 @@ pub struct NodeConfig {
     /// Custodial wallets.
     #[serde(default)]
     pub custody: CustodyConfig,
+    /// Where the event log lives: this data directory (no table) or a NATS JetStream cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreConfig>,
+}
+
+/// The `[store]` table: the event log on a NATS JetStream cluster, shared by every node that
+/// names the same servers and prefix.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The cluster's servers (`nats://host:port`).
+    pub nats: Vec<String>,
+    /// Names the log's JetStream objects (`<PREFIX>_LOG`, `<prefix>-snapshots`,
+    /// `<prefix>-leases`): nodes of one network share it, other networks use another.
+    #[serde(default = "default_store_prefix")]
+    pub prefix: String,
+    /// Replicas of the log when the first node creates it (3: a cluster of three or more).
+    #[serde(default = "default_store_replicas")]
+    pub replicas: usize,
+}
+
+fn default_store_prefix() -> String {
+    "aitbc".into()
+}
+
+fn default_store_replicas() -> usize {
+    3
+}
+
+impl StoreConfig {
+    /// A `[store]` for the servers in `urls` (comma-separated `nats://` URLs, `--store`).
+    pub fn from_urls(urls: &str) -> Result<StoreConfig, ConfigError> {
+        let config = StoreConfig {
+            nats: urls.split(',').map(|u| u.trim().to_string()).collect(),
+            prefix: default_store_prefix(),
+            replicas: default_store_replicas(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |why: String| Err(ConfigError::Invalid(format!("[store] {why}")));
+        if self.nats.is_empty() || self.nats.len() > 64 {
+            return invalid("nats: between 1 and 64 server URLs".into());
+        }
+        if let Some(url) = self
+            .nats
+            .iter()
+            .find(|u| !u.starts_with("nats://") || u.len() <= 7)
+        {
+            return invalid(format!("nats: {url:?} is not a nats://host:port URL"));
+        }
+        let prefix_ok = !self.prefix.is_empty()
+            && self.prefix.len() <= 64
+            && self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !prefix_ok {
+            return invalid(format!(
+                "prefix {:?}: 1-64 letters, digits, '-' or '_'",
+                self.prefix
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return invalid("replicas: between 1 and 5".into());
+        }
+        Ok(())
+    }
 }
 
 /// The `[custody]` table.
@@ -243,6 +313,9 @@ impl NodeConfig {
                 "http_workers must be between 1 and 256".into(),
             ));
         }
+        if let Some(store) = &self.store {
+            store.validate()?;
+        }
         if self.actor_threads.is_some_and(|n| n == 0 || n > 256) {
             return Err(ConfigError::Invalid(
                 "actor_threads must be between 1 and 256".into(),
@@ -377,6 +450,7 @@ pub fn create_devnet(
         default_chain: DEVNET_CHAIN_ID.into(),
         http_workers: None,
         actor_threads: None,
+        store: None,
         allowed_hosts: Vec::new(),
         allowed_origins: Vec::new(),
         custody: CustodyConfig::default(),

@@ -12,7 +12,7 @@ use actix::{Actor, Arbiter, ArbiterHandle};
 use actix_web::{HttpServer, web};
 use actors::CommandError;
 use actors::bootstrap::ensure_chain;
-use actors::chain::{ChainActor, SealingConfig};
+use actors::chain::{ChainActor, SealPermit, SealingConfig};
 use actors::clock::SystemClock;
 use actors::dao::{PauseBoard, dao_facts, publish_to};
 use actors::protocol::ProtocolManager;
@@ -31,7 +31,7 @@ use domain::vesting::{Vesting, VestingId};
 use domain::wgsl::ShaderHost;
 use projections::explorer::Explorer;
 use projections::runner::ProjectionRunner;
-use store::{EventStore, FileStore, FileStoreOptions};
+use store::{EventStore, FileStore, FileStoreOptions, JetStreamOptions, JetStreamStore};
 
 use crate::app::{App, Components, Faucet, HostedChain};
 use crate::config::{NodeConfig, read_key_file};
@@ -61,8 +61,65 @@ pub struct Node {
     pub server: actix_web::dev::Server,
     /// Address bound.
     pub addr: SocketAddr,
-    file_store: Arc<FileStore>,
+    log: Log,
     _arbiters: Vec<Arbiter>,
+}
+
+/// Where this node's event log lives.
+#[derive(Clone)]
+enum Log {
+    /// In the data directory.
+    File(Arc<FileStore>),
+    /// On a NATS JetStream cluster shared with other nodes.
+    JetStream(Arc<JetStreamStore>),
+}
+
+impl Log {
+    async fn open(
+        config: &NodeConfig,
+        data_dir: &Path,
+        options: FileStoreOptions,
+    ) -> Result<Log, StartError> {
+        match &config.store {
+            None => FileStore::open_with(data_dir.join("store"), options)
+                .map(Log::File)
+                .map_err(|e| fail("event log")(e.to_string())),
+            Some(cluster) => JetStreamStore::connect(JetStreamOptions {
+                urls: cluster.nats.clone(),
+                prefix: cluster.prefix.clone(),
+                replicas: cluster.replicas,
+            })
+            .await
+            .map(|store| Log::JetStream(Arc::new(store)))
+            .map_err(|e| fail("event log on the NATS cluster")(e.to_string())),
+        }
+    }
+
+    fn store(&self) -> Arc<dyn EventStore> {
+        match self {
+            Log::File(store) => store.clone(),
+            Log::JetStream(store) => store.clone(),
+        }
+    }
+
+    /// What lets this node seal `chain_id`: on a shared log, holding the chain's lease.
+    fn seal_permit(&self, chain_id: &str) -> Option<SealPermit> {
+        match self {
+            Log::File(_) => None,
+            Log::JetStream(store) => {
+                let lease = store.lease(&format!("sealer-{}", hex::encode(chain_id)));
+                Some(SealPermit(Arc::new(move || lease.held())))
+            }
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Log::File(store) => store.close(),
+            // Acknowledged appends are on the cluster already; the connection closes with it.
+            Log::JetStream(_) => {}
+        }
+    }
 }
 
 /// Starts a node for `config` with its data in `data_dir`; `shaders` is its GPU executor for
@@ -82,9 +139,8 @@ pub async fn start_with(
     shaders: Option<Arc<dyn ShaderHost>>,
     store_options: FileStoreOptions,
 ) -> Result<Node, StartError> {
-    let file_store = FileStore::open_with(data_dir.join("store"), store_options)
-        .map_err(|e| fail("event log")(e.to_string()))?;
-    let store: Arc<dyn EventStore> = file_store.clone();
+    let log = Log::open(&config, data_dir, store_options).await?;
+    let store = log.store();
     tracing::info!(events = store.next_position(), "event log open");
 
     let mut arbiters: Vec<Arbiter> = (0..config.actor_threads())
@@ -261,6 +317,7 @@ pub async fn start_with(
             let sealing = SealingConfig {
                 block_time: Duration::from_millis(chain.block_time_ms),
                 empty_blocks: chain.empty_blocks,
+                permit: log.seal_permit(&chain_id),
             };
             let sealer = ChainActor::new(state, chain_registry.clone(), signers, sealing);
             sealers.push((
@@ -409,7 +466,7 @@ pub async fn start_with(
         app,
         server: server.run(),
         addr,
-        file_store,
+        log,
         _arbiters: arbiters,
     })
 }
@@ -450,7 +507,7 @@ impl Node {
             }
             Err(_) => tracing::warn!("the explorer had stopped: no commit at shutdown"),
         }
-        self.file_store.close();
+        self.log.close();
         result
     }
 }

@@ -108,6 +108,7 @@ impl TestNode {
             .env_remove("AITBC_DATA_DIR")
             .env_remove("AITBC_LISTEN")
             .env_remove("AITBC_CONFIG")
+            .env_remove("AITBC_STORE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
