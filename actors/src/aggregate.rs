@@ -212,15 +212,15 @@ impl<A: Hosted> AggregateActor<A> {
 
     /// Decides and appends the next batch, if none is in flight.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        // On a log other nodes append to, this stream may have moved on without this actor:
-        // its state is stale, so it stops and its commands are retried on a fresh activation.
+        // On a log other nodes append to, this stream may have moved on without this actor
+        // (another node's credit, or its own commands): it applies those events first.
         if self.shared_log
             && self.loaded
             && !self.in_flight
             && !self.queue.is_empty()
             && self.store.stream_revision(&self.stream) != self.revision
         {
-            self.stop(ctx);
+            self.catch_up(ctx);
             return;
         }
         while self.loaded && !self.in_flight && !self.queue.is_empty() {
@@ -453,6 +453,39 @@ impl<A: Hosted> AggregateActor<A> {
                 tracing::warn!(%stream, %error, "snapshot not saved");
             }
         });
+    }
+
+    /// Applies the events of its stream this actor did not write (on a shared log), then goes
+    /// on deciding. A page that does not continue its revision means a view it cannot trust:
+    /// it stops, and its commands go to a fresh activation.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        self.in_flight = true;
+        let from = self.revision.map_or(0, |r| r + 1);
+        let read = self
+            .store
+            .read_stream(&self.stream, from, REHYDRATE_PAGE_MAX);
+        ctx.spawn(read.into_actor(self).map(move |page, act, ctx| {
+            act.in_flight = false;
+            let page = match page {
+                Ok(page) if page.first().is_some_and(|e| e.revision == from) => page,
+                _ => return act.stop(ctx),
+            };
+            for recorded in page {
+                let decoded = A::decode(
+                    &recorded.event_type,
+                    &recorded.data,
+                    recorded.recorded_at_ms,
+                );
+                let Ok(event) = decoded else {
+                    return act.stop(ctx);
+                };
+                A::evolve(&mut act.state, &event);
+                act.revision = Some(recorded.revision);
+                act.remember(A::event_id(&act.id, &event), &event, recorded.position);
+            }
+            act.registry.publish(&act.id, &act.state);
+            act.flush(ctx);
+        }));
     }
 
     fn stop(&mut self, ctx: &mut Context<Self>) {
