@@ -98,13 +98,15 @@ impl TestNode {
     }
 
     fn launch(&mut self) {
+        // The nodes log warnings; `AITBC_TEST_LOG` (a `RUST_LOG` filter) shows more.
+        let log_filter = std::env::var("AITBC_TEST_LOG").unwrap_or_else(|_| "warn".into());
         let mut cmd = Command::new(binary());
         cmd.arg("node")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_filter)
             .env_remove("AITBC_DATA_DIR")
             .env_remove("AITBC_LISTEN")
             .env_remove("AITBC_CONFIG")

@@ -49,8 +49,12 @@ pub fn nats_server_binary() -> Result<PathBuf, String> {
     })
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `n` distinct free ports: each is held until all are chosen, so none is handed out twice.
+fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 impl NatsCluster {
@@ -64,12 +68,8 @@ impl NatsCluster {
         let dir = std::env::temp_dir().join(format!("aitbc-nats-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let ports = || -> std::io::Result<Vec<(u16, u16)>> {
-            (0..size)
-                .map(|_| Ok((free_port()?, free_port()?)))
-                .collect()
-        };
-        let ports = ports().map_err(|e| format!("free ports: {e}"))?;
+        let free = free_ports(2 * size).map_err(|e| format!("free ports: {e}"))?;
+        let ports: Vec<(u16, u16)> = free.chunks(2).map(|p| (p[0], p[1])).collect();
         let mut servers = Vec::with_capacity(size);
         for (i, &(client_port, cluster_port)) in ports.iter().enumerate() {
             let routes: Vec<String> = ports
