@@ -29,6 +29,22 @@ pub enum BenchCommand {
         /// the next sender.
         #[arg(long)]
         new_accounts: bool,
+        /// Another node serving the same chain (one log on a NATS cluster), repeatable: the
+        /// connections are spread over `--node` and these, each sender on one node.
+        #[arg(long = "also", value_name = "URL")]
+        also: Vec<String>,
+    },
+    /// Signed `stake` transactions over HTTP, a kind that crosses aggregates: each debits its
+    /// sender's wallet, credits the staking account and opens a position in the chain's staking
+    /// aggregate (the smallest stake the chain's first pool takes, for its shortest lock).
+    /// Connections and output as `transfers`.
+    Stakes {
+        /// Concurrent connections (one staker account each).
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
+        /// Stakes in total.
+        #[arg(long, default_value_t = 50_000)]
+        stakes: usize,
     },
     /// Small `sha256` jobs end to end: submitted by a client, run by miners in this process on
     /// this machine's GPU adapter, verified and paid by the node. Prints jobs/s and the
@@ -49,7 +65,33 @@ pub fn run(ctx: &Context, command: BenchCommand) -> anyhow::Result<()> {
             connections,
             transfers,
             new_accounts,
-        } => transfers_bench(ctx, connections, transfers, new_accounts),
+            also,
+        } => {
+            let workload = match new_accounts {
+                true => Workload::TransfersToNewAccounts,
+                false => Workload::Transfers,
+            };
+            transfers_bench(ctx, connections, transfers, workload, &also)
+        }
+        BenchCommand::Stakes {
+            connections,
+            stakes,
+        } => {
+            let pools = ctx.get("/v1/pools")?;
+            let pool = pools["pools"]
+                .get(0)
+                .ok_or_else(|| anyhow!("the chain has no staking pool"))?;
+            let workload = Workload::Stakes {
+                pool_id: pool["id"].as_str().unwrap_or_default().to_string(),
+                amount: pool["min_stake"]
+                    .as_str()
+                    .unwrap_or("0")
+                    .parse()
+                    .map_err(|_| anyhow!("bad min_stake"))?,
+                lock_days: pool["min_lock_days"].as_u64().unwrap_or(0) as u32,
+            };
+            transfers_bench(ctx, connections, stakes, workload, &[])
+        }
         BenchCommand::Jobs { jobs, miners } => jobs_bench(ctx, jobs, miners),
     }
 }
@@ -61,11 +103,76 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// What each signed transaction of a run does.
+enum Workload {
+    /// 1 base unit to the next sender.
+    Transfers,
+    /// 1 base unit to an address no key holds, a new one each time.
+    TransfersToNewAccounts,
+    /// A new stake position.
+    Stakes {
+        pool_id: String,
+        amount: Amount,
+        lock_days: u32,
+    },
+}
+
+impl Workload {
+    /// Base units each transaction takes from its sender besides the fee.
+    fn outflow(&self) -> u128 {
+        match self {
+            Workload::Transfers | Workload::TransfersToNewAccounts => 1,
+            Workload::Stakes { amount, .. } => amount.0,
+        }
+    }
+
+    /// The payload of sender `i`'s transaction `nonce` (`next`: the next sender's address).
+    fn payload(
+        &self,
+        chain_id: &str,
+        key: &SigningKey,
+        i: usize,
+        nonce: u64,
+        fee: Amount,
+        next: Address,
+    ) -> TxPayload {
+        match self {
+            Workload::Transfers => {
+                TxPayload::transfer(chain_id, key.address(), nonce, fee, next, Amount(1))
+            }
+            Workload::TransfersToNewAccounts => {
+                let to = Address::module(&format!("bench/{i}/{nonce}"));
+                TxPayload::transfer(chain_id, key.address(), nonce, fee, to, Amount(1))
+            }
+            Workload::Stakes {
+                pool_id,
+                amount,
+                lock_days,
+            } => TxPayload {
+                chain_id: chain_id.to_string(),
+                sender: key.address(),
+                nonce,
+                fee,
+                kind: "stake".to_string(),
+                body: json!({"pool_id": pool_id, "amount": amount, "lock_days": lock_days}),
+            },
+        }
+    }
+
+    fn noun(&self) -> &'static str {
+        match self {
+            Workload::Stakes { .. } => "stakes",
+            _ => "transfers",
+        }
+    }
+}
+
 fn transfers_bench(
     ctx: &Context,
     connections: usize,
     transfers: usize,
-    new_accounts: bool,
+    workload: Workload,
+    also: &[String],
 ) -> anyhow::Result<()> {
     if connections == 0 || connections > 4096 || transfers < connections {
         bail!("need 1..=4096 connections and at least one transfer per connection");
@@ -91,7 +198,7 @@ fn transfers_bench(
         .collect::<Result<_, _>>()?;
 
     eprintln!("funding {connections} senders from the faucet...");
-    let funding = Amount((1 + fee.0) * per_sender as u128 + 1);
+    let funding = Amount((workload.outflow() + fee.0) * per_sender as u128 + 1);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let handles: Vec<_> = keys
             .chunks(connections.div_ceil(16))
@@ -113,7 +220,8 @@ fn transfers_bench(
         Ok(())
     })?;
 
-    eprintln!("signing {} transfers...", per_sender * connections);
+    let noun = workload.noun();
+    eprintln!("signing {} {noun}...", per_sender * connections);
     let bodies: Vec<Vec<String>> = keys
         .iter()
         .enumerate()
@@ -121,13 +229,7 @@ fn transfers_bench(
             let next = keys[(i + 1) % connections].address();
             (0..per_sender as u64)
                 .map(|nonce| {
-                    // A fresh account: an address no key holds, unique per (sender, nonce).
-                    let to = match new_accounts {
-                        true => Address::module(&format!("bench/{i}/{nonce}")),
-                        false => next,
-                    };
-                    let payload =
-                        TxPayload::transfer(&chain_id, key.address(), nonce, fee, to, Amount(1));
+                    let payload = workload.payload(&chain_id, key, i, nonce, fee, next);
                     serde_json::to_string(&sign_payload(key, &payload)).expect("serializes")
                 })
                 .collect()
@@ -135,24 +237,31 @@ fn transfers_bench(
         .collect();
 
     eprintln!("sending with {connections} connections...");
-    let address = ctx
-        .node
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("the load generator speaks plain http:// only"))?;
-    let requests: Vec<Vec<Vec<u8>>> = bodies
+    let addresses: Vec<&str> = std::iter::once(ctx.node.as_str())
+        .chain(also.iter().map(String::as_str))
+        .map(|url| {
+            url.strip_prefix("http://")
+                .ok_or_else(|| anyhow!("the load generator speaks plain http:// only: {url}"))
+        })
+        .collect::<Result<_, _>>()?;
+    // Connection i (sender i) goes to node i mod n.
+    let requests: Vec<(String, Vec<Vec<u8>>)> = bodies
         .into_iter()
-        .map(|bodies| {
-            bodies
+        .enumerate()
+        .map(|(i, bodies)| {
+            let address = addresses[i % addresses.len()];
+            let requests = bodies
                 .iter()
                 .map(|body| raw::post_request(address, "/v1/transactions", body))
-                .collect()
+                .collect();
+            (address.to_string(), requests)
         })
         .collect();
     let barrier = Arc::new(Barrier::new(connections + 1));
     let workers: Vec<_> = requests
         .into_iter()
-        .map(|requests| {
-            let (address, barrier) = (address.to_string(), barrier.clone());
+        .map(|(address, requests)| {
+            let barrier = barrier.clone();
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || {
@@ -197,15 +306,19 @@ fn transfers_bench(
     latencies.sort_unstable();
     let committed = latencies.len();
     println!(
-        "bench transfers: chain {chain_id}, {connections} connections, node {}",
-        ctx.node
+        "bench {noun}: chain {chain_id}, {connections} connections, node {}",
+        std::iter::once(&ctx.node)
+            .chain(also)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" + ")
     );
     println!(
-        "  committed:   {committed} transfers ({errors} errors) in {:.2} s",
+        "  committed:   {committed} {noun} ({errors} errors) in {:.2} s",
         elapsed.as_secs_f64()
     );
     println!(
-        "  throughput:  {:.0} committed transfers/s",
+        "  throughput:  {:.0} committed {noun}/s",
         committed as f64 / elapsed.as_secs_f64()
     );
     println!(
@@ -215,7 +328,7 @@ fn transfers_bench(
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     if errors > 0 {
-        bail!("{errors} transfers failed");
+        bail!("{errors} {noun} failed");
     }
     Ok(())
 }
