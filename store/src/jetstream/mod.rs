@@ -530,7 +530,7 @@ impl Shared {
                         StoreError::Io(format!("message {}: no outcome applied", ack.sequence))
                     })?;
                 }
-                Err(e) if matches!(e.kind(), context::PublishErrorKind::WrongLastSequence) => {
+                Err(e) if wrong_last_sequence(&e) => {
                     let found = self.log.get_last_raw_message_by_subject(&subject).await;
                     let sequence = match found {
                         Ok(message) => message.sequence,
@@ -658,6 +658,22 @@ impl Fetch {
         }
         Ok((self.written, recorded.into()))
     }
+}
+
+/// Whether the server refused a publish because the subject's last sequence was not the
+/// expected one. Servers since 2.12 say so with error code 10164 as well as 10071, and the
+/// client names only the latter.
+fn wrong_last_sequence(error: &context::PublishError) -> bool {
+    if matches!(error.kind(), context::PublishErrorKind::WrongLastSequence) {
+        return true;
+    }
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|e| {
+            let code = e.error_code();
+            code == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                || code == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+        })
 }
 
 /// The slot where the follower puts the outcome of one of this process's appends; removed
