@@ -120,6 +120,8 @@ impl<A: Aggregate, R: 'static> Message for Query<A, R> {
 struct Pending<A: Aggregate> {
     command: A::Command,
     reply: oneshot::Sender<Reply<A>>,
+    /// How many times another node's append to the stream made it decide again.
+    conflicts: u32,
 }
 
 /// Who waits for which events of an in-flight batch.
@@ -127,7 +129,13 @@ struct Waiter<A: Aggregate> {
     events: Range<usize>,
     duplicate: bool,
     reply: oneshot::Sender<Reply<A>>,
+    /// On a shared log, the command, to decide again if another node appended first.
+    retry: Option<(A::Command, u32)>,
 }
+
+/// Most times a command is decided again because other nodes kept appending to its stream
+/// first; then it is answered `Restarting` (the registry tries a fresh activation).
+const CONFLICTS_MAX: u32 = 8;
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot<S> {
@@ -258,7 +266,12 @@ impl<A: Hosted> AggregateActor<A> {
     }
 
     fn decide_one(&mut self, pending: Pending<A>, now_ms: u64, batch: &mut Batch<A>) {
-        let Pending { command, reply } = pending;
+        let Pending {
+            command,
+            reply,
+            conflicts,
+        } = pending;
+        let retry = self.shared_log.then(|| (command.clone(), conflicts));
         if let Some(known) = A::command_event_id(&self.id, &command) {
             if let Some((event, position)) = self.recent.get(&known) {
                 metrics::command(A::NAME, "duplicate");
@@ -273,6 +286,7 @@ impl<A: Hosted> AggregateActor<A> {
                     events: index..index + 1,
                     duplicate: true,
                     reply,
+                    retry,
                 });
                 return;
             }
@@ -303,6 +317,7 @@ impl<A: Hosted> AggregateActor<A> {
                     events: start..batch.events.len(),
                     duplicate: false,
                     reply,
+                    retry,
                 });
             }
             Err(error) => {
@@ -344,6 +359,25 @@ impl<A: Hosted> AggregateActor<A> {
     ) {
         let outcome = match result {
             Ok(outcome) => outcome,
+            // Another node appended to this stream first (a shared log): nothing of this batch
+            // was written. Its commands go back to the front of the queue, and `flush` applies
+            // the other node's events before deciding them again.
+            Err(StoreError::WrongExpectedRevision { .. })
+                if self.shared_log
+                    && waiters
+                        .iter()
+                        .all(|w| w.retry.as_ref().is_some_and(|(_, n)| *n < CONFLICTS_MAX)) =>
+            {
+                for waiter in waiters.into_iter().rev() {
+                    let (command, conflicts) = waiter.retry.expect("checked");
+                    self.queue.push_front(Pending {
+                        command,
+                        reply: waiter.reply,
+                        conflicts: conflicts + 1,
+                    });
+                }
+                return;
+            }
             Err(error) => {
                 // The log refused or failed: our view may be stale. Answer everyone, then stop so
                 // that the next command rehydrates from the log.
@@ -612,6 +646,7 @@ impl<A: Hosted> Handler<Execute<A>> for AggregateActor<A> {
             Pending {
                 command: msg.0,
                 reply,
+                conflicts: 0,
             },
             ctx,
         );
