@@ -31,6 +31,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use imbl::{OrdMap, OrdSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
@@ -404,14 +406,16 @@ pub struct Provider {
 pub struct StakingState {
     /// Pools by id.
     pub pools: BTreeMap<String, Pool>,
-    /// Positions by id (the `stake` transaction's hash).
-    pub positions: BTreeMap<Hash32, Position>,
+    /// Positions by id (the `stake` transaction's hash). The collections that grow with the
+    /// positions are persistent maps (`imbl`): the actor decides each batch against a copy of
+    /// the state, which must not cost a copy of every position.
+    pub positions: OrdMap<Hash32, Position>,
     /// Providers that staked.
     pub providers: BTreeMap<Address, Provider>,
     /// Position ids by owner.
-    pub owned: BTreeMap<Address, BTreeSet<Hash32>>,
+    pub owned: OrdMap<Address, OrdSet<Hash32>>,
     /// Each owner's stake in all pools, as it changed (voting power counts it: PRODUCT.md §3).
-    pub staked: BTreeMap<Address, Vec<BalanceChange>>,
+    pub staked: OrdMap<Address, Vec<BalanceChange>>,
 }
 
 impl StakingState {
@@ -536,13 +540,21 @@ impl StakingState {
         position.weight = weight;
     }
 
-    /// Records `owner`'s total stake at `at_ms` in its history (one change per time).
-    fn record_stake(&mut self, owner: Address, at_ms: u64) {
-        let total: u128 = self
-            .positions_of(&owner)
-            .iter()
-            .map(|id| self.positions[id].amount.0)
-            .sum();
+    /// Records `owner`'s total stake at `at_ms` in its history (one change per time): its last
+    /// total with `added` and without `removed` (each change of a position's amount comes
+    /// here, so the last total is always the sum of its positions; summing them instead would
+    /// cost every stake a pass over all of the owner's positions).
+    fn record_stake(&mut self, owner: Address, at_ms: u64, added: u128, removed: u128) {
+        let history = self.staked.entry(owner).or_default();
+        let total = history.last().map_or(0, |last| last.balance.0) + added - removed;
+        debug_assert_eq!(
+            total,
+            self.owned.get(&owner).map_or(0, |ids| ids
+                .iter()
+                .map(|id| self.positions[id].amount.0)
+                .sum()),
+            "the running total is the sum of the positions"
+        );
         let history = self.staked.entry(owner).or_default();
         let change = BalanceChange {
             at_ms: history.last().map_or(at_ms, |last| last.at_ms.max(at_ms)),
@@ -1185,7 +1197,7 @@ impl Aggregate for Staking {
                     },
                 );
                 state.reweigh(tx, *at_ms);
-                state.record_stake(*owner, *at_ms);
+                state.record_stake(*owner, *at_ms, amount.0, 0);
             }
             StakingEvent::StakeAdded {
                 position_id,
@@ -1205,7 +1217,7 @@ impl Aggregate for Staking {
                 for id in state.positions_of(&owner) {
                     state.reweigh(&id, *at_ms);
                 }
-                state.record_stake(owner, *at_ms);
+                state.record_stake(owner, *at_ms, amount.0, 0);
             }
             StakingEvent::RewardsClaimed {
                 position_id,
@@ -1223,9 +1235,9 @@ impl Aggregate for Staking {
                 position.closed = true;
                 state.reweigh(position_id, *at_ms);
                 let position = state.positions.get_mut(position_id).expect("exists");
-                position.amount = Amount::ZERO;
+                let returned = std::mem::replace(&mut position.amount, Amount::ZERO);
                 let owner = position.owner;
-                state.record_stake(owner, *at_ms);
+                state.record_stake(owner, *at_ms, 0, returned.0);
             }
             StakingEvent::EpochSettled {
                 pool_id, record, ..
@@ -1235,10 +1247,14 @@ impl Aggregate for Staking {
                 let end_ms = record.end_ms;
                 // Shares come in position order: one pass pays them and opens the next epoch.
                 let mut shares = shares.into_iter().peekable();
-                for (id, position) in state.positions.iter_mut() {
-                    if position.pool_id != *pool_id {
-                        continue;
-                    }
+                let in_pool: Vec<Hash32> = state
+                    .positions
+                    .iter()
+                    .filter(|(_, p)| p.pool_id == *pool_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in &in_pool {
+                    let position = state.positions.get_mut(id).expect("listed");
                     if let Some((_, share)) = shares.next_if(|(share_id, _)| share_id == id) {
                         position.accrued = position.accrued.checked_add(share).expect("fits");
                     }
@@ -1301,7 +1317,8 @@ impl Aggregate for Staking {
                     }
                     state.reweigh(id, *at_ms);
                 }
-                state.record_stake(*miner, *at_ms);
+                let slashed: u128 = taken.iter().map(|(_, amount)| amount.0).sum();
+                state.record_stake(*miner, *at_ms, 0, slashed);
             }
             StakingEvent::Reweighed {
                 miner,

@@ -682,3 +682,23 @@ fn a_proposals_pool_is_added_once_and_a_taken_id_sends_the_budget_back() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The state's persistent maps serialize as the `BTreeMap`s and `BTreeSet`s before them did, so
+/// snapshots written by earlier releases still load (and the JSON is the same).
+#[test]
+fn persistent_collections_keep_the_snapshot_format() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let pairs = [("b".to_string(), vec![2u32]), ("a".to_string(), vec![1, 3])];
+    let tree: BTreeMap<String, Vec<u32>> = pairs.iter().cloned().collect();
+    let persistent: imbl::OrdMap<String, Vec<u32>> = pairs.iter().cloned().collect();
+    let json = serde_json::to_string(&tree).unwrap();
+    assert_eq!(serde_json::to_string(&persistent).unwrap(), json);
+    let back: imbl::OrdMap<String, Vec<u32>> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, persistent);
+    let set: BTreeSet<u32> = [3, 1, 2].into();
+    let persistent_set: imbl::OrdSet<u32> = [3u32, 1, 2].into_iter().collect();
+    assert_eq!(
+        serde_json::to_string(&persistent_set).unwrap(),
+        serde_json::to_string(&set).unwrap()
+    );
+}
