@@ -127,6 +127,45 @@ fn two_api_nodes_serve_one_chain_with_one_sealer() {
     );
 }
 
+#[test]
+fn the_whole_cluster_restarted_brings_everything_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = NatsCluster::start(3).unwrap();
+    let (_dirs, mut nodes) = network(&cluster, 1);
+    let key = funded(&nodes[0], 1, 1_000_000).remove(0);
+    let to = new_key().address();
+    let mut hashes = Vec::new();
+    for nonce in 0..5 {
+        let (status, body) = nodes[0].transfer(&key, nonce, &to, 10, 1);
+        assert_eq!(status, 200, "{body}");
+        hashes.push(body["tx_hash"].as_str().unwrap().to_string());
+    }
+    let height = nodes[0].wait_for_block_with(&hashes[4])["block_height"]
+        .as_u64()
+        .unwrap();
+    // Every server and the node die; the servers come back, then the node.
+    nodes[0].kill9();
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 0..3 {
+        cluster.restart(i).unwrap();
+    }
+    nodes[0].restart();
+    let node = &nodes[0];
+    assert_eq!(node.account(&key.address()), (1_000_000 - 5 * 11, 5));
+    assert_eq!(node.account(&to).0, 50);
+    for hash in &hashes {
+        assert_eq!(node.tx(hash)["status"], "committed");
+    }
+    assert!(node.verify_chain(DEVNET).len() as u64 > height);
+    // And it goes on.
+    let (status, body) = node.transfer(&key, 5, &to, 10, 1);
+    assert_eq!(status, 200, "{body}");
+    node.wait_for_block_with(body["tx_hash"].as_str().unwrap());
+    assert_eq!(node.chain()["supply"]["conserved"], true);
+}
+
 /// What a load thread saw: every acknowledged transfer with its hash.
 struct Acked {
     hashes: Vec<String>,
