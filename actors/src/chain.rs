@@ -53,9 +53,6 @@ pub struct ChainActor {
     chain_id: String,
     /// The chain's own stream (`chain/<id>`), where blocks are recorded.
     chain_stream: String,
-    wallet_prefix: String,
-    /// Streams of this chain's jobs (their results carry receipts).
-    job_prefix: String,
     state: ChainState,
     chains: Registry<Chain>,
     signers: Vec<SigningKey>,
@@ -83,8 +80,6 @@ impl ChainActor {
             .clone();
         ChainActor {
             chain_stream: domain::chain::chain_stream(&chain_id),
-            wallet_prefix: format!("wallet/{chain_id}/"),
-            job_prefix: format!("job/{chain_id}/"),
             chain_id,
             observed: state.next_position,
             state,
@@ -210,22 +205,50 @@ impl ChainActor {
             }
         }
     }
+}
 
-    /// Adds the leaf of the receipt a job's `ResultSubmitted` carries.
-    fn receipt(&mut self, job: &str, event: &RecordedEvent) {
+/// The leaf `event` puts in chain `chain_id`'s next block, if any: a typed `tx` leaf for a
+/// debit (of any kind) in one of its wallets, a receipt leaf for a miner's result in one of its
+/// jobs. The sealer builds blocks from these; a follower checks the blocks it receives against
+/// them. `Err`: an event of that kind that does not decode.
+pub fn block_leaf(chain_id: &str, event: &RecordedEvent) -> Result<Option<Leaf>, String> {
+    let undecodable = |what: &str, error: &dyn std::fmt::Debug| {
+        format!(
+            "undecodable {what} at position {}: {error:?}",
+            event.position
+        )
+    };
+    let rest = |prefix: &str| {
+        event
+            .stream
+            .strip_prefix(prefix)
+            .and_then(|s| s.strip_prefix(chain_id))
+            .and_then(|s| s.strip_prefix('/'))
+    };
+    if let Some(job) = rest("job/") {
+        if event.event_type != RESULT_SUBMITTED {
+            return Ok(None);
+        }
         let decoded = DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms);
-        match (job.parse::<Hash32>(), decoded) {
+        return match (job.parse::<Hash32>(), decoded) {
             (
                 Ok(job),
                 Ok(DomainEvent::Job(JobEvent::ResultSubmitted {
                     result, job_kind, ..
                 })),
-            ) => {
-                let leaf = Leaf::receipt(&job_kind, domain::job::receipt_id(&job, &result));
-                self.pending.push((event.position, leaf));
-            }
-            other => tracing::error!(position = event.position, ?other, "undecodable job result"),
-        }
+            ) => Ok(Some(Leaf::receipt(
+                &job_kind,
+                domain::job::receipt_id(&job, &result),
+            ))),
+            other => Err(undecodable("job result", &other)),
+        };
+    }
+    if rest("wallet/").is_none() || !is_debit(&event.event_type) {
+        return Ok(None);
+    }
+    match decode_wallet_fact(&event.event_type, &event.data) {
+        Some(Ok(WalletFact::Debited(debit))) => Ok(Some(Leaf::tx(&debit.kind, debit.tx_hash))),
+        other => Err(undecodable("debit", &other)),
     }
 }
 
@@ -267,20 +290,10 @@ impl StreamHandler<Result<RecordedEvent, StoreError>> for ChainActor {
             }
             return;
         }
-        if let Some(job) = event.stream.strip_prefix(&self.job_prefix) {
-            if event.event_type == RESULT_SUBMITTED {
-                self.receipt(job, &event);
-            }
-            return;
-        }
-        if !is_debit(&event.event_type) || !event.stream.starts_with(&self.wallet_prefix) {
-            return;
-        }
-        match decode_wallet_fact(&event.event_type, &event.data) {
-            Some(Ok(WalletFact::Debited(debit))) => self
-                .pending
-                .push((event.position, Leaf::tx(&debit.kind, debit.tx_hash))),
-            other => tracing::error!(position = event.position, ?other, "undecodable debit"),
+        match block_leaf(&self.chain_id, &event) {
+            Ok(Some(leaf)) => self.pending.push((event.position, leaf)),
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "not in a block"),
         }
     }
 
