@@ -23,6 +23,11 @@ pub struct NodeArgs {
     /// data directory). Nodes of one network share the configuration's chains and keys.
     #[arg(long, env = "AITBC_STORE", value_name = "URLS")]
     store: Option<String>,
+    /// Follow the node at this URL (http://host:port): replicate and check its log, serve
+    /// reads, forward transactions to it, write nothing here. Use its configuration (chains)
+    /// without its keys.
+    #[arg(long, env = "AITBC_FOLLOW", value_name = "URL")]
+    follow: Option<String>,
     /// Configuration file (default: <data-dir>/aitbc.toml, created as a devnet if missing).
     #[arg(long, env = "AITBC_CONFIG")]
     config: Option<PathBuf>,
@@ -51,6 +56,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(peer) = &args.follow {
+        config.follow = Some(peer.clone());
+    }
     if let Some(urls) = &args.store {
         let mut store = StoreConfig::from_urls(urls)?;
         if let Some(configured) = config.store.take() {
@@ -58,6 +66,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
         config.store = Some(store);
     }
+    config.validate()?;
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let shaders: std::sync::Arc<dyn domain::wgsl::ShaderHost> =

@@ -105,6 +105,8 @@ pub struct TxAccepted {
 pub struct App {
     /// The event log.
     pub store: Arc<dyn EventStore>,
+    /// The peer this node follows (`--follow`): it writes nothing itself then.
+    pub upstream: Option<crate::replication::Upstream>,
     /// Slots of the live block streams (`crate::feed`).
     pub block_feeds: Arc<tokio::sync::Semaphore>,
     /// Failed custodial unlocks.
@@ -149,7 +151,7 @@ pub struct Components {
     /// The explorer projection.
     pub projection: Addr<ProjectionRunner<Explorer>>,
     /// The protocol's process manager.
-    pub manager: Addr<ProtocolManager>,
+    pub manager: Option<Addr<ProtocolManager>>,
     /// Block sealers by chain.
     pub sealers: Vec<(String, Addr<ChainActor>)>,
 }
@@ -161,7 +163,7 @@ impl Components {
         if !self.projection.connected() {
             stopped.push("projection".to_string());
         }
-        if !self.manager.connected() {
+        if self.manager.as_ref().is_some_and(|m| !m.connected()) {
             stopped.push("protocol-manager".to_string());
         }
         for (chain, sealer) in &self.sealers {
@@ -297,6 +299,15 @@ impl App {
     /// Verifies and executes a signed transaction; returns once its effects are readable.
     /// Resubmitting the same envelope returns the same answer and changes nothing.
     pub async fn submit(&self, envelope: SignedEnvelope) -> Result<TxAccepted, ApiError> {
+        if let Some(upstream) = &self.upstream {
+            return Err(ApiError::new(
+                "unavailable",
+                format!(
+                    "this node follows {}: send the transaction there (or to POST /v1/transactions here)",
+                    upstream.url
+                ),
+            ));
+        }
         self.ensure_ready()?;
         let mut tx = match envelope.verify_with(|bytes| self.parse_key(bytes)) {
             // An agent's transaction signed by one of its callers.

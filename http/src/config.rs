@@ -53,6 +53,10 @@ pub struct NodeConfig {
     /// Custodial wallets.
     #[serde(default)]
     pub custody: CustodyConfig,
+    /// The peer this node follows (`http://host:port`): it replicates and checks the peer's
+    /// log, serves reads and forwards transactions, and writes nothing itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<String>,
     /// Where the event log lives: this data directory (no table) or a NATS JetStream cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreConfig>,
@@ -271,7 +275,8 @@ impl NodeConfig {
             .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the configuration (also after command-line options changed it).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let jobs = &self.jobs;
         if !(1..=3600).contains(&jobs.lease_s)
             || jobs.sample_bps > 10_000
@@ -315,6 +320,18 @@ impl NodeConfig {
         }
         if let Some(store) = &self.store {
             store.validate()?;
+        }
+        if let Some(peer) = &self.follow {
+            if !peer.starts_with("http://") || peer.len() <= 7 || peer.len() > 2048 {
+                return Err(ConfigError::Invalid(format!(
+                    "follow: {peer:?} is not an http://host:port URL"
+                )));
+            }
+            if self.store.is_some() {
+                return Err(ConfigError::Invalid(
+                    "follow and [store]: a follower keeps its own copy of its peer's log".into(),
+                ));
+            }
         }
         if self.actor_threads.is_some_and(|n| n == 0 || n > 256) {
             return Err(ConfigError::Invalid(
@@ -450,6 +467,7 @@ pub fn create_devnet(
         default_chain: DEVNET_CHAIN_ID.into(),
         http_workers: None,
         actor_threads: None,
+        follow: None,
         store: None,
         allowed_hosts: Vec::new(),
         allowed_origins: Vec::new(),

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod models;
 pub mod origin;
 pub mod power;
+pub mod replication;
 pub mod routes;
 pub mod rpc;
 pub mod server;

@@ -62,6 +62,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/blocks/{id}/verify", web::get().to(verify_block))
             .route("/proofs/verify", web::post().to(verify_proof_route))
             .route("/faucet", web::post().to(faucet))
+            .route("/log", web::get().to(crate::replication::get_log))
+            .route("/peers", web::get().to(crate::replication::get_peers))
             .route("/stream/blocks", web::get().to(crate::feed::stream_blocks))
             .route("/wallet/create", web::post().to(wallet_create))
             .route("/wallet/import", web::post().to(wallet_import))
@@ -166,6 +168,9 @@ async fn post_transaction(
     app: Data,
     body: web::Json<SignedEnvelope>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(upstream) = app.upstream.clone() {
+        return crate::replication::forward(&app, upstream, &body).await;
+    }
     let accepted = app.submit(body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(accepted))
 }

@@ -37,6 +37,7 @@ use crate::app::{App, Components, Faucet, HostedChain};
 use crate::config::{NodeConfig, read_key_file};
 use crate::custody::Custody;
 use crate::limits::KDF_CONCURRENCY_MAX;
+use crate::replication::{Upstream, Verifier};
 use crate::routes;
 
 /// How long a client has to send a request's headers.
@@ -266,10 +267,23 @@ pub async fn start_with(
     let projection = ProjectionRunner::start_in_arbiter(&projection_arbiter.handle(), |_| runner);
     arbiters.push(projection_arbiter);
 
+    let upstream = config.follow.as_deref().map(Upstream::new);
     let mut chains = BTreeMap::new();
     let mut sealers = Vec::new();
     for chain in &config.chains {
         let chain_id = chain.genesis.chain_id.clone();
+        if upstream.is_some() {
+            // A follower's chains come from its peer's log: no genesis, no keys, no sealing.
+            chains.insert(
+                chain_id,
+                HostedChain {
+                    genesis: chain.genesis.clone(),
+                    faucet: None,
+                    block_time_ms: chain.block_time_ms,
+                },
+            );
+            continue;
+        }
         let signers = chain
             .validator_key_files
             .iter()
@@ -337,15 +351,22 @@ pub async fn start_with(
         );
     }
 
-    let recovered = Arc::new(AtomicBool::new(false));
-    let started = std::time::Instant::now();
-    let manager = ProtocolManager::load(router.clone(), recovered.clone())
-        .await
-        .map_err(|e| fail("protocol manager")(e.to_string()))?;
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(elapsed_ms, "protocol manager loaded");
-    let progress = manager.progress();
-    let manager = ProtocolManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
+    // The protocol's steps are the writing node's to run; a follower receives their events.
+    let recovered = Arc::new(AtomicBool::new(upstream.is_some()));
+    let (manager, progress) = match upstream {
+        Some(_) => (None, Arc::default()),
+        None => {
+            let started = std::time::Instant::now();
+            let manager = ProtocolManager::load(router.clone(), recovered.clone())
+                .await
+                .map_err(|e| fail("protocol manager")(e.to_string()))?;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(elapsed_ms, "protocol manager loaded");
+            let progress = manager.progress();
+            let manager = ProtocolManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
+            (Some(manager), progress)
+        }
+    };
     for chain in &config.chains {
         // A DAO with history is loaded now, so its pauses are on the board before any request.
         dao.state(chain.genesis.chain_id.clone())
@@ -370,12 +391,14 @@ pub async fn start_with(
     }
 
     arbiters.extend([sealer_arbiter, manager_arbiter]);
-    actix_rt::spawn(crate::blobs::collect_forever(
-        blobs.clone(),
-        scheduler.clone(),
-        clock.clone(),
-        config.jobs.blob_ttl_s * 1000,
-    ));
+    if upstream.is_none() {
+        actix_rt::spawn(crate::blobs::collect_forever(
+            blobs.clone(),
+            scheduler.clone(),
+            clock.clone(),
+            config.jobs.blob_ttl_s * 1000,
+        ));
+    }
 
     let ready = Arc::new(AtomicBool::new(false));
     let head_at_start = store.next_position();
@@ -397,7 +420,14 @@ pub async fn start_with(
     let custody =
         Custody::open(data_dir.join("custody")).map_err(|e| fail("custody")(e.to_string()))?;
     let started_ms = clock.now_ms();
+    if let Some(upstream) = &upstream {
+        let verifier = Verifier::new(config.chains.iter().map(|c| c.genesis.clone()));
+        crate::replication::follow(store.clone(), upstream.clone(), verifier);
+        tracing::info!(peer = %upstream.url, "following");
+    }
+    let following = upstream.is_some();
     let app = Arc::new(App {
+        upstream,
         store,
         clock,
         router,
@@ -422,10 +452,12 @@ pub async fn start_with(
         miner_requests: crate::jobs::MinerRequests::new(started_ms),
         blobs: blobs.clone(),
     });
-    actix_rt::spawn(crate::jobs::watch_presence(
-        app.clone(),
-        config.jobs.offline_after_s * 1000,
-    ));
+    if !following {
+        actix_rt::spawn(crate::jobs::watch_presence(
+            app.clone(),
+            config.jobs.offline_after_s * 1000,
+        ));
+    }
     let data = web::Data::new(app.clone());
     let policy = web::Data::new(crate::origin::RequestPolicy::new(
         &config.listen,
@@ -436,6 +468,10 @@ pub async fn start_with(
         actix_web::App::new()
             .app_data(data.clone())
             .app_data(policy.clone())
+            .wrap(actix_web::middleware::Condition::new(
+                following,
+                actix_web::middleware::from_fn(crate::replication::follower_guard),
+            ))
             .wrap(actix_web::middleware::from_fn(crate::origin::guard))
             .configure(routes::configure)
     })
