@@ -60,22 +60,14 @@ impl MemoryStore {
             return Ok(plan.outcome);
         }
         let name = Arc::clone(inner.write.stream_name(plan.stream_id));
-        let recorded_at_ms = crate::now_ms();
-        let mut events: Vec<Option<NewEvent>> = events.into_iter().map(Some).collect();
-        for &i in &plan.new {
-            let e = events[i].take().expect("each event written once");
-            let position = plan.outcome.positions[i];
-            assert_eq!(position, inner.events.len() as u64, "positions are dense");
-            inner.streams.push(plan.stream_id, &name, position);
-            inner.events.push(RecordedEvent {
-                position,
-                stream: Arc::clone(&name),
-                revision: plan.outcome.revisions[i],
-                id: e.id,
-                event_type: e.event_type,
-                data: e.data,
-                recorded_at_ms,
-            });
+        let recorded = plan.record(events, &name, crate::now_ms(), &mut inner.streams);
+        for event in recorded {
+            assert_eq!(
+                event.position,
+                inner.events.len() as u64,
+                "positions are dense"
+            );
+            inner.events.push(event);
         }
         let next_position = inner.events.len() as u64;
         assert_eq!(next_position, inner.write.next_position());

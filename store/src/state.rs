@@ -184,6 +184,37 @@ pub(crate) struct Plan {
     pub(crate) new: Vec<usize>,
 }
 
+impl Plan {
+    /// The events this plan writes, as recorded (each pushed onto `streams` under `name`, the
+    /// stream's interned name), taken out of the append's `events`.
+    pub(crate) fn record(
+        &self,
+        events: Vec<NewEvent>,
+        name: &Arc<str>,
+        recorded_at_ms: u64,
+        streams: &mut StreamIndex,
+    ) -> Vec<crate::RecordedEvent> {
+        let mut events: Vec<Option<NewEvent>> = events.into_iter().map(Some).collect();
+        self.new
+            .iter()
+            .map(|&i| {
+                let e = events[i].take().expect("each event written once");
+                let position = self.outcome.positions[i];
+                streams.push(self.stream_id, name, position);
+                crate::RecordedEvent {
+                    position,
+                    stream: Arc::clone(name),
+                    revision: self.outcome.revisions[i],
+                    id: e.id,
+                    event_type: e.event_type,
+                    data: e.data,
+                    recorded_at_ms,
+                }
+            })
+            .collect()
+    }
+}
+
 /// An append checked against the state: the outcome with the places of events already in the
 /// stream (new ones' left at 0), the stream's id and last revision if it exists, and which
 /// input events are new.

@@ -412,25 +412,9 @@ impl Shared {
             return Ok(plan.outcome);
         }
         let first = plan.new[0];
-        let mut events: Vec<Option<NewEvent>> = request.events.into_iter().map(Some).collect();
-        let mut recorded = Vec::with_capacity(plan.new.len());
-        let mut bytes = 0;
-        for &i in &plan.new {
-            let e = events[i].take().expect("each event written once");
-            let position = plan.outcome.positions[i];
-            index.streams.push(plan.stream_id, &name, position);
-            bytes += e.data.len() + e.event_type.len() + 96;
-            recorded.push(RecordedEvent {
-                position,
-                stream: Arc::clone(&name),
-                revision: plan.outcome.revisions[i],
-                id: e.id,
-                event_type: e.event_type,
-                data: e.data,
-                recorded_at_ms,
-            });
-        }
-        let all_new = plan.new.len() == events.len();
+        let all_new = plan.new.len() == request.events.len();
+        let recorded = plan.record(request.events, &name, recorded_at_ms, &mut index.streams);
+        let bytes: usize = recorded.iter().map(recent_bytes).sum();
         index.written.push(Written {
             sequence,
             stream: plan.stream_id,
@@ -443,10 +427,7 @@ impl Shared {
         index.recent_bytes += bytes;
         while index.recent_bytes > RECENT_BYTES_MAX && index.recent.len() > 1 {
             let (_, old) = index.recent.pop_front().expect("not empty");
-            index.recent_bytes -= old
-                .iter()
-                .map(|e| e.data.len() + e.event_type.len() + 96)
-                .sum::<usize>();
+            index.recent_bytes -= old.iter().map(recent_bytes).sum::<usize>();
         }
         Ok(plan.outcome)
     }
@@ -658,6 +639,11 @@ impl Fetch {
         }
         Ok((self.written, recorded.into()))
     }
+}
+
+/// What an event held in memory costs, roughly (its bytes and its bookkeeping).
+fn recent_bytes(event: &RecordedEvent) -> usize {
+    event.data.len() + event.event_type.len() + 96
 }
 
 /// Whether the server refused a publish because the subject's last sequence was not the
