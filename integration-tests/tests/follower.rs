@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use integration_tests::serde_json::{Value, json};
@@ -28,18 +28,10 @@ fn peers(node: &TestNode) -> Value {
 
 /// Waits until the follower holds everything its peer had at its last contact.
 fn wait_caught_up(node: &TestNode) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("the follower to catch up", Duration::from_secs(20), || {
         let status = peers(node);
-        if status["state"] == "following" && status["lag"] == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the follower did not catch up: {status}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+        status["state"] == "following" && status["lag"] == 0
+    });
 }
 
 #[test]
@@ -115,14 +107,9 @@ fn a_follower_replicates_checks_serves_and_forwards() {
     let (status, body) = peer.transfer(&alice, 2, &bob, 25, 1);
     assert_eq!(status, 200, "{body}");
     node.restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while node.account(&bob).0 != 175 {
-        assert!(
-            Instant::now() < deadline,
-            "the restarted follower did not catch up"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the restarted follower", Duration::from_secs(20), || {
+        node.account(&bob).0 == 175
+    });
     wait_caught_up(&node);
 }
 
@@ -201,18 +188,13 @@ fn a_follower_refuses_a_log_that_does_not_verify() {
         &peer_dir.path().join("aitbc.toml"),
         &fake,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        let status = peers(&node);
-        if status["state"].as_str().unwrap().starts_with("refused") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tampered log was taken: {status}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    wait_until("the follower to refuse", Duration::from_secs(20), || {
+        peers(&node)["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused")
+    });
+    let status = peers(&node);
     let why = status["state"].as_str().unwrap();
     assert!(why.contains("does not verify"), "{why}");
     // Nothing of the refused page was written: the faucet's transfer is not here.
