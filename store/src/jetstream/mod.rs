@@ -293,17 +293,13 @@ async fn follow(shared: Arc<Shared>) {
             })
             .await;
         let messages = match consumer {
-            Ok(consumer) => consumer.messages().await,
-            Err(e) => {
-                tracing::warn!(error = %e, "JetStream log: cannot follow; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
+            Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
         let mut messages = match messages {
             Ok(messages) => messages,
-            Err(e) => {
-                tracing::warn!(error = %e, "JetStream log: cannot follow; retrying");
+            Err(error) => {
+                tracing::warn!(%error, "JetStream log: cannot follow; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -512,19 +508,7 @@ impl Shared {
                     })?;
                 }
                 Err(e) if wrong_last_sequence(&e) => {
-                    let found = self.log.get_last_raw_message_by_subject(&subject).await;
-                    let sequence = match found {
-                        Ok(message) => message.sequence,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                stream::LastRawMessageErrorKind::NoMessageFound
-                            ) =>
-                        {
-                            0
-                        }
-                        Err(e) => return Err(nats_error("the stream's last message")(&e)),
-                    };
+                    let sequence = self.last_sequence_of(&subject).await?;
                     self.wait_applied(sequence).await?;
                     server_last = Some(sequence);
                 }
@@ -544,6 +528,46 @@ impl Shared {
             "append to {stream}: the cluster did not take it (within {APPEND_DEADLINE:?}, \
              {APPEND_ATTEMPTS} attempts at most)"
         )))
+    }
+
+    /// The cluster's sequence of the last message on `subject` (0: none).
+    async fn last_sequence_of(&self, subject: &str) -> StoreResult<u64> {
+        match self.log.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(0),
+            Err(e) => Err(nats_error("the stream's last message")(&e)),
+        }
+    }
+
+    /// Runs `work` on the store's runtime, where the connection lives.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let task = self.runtime.spawn(work);
+        async move {
+            task.await
+                .map_err(|e| StoreError::Io(format!("store task: {e}")))?
+        }
+        .boxed()
+    }
+
+    /// Up to `max` events of `$all` from `from` on, of those this node has applied.
+    async fn read_all(
+        self: Arc<Self>,
+        from: Position,
+        max: usize,
+    ) -> StoreResult<Vec<RecordedEvent>> {
+        let end = self
+            .index
+            .lock()
+            .write
+            .next_position()
+            .min(from.saturating_add(max as u64));
+        match from < end {
+            true => self.events_at((from..end).collect()).await,
+            false => Ok(Vec::new()),
+        }
     }
 
     /// The events at `positions` (ascending, each applied), from memory or the cluster.
@@ -699,32 +723,7 @@ impl JetStreamStore {
         &self,
         work: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
     ) -> BoxFuture<'static, StoreResult<T>> {
-        let task = self.shared.runtime.spawn(work);
-        async move {
-            task.await
-                .map_err(|e| StoreError::Io(format!("store task: {e}")))?
-        }
-        .boxed()
-    }
-
-    fn read_all_now(
-        shared: Arc<Shared>,
-        from: Position,
-        max: usize,
-    ) -> BoxFuture<'static, StoreResult<Vec<RecordedEvent>>> {
-        async move {
-            let end = shared
-                .index
-                .lock()
-                .write
-                .next_position()
-                .min(from.saturating_add(max as u64));
-            match from < end {
-                true => shared.events_at((from..end).collect()).await,
-                false => Ok(Vec::new()),
-            }
-        }
-        .boxed()
+        self.shared.run(work)
     }
 }
 
@@ -765,21 +764,12 @@ impl EventStore for JetStreamStore {
         from: Position,
         max: usize,
     ) -> BoxFuture<'static, StoreResult<Vec<RecordedEvent>>> {
-        self.run(Self::read_all_now(Arc::clone(&self.shared), from, max))
+        self.run(Arc::clone(&self.shared).read_all(from, max))
     }
 
     fn subscribe_all(&self, from: Position) -> BoxStream<'static, StoreResult<RecordedEvent>> {
         let shared = Arc::clone(&self.shared);
-        let read_all = move |from, max| {
-            let task = shared
-                .runtime
-                .spawn(Self::read_all_now(Arc::clone(&shared), from, max));
-            async move {
-                task.await
-                    .map_err(|e| StoreError::Io(format!("store task: {e}")))?
-            }
-            .boxed()
-        };
+        let read_all = move |from, max| shared.run(Arc::clone(&shared).read_all(from, max));
         subscribe(from, self.shared.head.subscribe(), Box::new(read_all))
     }
 
@@ -801,13 +791,7 @@ impl EventStore for JetStreamStore {
             message::subject(&self.shared.prefix, stream),
         );
         self.run(async move {
-            let last = match shared.log.get_last_raw_message_by_subject(&subject).await {
-                Ok(message) => message.sequence,
-                Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => {
-                    return Ok(());
-                }
-                Err(e) => return Err(nats_error("the stream's last message")(&e)),
-            };
+            let last = shared.last_sequence_of(&subject).await?;
             shared.wait_applied(last).await
         })
     }
