@@ -110,17 +110,8 @@ impl StoreConfig {
         {
             return invalid(format!("nats: {url:?} is not a nats://host:port URL"));
         }
-        let prefix_ok = !self.prefix.is_empty()
-            && self.prefix.len() <= 64
-            && self
-                .prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !prefix_ok {
-            return invalid(format!(
-                "prefix {:?}: 1-64 letters, digits, '-' or '_'",
-                self.prefix
-            ));
+        if let Err(why) = store::JetStreamOptions::check_prefix(&self.prefix) {
+            return invalid(why);
         }
         if !(1..=5).contains(&self.replicas) {
             return invalid("replicas: between 1 and 5".into());

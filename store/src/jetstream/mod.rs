@@ -136,7 +136,8 @@ impl JetStreamStore {
     /// Connects, creates the stream and the snapshot bucket if they do not exist, and applies
     /// the whole log before returning (a node starts with everything the cluster holds).
     pub async fn connect(options: JetStreamOptions) -> StoreResult<JetStreamStore> {
-        check_prefix(&options.prefix)?;
+        JetStreamOptions::check_prefix(&options.prefix)
+            .map_err(|why| StoreError::Invalid(format!("JetStream {why}")))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -168,17 +169,20 @@ impl JetStreamStore {
     }
 }
 
-fn check_prefix(prefix: &str) -> StoreResult<()> {
-    let ok = !prefix.is_empty()
-        && prefix.len() <= 64
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    match ok {
-        true => Ok(()),
-        false => Err(StoreError::Invalid(format!(
-            "JetStream prefix {prefix:?}: 1-64 letters, digits, '-' or '_'"
-        ))),
+impl JetStreamOptions {
+    /// Whether `prefix` may name a network's JetStream objects; `Err` says what it must be.
+    pub fn check_prefix(prefix: &str) -> Result<(), String> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 64
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        match ok {
+            true => Ok(()),
+            false => Err(format!(
+                "prefix {prefix:?}: 1-64 letters, digits, '-' or '_'"
+            )),
+        }
     }
 }
 
