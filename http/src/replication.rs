@@ -23,6 +23,7 @@ use domain::codec::DomainEvent;
 use domain::genesis::Genesis;
 use domain::merkle::Leaf;
 use domain::wallet::WalletEvent;
+use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use store::{EventId, EventStore, ExpectedRevision, NewEvent, RecordedEvent};
@@ -87,9 +88,10 @@ pub async fn get_log(app: Data, query: web::Query<LogQuery>) -> Result<HttpRespo
             "wait_ms must be at most {LOG_WAIT_MAX_MS}"
         )));
     }
-    let deadline = std::time::Instant::now() + Duration::from_millis(wait_ms);
-    while app.store.next_position() <= from && std::time::Instant::now() < deadline {
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    if wait_ms > 0 && app.store.next_position() <= from {
+        // The log's own subscription wakes when the event at `from` is durable: no polling.
+        let mut arrivals = app.store.subscribe_all(from);
+        let _ = actix_rt::time::timeout(Duration::from_millis(wait_ms), arrivals.next()).await;
     }
     let events = app
         .store
@@ -230,6 +232,48 @@ impl Verifier {
         }
     }
 
+    /// Takes up where this node's copy ends. What it holds was checked when it came, so it is
+    /// not checked again: each chain's last block is read from the chain's stream, and only
+    /// the events after it are read, for the leaves the next block must list.
+    pub fn resume(&mut self, store: &dyn EventStore) -> Result<(), String> {
+        let read = |what: &str, e: store::StoreError| format!("reading {what}: {e}");
+        let held = store.next_position();
+        let mut from = held;
+        for check in self.chains.values_mut() {
+            let Some(revision) = store.stream_revision(&check.stream) else {
+                continue;
+            };
+            let last = futures::executor::block_on(store.read_stream(&check.stream, revision, 1))
+                .map_err(|e| read(&check.stream, e))?;
+            let event = last
+                .first()
+                .ok_or_else(|| format!("{} has no last event", check.stream))?;
+            let decoded = DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms);
+            let Ok(DomainEvent::Chain(chain_event)) = decoded else {
+                return Err(format!("{}: undecodable last block", check.stream));
+            };
+            let block = chain_event.block();
+            check.last = Some((block.height, block.hash, block.to_position));
+            from = from.min(block.to_position);
+        }
+        while from < held {
+            let page = futures::executor::block_on(store.read_all(from, 1024))
+                .map_err(|e| read("the log", e))?;
+            for event in &page {
+                for (chain_id, check) in &mut self.chains {
+                    let after_last = check.last.is_some_and(|(_, _, to)| event.position >= to);
+                    if let (true, Some(leaf)) =
+                        (after_last, actors::chain::block_leaf(chain_id, event)?)
+                    {
+                        check.pending.push((event.position, leaf));
+                    }
+                }
+            }
+            from += page.len().max(1) as u64;
+        }
+        Ok(())
+    }
+
     /// Checks the next event (events come in position order, none skipped).
     pub fn check(&mut self, event: &RecordedEvent) -> Result<(), String> {
         if domain::codec::is_debit(&event.event_type) && event.stream.starts_with("wallet/") {
@@ -340,20 +384,10 @@ pub fn follow(store: Arc<dyn EventStore>, upstream: Upstream, mut verifier: Veri
     let spawned = std::thread::Builder::new()
         .name("aitbc-follower".into())
         .spawn(move || {
-            // The events already held were checked when they came; the verifier sees them again
-            // to know the chains' last blocks and pending leaves.
-            let held = store.next_position();
-            let mut from = 0;
-            while from < held {
-                let page = futures::executor::block_on(store.read_all(from, 1024));
-                let Ok(page) = page else { return };
-                for event in &page {
-                    if let Err(why) = verifier.check(event) {
-                        upstream.status.lock().state = format!("refused: {why}");
-                        return;
-                    }
-                }
-                from += page.len() as u64;
+            if let Err(why) = verifier.resume(&*store) {
+                tracing::error!(%why, "the follower cannot read its own copy");
+                upstream.status.lock().state = format!("stopped: {why}");
+                return;
             }
             loop {
                 match replicate_page(&*store, &upstream, &mut verifier) {

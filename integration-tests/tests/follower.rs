@@ -110,7 +110,10 @@ fn a_follower_replicates_checks_serves_and_forwards() {
     wait_until("the restarted follower", Duration::from_secs(20), || {
         node.account(&bob).0 == 175
     });
+    // The block after the restart is checked against what it took up from its own copy.
+    node.wait_for_block_with(body["tx_hash"].as_str().unwrap());
     wait_caught_up(&node);
+    assert_eq!(peers(&node)["state"], "following");
 }
 
 /// A peer that serves its log with one transaction's signed payload changed.
