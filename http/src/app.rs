@@ -93,6 +93,9 @@ pub struct TxAccepted {
     pub status: &'static str,
     /// Log position of the transaction's debit.
     pub position: u64,
+    /// Log position of its last effect: a copy of the log holding every position up to this
+    /// one (a follower's) shows all of the transaction.
+    pub last_position: u64,
     /// `applied`, or `refused` when a module refused it after it committed (its nonce and
     /// fee are used; nothing else changed).
     pub outcome: &'static str,
@@ -462,6 +465,7 @@ impl App {
             tx_hash,
             status: "committed",
             position,
+            last_position: completion.last_position,
             outcome: if completion.refused.is_some() {
                 "refused"
             } else {

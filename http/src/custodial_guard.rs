@@ -201,6 +201,7 @@ mod tests {
             tx_hash: Hash32([byte; 32]),
             status: "committed",
             position: u64::from(byte),
+            last_position: u64::from(byte),
             outcome: "applied",
             reason: None,
         }

@@ -525,8 +525,11 @@ pub async fn forward(
             format!("this node follows {url}, which did not answer: {why}"),
         )
     })?;
+    // Read-your-writes here too: the answer waits until this copy shows the transaction's
+    // last effect (its credit, say), not only its debit.
+    let last = body["last_position"].as_u64().or(body["position"].as_u64());
     if status == 200
-        && let Some(position) = body["position"].as_u64()
+        && let Some(position) = last
     {
         let held = app.projections.wait_applied(position + 1);
         let _ = actix_rt::time::timeout(Duration::from_secs(10), held).await;

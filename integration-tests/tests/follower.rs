@@ -53,6 +53,11 @@ fn a_follower_replicates_checks_serves_and_forwards() {
     let (status, body) = node.transfer(&alice, 1, &bob, 50, 1);
     assert_eq!(status, 200, "forwarded: {body}");
     assert_eq!(body["status"], "committed");
+    // The answer waited for the credit, after the debit in the log, not only the debit.
+    assert!(
+        body["last_position"].as_u64() > body["position"].as_u64(),
+        "{body}"
+    );
     let hash = body["tx_hash"].as_str().unwrap().to_string();
     assert_eq!(node.tx(&hash)["status"], "committed");
     assert_eq!(node.account(&bob).0, 150);
