@@ -312,10 +312,14 @@ impl App {
             ));
         }
         self.ensure_ready()?;
-        let mut tx = match envelope.verify_with(|bytes| self.parse_key(bytes)) {
+        let claim = envelope.signature_claim(|bytes| self.parse_key(bytes))?;
+        let held = crate::signatures::check(claim)
+            .await
+            .ok_or(TxError::BadSignature)?;
+        let mut tx = match envelope.verified(&held) {
             // An agent's transaction signed by one of its callers.
             Err(TxError::SenderMismatch { .. }) => {
-                let tx = envelope.verify_as_caller(|bytes| self.parse_key(bytes))?;
+                let tx = envelope.verified_as_caller(&held)?;
                 if self.chains.contains_key(&tx.payload.chain_id) {
                     let (chain_id, sender) = (&tx.payload.chain_id, tx.payload.sender);
                     let key = &tx.envelope.public_key;

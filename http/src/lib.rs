@@ -26,4 +26,5 @@ pub mod replication;
 pub mod routes;
 pub mod rpc;
 pub mod server;
+pub mod signatures;
 pub mod staking;

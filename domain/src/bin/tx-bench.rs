@@ -15,7 +15,7 @@ use std::time::Instant;
 use common::arg;
 
 use domain::address::Address;
-use domain::keys::{PublicKey, SigningKey};
+use domain::keys::{PublicKey, SignedMessage, SigningKey, verify_batch};
 use domain::money::Amount;
 use domain::tx::{SignedEnvelope, TxPayload, sign_payload, signing_bytes, tx_hash};
 
@@ -73,10 +73,35 @@ fn main() {
         .collect();
     let signatures: Vec<[u8; 64]> = envelopes.iter().map(|e| bytes(&e.signature)).collect();
     let indexes: Vec<usize> = (0..n).collect();
-    stage("signature check (strict), key parsed", &indexes, |&i| {
-        let message = signing_bytes(&envelopes[i].payload);
-        assert!(parsed[i].verify(&message, &signatures[i]));
+    let messages: Vec<Vec<u8>> = envelopes
+        .iter()
+        .map(|e| signing_bytes(&e.payload))
+        .collect();
+    stage("signature check, one by one, key parsed", &indexes, |&i| {
+        assert!(parsed[i].verify(&messages[i], &signatures[i]));
     });
+    for size in [8, 16, 32, 64, 128] {
+        let batches: Vec<Vec<SignedMessage>> = indexes
+            .chunks(size)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&i| SignedMessage {
+                        key: &parsed[i],
+                        message: &messages[i],
+                        signature: &signatures[i],
+                    })
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        for batch in &batches {
+            assert!(verify_batch(batch));
+        }
+        let each = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let name = format!("signature check, batches of {size}");
+        println!("{name:<44} {each:>8.2} µs");
+    }
     stage(
         "verify(): hex, key, signature, payload, body",
         &envelopes,
