@@ -186,7 +186,9 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The events this plan writes, as recorded (each pushed onto `streams` under `name`, the
-    /// stream's interned name), taken out of the append's `events`.
+    /// stream's interned name), taken out of the append's `events`. (The file store writes
+    /// its own records; the stores that keep events in memory use this.)
+    #[cfg(any(test, feature = "test-utils", feature = "nats"))]
     pub(crate) fn record(
         &self,
         events: Vec<NewEvent>,
