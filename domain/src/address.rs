@@ -41,9 +41,18 @@ impl Address {
     }
 }
 
+impl Address {
+    /// `ait1` and the lowercase hex, written into `buf`.
+    fn text_in<'b>(&self, buf: &'b mut [u8; 44]) -> &'b str {
+        buf[..4].copy_from_slice(ADDRESS_PREFIX.as_bytes());
+        hex::encode_to_slice(self.0, &mut buf[4..]).expect("40 hex digits for 20 bytes");
+        std::str::from_utf8(buf).expect("the prefix and hex digits are ASCII")
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{ADDRESS_PREFIX}{}", hex::encode(self.0))
+        f.write_str(self.text_in(&mut [0; 44]))
     }
 }
 
@@ -73,14 +82,13 @@ impl FromStr for Address {
 
 impl Serialize for Address {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.text_in(&mut [0; 44]))
     }
 }
 
 impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        crate::text::parse(d)
     }
 }
 

@@ -29,11 +29,17 @@ impl Hash32 {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// Lowercase hex, written into `buf`.
+    fn hex_in<'b>(&self, buf: &'b mut [u8; 64]) -> &'b str {
+        hex::encode_to_slice(self.0, buf).expect("64 hex digits for 32 bytes");
+        std::str::from_utf8(buf).expect("hex digits are ASCII")
+    }
 }
 
 impl fmt::Display for Hash32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(self.hex_in(&mut [0; 64]))
     }
 }
 
@@ -62,13 +68,12 @@ impl FromStr for Hash32 {
 
 impl Serialize for Hash32 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        s.serialize_str(self.hex_in(&mut [0; 64]))
     }
 }
 
 impl<'de> Deserialize<'de> for Hash32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        crate::text::parse(d)
     }
 }

@@ -42,6 +42,7 @@ pub mod money;
 pub mod proposal;
 pub mod protocol;
 pub mod staking;
+mod text;
 pub mod twas;
 pub mod tx;
 pub mod vesting;
