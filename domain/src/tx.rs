@@ -318,11 +318,12 @@ impl SignedEnvelope {
         bind_sender: bool,
     ) -> Result<VerifiedTx, TxError> {
         let signed = held.message.strip_prefix(TX_SIGNING_PREFIX);
-        if signed != Some(self.payload.as_bytes()) {
-            // A signature that held over another payload.
+        let public_key: [u8; 32] = decode_fixed(&self.public_key, "public_key")?;
+        if signed != Some(self.payload.as_bytes()) || public_key != held.key.to_bytes() {
+            // A signature that held over another payload, or by another key.
             return Err(TxError::BadSignature);
         }
-        let (key, public_key) = (held.key, held.key.to_bytes());
+        let key = held.key;
         let wire: WirePayload = serde_json::from_str(&self.payload)
             .map_err(|e| TxError::Malformed(format!("payload: {e}")))?;
         let key_address = Address::from_public_key(&public_key);
@@ -462,6 +463,13 @@ mod tests {
             .unwrap();
         assert_eq!(second.verified(&held), Err(TxError::BadSignature));
         assert_eq!(second.verified_as_caller(&held), Err(TxError::BadSignature));
+        // The same payload under another key's name.
+        let mut renamed = first.clone();
+        renamed.public_key = hex::encode(SigningKey::from_seed([3; 32]).public_key());
+        assert_eq!(
+            renamed.verified_as_caller(&held),
+            Err(TxError::BadSignature)
+        );
         assert_eq!(first.verified(&held).unwrap(), first.verify().unwrap());
     }
 
