@@ -174,6 +174,7 @@ pub struct SignatureClaim {
 pub struct HeldSignature {
     key: PublicKey,
     message: Vec<u8>,
+    signature: [u8; 64],
 }
 
 impl SignatureClaim {
@@ -188,6 +189,7 @@ impl SignatureClaim {
         HeldSignature {
             key: self.key,
             message: self.message,
+            signature: self.signature,
         }
     }
 
@@ -319,8 +321,13 @@ impl SignedEnvelope {
     ) -> Result<VerifiedTx, TxError> {
         let signed = held.message.strip_prefix(TX_SIGNING_PREFIX);
         let public_key: [u8; 32] = decode_fixed(&self.public_key, "public_key")?;
-        if signed != Some(self.payload.as_bytes()) || public_key != held.key.to_bytes() {
-            // A signature that held over another payload, or by another key.
+        let signature: [u8; 64] = decode_fixed(&self.signature, "signature")?;
+        if signed != Some(self.payload.as_bytes())
+            || public_key != held.key.to_bytes()
+            || signature != held.signature
+        {
+            // Another envelope's signature: over another payload, by another key, or this
+            // envelope carries other signature bytes than those checked.
             return Err(TxError::BadSignature);
         }
         let key = held.key;
@@ -470,6 +477,10 @@ mod tests {
             renamed.verified_as_caller(&held),
             Err(TxError::BadSignature)
         );
+        // The same payload and key with other signature bytes: those were never checked.
+        let mut resigned = first.clone();
+        resigned.signature = "00".repeat(64);
+        assert_eq!(resigned.verified(&held), Err(TxError::BadSignature));
         assert_eq!(first.verified(&held).unwrap(), first.verify().unwrap());
     }
 

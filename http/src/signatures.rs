@@ -9,6 +9,8 @@
 //! the batch is checked as it is dropped, so that nobody waits for it.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
 
 use domain::tx::{HeldSignature, SignatureClaim, check_claims};
 use tokio::sync::oneshot;
@@ -32,7 +34,7 @@ pub async fn check(claim: SignatureClaim) -> Option<HeldSignature> {
         batch.len() == 1
     });
     if leads {
-        let leader = Leader;
+        let leader = Leader(PhantomData);
         tokio::task::yield_now().await;
         drop(leader);
     }
@@ -41,7 +43,8 @@ pub async fn check(claim: SignatureClaim) -> Option<HeldSignature> {
 }
 
 /// Checks the thread's batch when dropped: after its yield, or when its request is cancelled.
-struct Leader;
+/// Not `Send`: the batch is this thread's, so the future holding a leader must stay on it.
+struct Leader(PhantomData<Rc<()>>);
 
 impl Drop for Leader {
     fn drop(&mut self) {
