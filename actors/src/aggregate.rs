@@ -145,6 +145,15 @@ const CONFLICTS_MAX: u32 = 8;
 /// as would cost about as much as reading the snapshot.
 const SNAPSHOT_BYTES_PER_EVENT: u64 = 512;
 
+/// Lets the actor save its next snapshot once this one is done, whatever happened to it.
+struct SnapshotSaved(Arc<AtomicBool>);
+
+impl Drop for SnapshotSaved {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Whether a snapshot is due `since` events after the last one, which took `last_bytes`.
 fn snapshot_due<A: Aggregate>(since: u64, last_bytes: u64) -> bool {
     since >= A::SNAPSHOT_EVERY_EVENTS.max(last_bytes / SNAPSHOT_BYTES_PER_EVENT)
@@ -505,6 +514,7 @@ impl<A: Hosted> AggregateActor<A> {
         let (store, stream) = (self.store.clone(), self.stream.clone());
         let (bytes, saving) = (self.snapshot_bytes.clone(), self.snapshot_saving.clone());
         tokio::task::spawn_blocking(move || {
+            let _done = SnapshotSaved(saving);
             let data = serde_json::to_vec(&state).expect("state serializes");
             let len = data.len() as u64;
             let saved = store.save_snapshot(&stream, Snapshot { revision, data });
@@ -512,7 +522,6 @@ impl<A: Hosted> AggregateActor<A> {
                 Ok(()) => bytes.store(len, Ordering::Relaxed),
                 Err(error) => tracing::warn!(%stream, %error, "snapshot not saved"),
             }
-            saving.store(false, Ordering::Release);
         });
     }
 
