@@ -531,7 +531,7 @@ pub async fn forward(
     if status == 200
         && let Some(position) = last
     {
-        let held = app.projections.wait_applied(position + 1);
+        let held = app.projections.wait_applied(position.saturating_add(1));
         let _ = actix_rt::time::timeout(Duration::from_secs(10), held).await;
     }
     let status = actix_web::http::StatusCode::from_u16(status)
