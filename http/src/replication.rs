@@ -22,7 +22,8 @@ use domain::block::Block;
 use domain::codec::DomainEvent;
 use domain::genesis::Genesis;
 use domain::merkle::Leaf;
-use domain::wallet::WalletEvent;
+use domain::tx::{HeldSignature, SignatureClaim, check_claims};
+use domain::wallet::{Debit, WalletEvent};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -274,11 +275,39 @@ impl Verifier {
         Ok(())
     }
 
-    /// Checks the next event (events come in position order, none skipped).
-    pub fn check(&mut self, event: &RecordedEvent) -> Result<(), String> {
-        if domain::codec::is_debit(&event.event_type) && event.stream.starts_with("wallet/") {
-            check_debit(event)?;
+    /// Checks the next events (in position order, none skipped), the signatures of their
+    /// debits in batches; the first event that does not check is named.
+    pub fn check_page(&mut self, events: &[RecordedEvent]) -> Result<(), String> {
+        let debits: Vec<(usize, Result<DebitClaim, String>)> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| is_wallet_debit(event))
+            .map(|(i, event)| (i, debit_claim(event)))
+            .collect();
+        let claims = debits
+            .iter()
+            .filter_map(|(_, parsed)| parsed.as_ref().ok().map(|(_, claim)| claim.clone()))
+            .collect();
+        let mut held = check_claims(claims).into_iter();
+        let mut debits = debits.into_iter().map(|(i, parsed)| {
+            let parsed =
+                parsed.map(|(debit, _)| (debit, held.next().expect("one answer per claim")));
+            (i, parsed)
+        });
+        let mut next_debit = debits.next();
+        for (i, event) in events.iter().enumerate() {
+            if let Some((_, parsed)) = next_debit.take_if(|(at, _)| *at == i) {
+                let (debit, held) = parsed?;
+                check_debit(event, &debit, held)?;
+                next_debit = debits.next();
+            }
+            self.check_chains(event)?;
         }
+        Ok(())
+    }
+
+    /// The block checks of one event.
+    fn check_chains(&mut self, event: &RecordedEvent) -> Result<(), String> {
         for (chain_id, check) in &mut self.chains {
             if let Some(leaf) = actors::chain::block_leaf(chain_id, event)? {
                 check.pending.push((event.position, leaf));
@@ -291,19 +320,42 @@ impl Verifier {
     }
 }
 
-fn check_debit(event: &RecordedEvent) -> Result<(), String> {
+fn is_wallet_debit(event: &RecordedEvent) -> bool {
+    domain::codec::is_debit(&event.event_type) && event.stream.starts_with("wallet/")
+}
+
+/// A debit, decoded, and its transaction's signature to check.
+type DebitClaim = (Box<Debit>, SignatureClaim);
+
+fn debit_claim(event: &RecordedEvent) -> Result<DebitClaim, String> {
     let at = event.position;
     let decoded = DomainEvent::decode(&event.event_type, &event.data, event.recorded_at_ms);
     let Ok(DomainEvent::Wallet(WalletEvent::Debited(debit))) = decoded else {
         return Err(format!("position {at}: undecodable debit: {decoded:?}"));
     };
-    let verified = match debit.envelope.verify() {
-        Err(domain::error::TxError::SenderMismatch { .. }) => debit
-            .envelope
-            .verify_as_caller(domain::keys::PublicKey::from_bytes),
-        other => other,
-    }
-    .map_err(|e| format!("position {at}: the debit's transaction does not verify: {e}"))?;
+    let claim = debit
+        .envelope
+        .signature_claim(domain::keys::PublicKey::from_bytes)
+        .map_err(|e| format!("position {at}: the debit's transaction does not verify: {e}"))?;
+    Ok((Box::new(debit), claim))
+}
+
+/// The rest of a debit's check, once its signature was checked (`held`).
+fn check_debit(
+    event: &RecordedEvent,
+    debit: &Debit,
+    held: Option<HeldSignature>,
+) -> Result<(), String> {
+    let at = event.position;
+    let held = held.ok_or(domain::error::TxError::BadSignature);
+    let verified = held
+        .and_then(|held| match debit.envelope.verified(&held) {
+            Err(domain::error::TxError::SenderMismatch { .. }) => {
+                debit.envelope.verified_as_caller(&held)
+            }
+            other => other,
+        })
+        .map_err(|e| format!("position {at}: the debit's transaction does not verify: {e}"))?;
     if verified.hash != debit.tx_hash || verified.payload.nonce != debit.nonce {
         return Err(format!(
             "position {at}: the debit does not record its own transaction"
@@ -455,9 +507,9 @@ fn replicate_page(
             data,
             recorded_at_ms: e.recorded_at_ms,
         };
-        verifier.check(&event).map_err(Stop::Refused)?;
         events.push(event);
     }
+    verifier.check_page(&events).map_err(Stop::Refused)?;
     // Appended in order without waiting for each (the log decides them as they are called):
     // one group commit for the page, and the same positions as the peer's.
     let appends: Vec<_> = events
