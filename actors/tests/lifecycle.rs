@@ -17,18 +17,7 @@ use store::{EventStore, FileStore, Snapshot};
 const CHAIN: &str = "ait-test";
 
 fn registry(store: Arc<dyn EventStore>, arbiter: &Arbiter, idle: Duration) -> WalletRegistry {
-    let genesis = domain::genesis::Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time: 0,
-        validators: vec!["ab".repeat(32)],
-        validator_threshold: 1,
-        min_fee: Amount::ZERO,
-        min_fee_per_byte: Amount::ZERO,
-        allocations: vec![],
-        assets: vec![],
-        governance: None,
-        pools: vec![],
-    };
+    let genesis = domain::genesis::Genesis::single_validator(CHAIN, "ab".repeat(32));
     let registry = Registry::new(
         store,
         SystemClock::shared(),

@@ -49,13 +49,8 @@ fn keys() -> Vec<SigningKey> {
 
 /// Account 0 mints USDX.
 fn genesis() -> Genesis {
+    let validator = hex::encode(SigningKey::from_seed([99; 32]).public_key());
     Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time: 0,
-        validators: vec![hex::encode(SigningKey::from_seed([99; 32]).public_key())],
-        validator_threshold: 1,
-        min_fee: Amount::ZERO,
-        min_fee_per_byte: Amount::ZERO,
         allocations: keys()
             .iter()
             .map(|k| Allocation {
@@ -68,8 +63,7 @@ fn genesis() -> Genesis {
             decimals: 6,
             minter: Some(keys()[0].address()),
         }],
-        governance: None,
-        pools: vec![],
+        ..Genesis::single_validator(CHAIN, validator)
     }
 }
 

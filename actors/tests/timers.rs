@@ -23,7 +23,6 @@ use domain::dao::{CouncilAct, Dao, DaoCommand, GovernanceParams};
 use domain::genesis::Genesis;
 use domain::hash::Hash32;
 use domain::kinds::Module;
-use domain::money::Amount;
 use store::{EventStore, FileStore, Snapshot};
 
 const CHAIN: &str = "ait-test";
@@ -35,21 +34,13 @@ const TICK: Duration = Duration::from_millis(500);
 
 fn genesis() -> Genesis {
     Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time: 0,
-        validators: vec!["ab".repeat(32)],
-        validator_threshold: 1,
-        min_fee: Amount::ZERO,
-        min_fee_per_byte: Amount::ZERO,
-        allocations: vec![],
-        assets: vec![],
         governance: Some(Box::new(GovernanceParams {
             council: MEMBERS.to_vec(),
             council_threshold: 2,
             pause_expiry_s: EXPIRY_S,
             ..GovernanceParams::default()
         })),
-        pools: vec![],
+        ..Genesis::single_validator(CHAIN, "ab".repeat(32))
     }
 }
 

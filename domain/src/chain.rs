@@ -257,16 +257,8 @@ mod tests {
 
     fn genesis() -> Genesis {
         Genesis {
-            chain_id: "c".into(),
             genesis_time: 7,
-            validators: vec![hex::encode(key().public_key())],
-            validator_threshold: 1,
-            min_fee: Default::default(),
-            min_fee_per_byte: Default::default(),
-            allocations: vec![],
-            assets: vec![],
-            governance: None,
-            pools: vec![],
+            ..Genesis::single_validator("c", hex::encode(key().public_key()))
         }
     }
 

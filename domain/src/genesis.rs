@@ -73,6 +73,23 @@ pub struct GenesisError {
 }
 
 impl Genesis {
+    /// A chain with one validator (its public key, 64 hex) and nothing else: genesis time 0,
+    /// no fees, allocations, assets, governance or pools. The others are set on top of it.
+    pub fn single_validator(chain_id: &str, validator: String) -> Genesis {
+        Genesis {
+            chain_id: chain_id.into(),
+            genesis_time: 0,
+            validators: vec![validator],
+            validator_threshold: 1,
+            min_fee: Amount::ZERO,
+            min_fee_per_byte: Amount::ZERO,
+            allocations: vec![],
+            assets: vec![],
+            governance: None,
+            pools: vec![],
+        }
+    }
+
     /// Checks ids, keys, threshold, allocations (no duplicates, total fits in u128).
     pub fn validate(&self) -> Result<(), GenesisError> {
         let fail = |reason: String| GenesisError {
@@ -210,19 +227,11 @@ mod tests {
 
     fn genesis() -> Genesis {
         Genesis {
-            chain_id: "ait-devnet".into(),
-            genesis_time: 0,
-            validators: vec!["ab".repeat(32)],
-            validator_threshold: 1,
-            min_fee: Amount::ZERO,
-            min_fee_per_byte: Amount::ZERO,
             allocations: vec![Allocation {
                 address: Address([1; 20]),
                 amount: Amount(5),
             }],
-            assets: vec![],
-            governance: None,
-            pools: vec![],
+            ..Genesis::single_validator("ait-devnet", "ab".repeat(32))
         }
     }
 

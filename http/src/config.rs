@@ -483,12 +483,7 @@ pub fn create_devnet(
                 limits: Default::default(),
             }),
             genesis: Genesis {
-                chain_id: DEVNET_CHAIN_ID.into(),
                 genesis_time,
-                validators: vec![hex::encode(validator.public_key())],
-                validator_threshold: 1,
-                min_fee: Amount::ZERO,
-                min_fee_per_byte: Amount::ZERO,
                 allocations: vec![Allocation {
                     address: faucet.address(),
                     amount: devnet_faucet_supply(),
@@ -498,8 +493,8 @@ pub fn create_devnet(
                     decimals: DEVNET_STABLE_DECIMALS,
                     minter: Some(faucet.address()),
                 }],
-                governance: None,
                 pools: vec![devnet_pool()],
+                ..Genesis::single_validator(DEVNET_CHAIN_ID, hex::encode(validator.public_key()))
             },
         }],
     };

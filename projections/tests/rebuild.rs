@@ -41,12 +41,7 @@ async fn build_log() -> Arc<MemoryStore> {
     let keys: Vec<SigningKey> = (1..=3).map(|i| SigningKey::from_seed([i; 32])).collect();
     let validator = SigningKey::from_seed([9; 32]);
     let genesis = Genesis {
-        chain_id: CHAIN.into(),
         genesis_time: 1,
-        validators: vec![hex::encode(validator.public_key())],
-        validator_threshold: 1,
-        min_fee: Amount::ZERO,
-        min_fee_per_byte: Amount::ZERO,
         allocations: keys
             .iter()
             .map(|k| Allocation {
@@ -58,9 +53,7 @@ async fn build_log() -> Arc<MemoryStore> {
                 amount: Amount(5),
             }])
             .collect(),
-        assets: vec![],
-        governance: None,
-        pools: vec![],
+        ..Genesis::single_validator(CHAIN, hex::encode(validator.public_key()))
     };
     // An address with 0 bytes: the explorer's file keys must not split it.
     let funded = WalletEvent::Funded {

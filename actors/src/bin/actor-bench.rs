@@ -48,21 +48,6 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-fn genesis() -> Genesis {
-    Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time: 0,
-        validators: vec!["ab".repeat(32)],
-        validator_threshold: 1,
-        min_fee: Amount::ZERO,
-        min_fee_per_byte: Amount::ZERO,
-        allocations: vec![],
-        assets: vec![],
-        governance: None,
-        pools: vec![],
-    }
-}
-
 /// One sender's transfers to its own recipient, signed and verified up front.
 fn transactions(sender: &SigningKey, to: Address, count: u64) -> Vec<VerifiedTx> {
     (0..count)
@@ -115,7 +100,7 @@ fn main() {
             store,
             SystemClock::shared(),
             vec![arbiter.handle()],
-            wallet_facts([&genesis()]),
+            wallet_facts([&Genesis::single_validator(CHAIN, "ab".repeat(32))]),
         );
         let wallets = WalletRegistry::new(registry);
         for key in &keys {
