@@ -48,18 +48,67 @@ pub struct LoadedModel {
     pub model: Arc<Model>,
 }
 
-/// The SHA-256 of the file at `path` and its parsed contents.
-fn read_model_file(path: &Path) -> Result<(Hash32, Gguf), String> {
+/// The SHA-256 of the file at `path` (by `sha256`, given its bytes) and its parsed contents.
+fn read_model_file(
+    path: &Path,
+    sha256: impl FnOnce(&Path, &[u8]) -> Hash32,
+) -> Result<(Hash32, Gguf), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let sha256 = Hash32(sha2::Sha256::digest(&bytes).into());
+    let sha256 = sha256(path, &bytes);
     let gguf = Gguf::parse(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((sha256, gguf))
+}
+
+fn hash_bytes(_: &Path, bytes: &[u8]) -> Hash32 {
+    Hash32(sha2::Sha256::digest(bytes).into())
+}
+
+/// The SHA-256 a node lists for a model file at start: taken from the record beside the file
+/// (`<file>.sha256`: its size, modification time and hash) while that still describes it,
+/// else computed and recorded there for the next start (best effort: where it cannot be
+/// written, each start hashes again). Hashing the default model (98 MB) took about half of a
+/// node's start.
+/// A stale or forged record cannot change what runs: loading a model hashes the file in full
+/// and refuses one that differs from what the node listed.
+fn listed_sha256(path: &Path, bytes: &[u8]) -> Hash32 {
+    let mut record = path.as_os_str().to_owned();
+    record.push(".sha256");
+    let record = PathBuf::from(record);
+    let stamp = std::fs::metadata(path).ok().and_then(|meta| {
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!("{} {}", meta.len(), modified.as_nanos()))
+    });
+    let Some(stamp) = stamp else {
+        return hash_bytes(path, bytes);
+    };
+    let recorded = std::fs::read_to_string(&record).ok().and_then(|text| {
+        let (recorded_stamp, hash) = text.trim_end().rsplit_once(' ')?;
+        (recorded_stamp == stamp).then(|| hash.parse().ok())?
+    });
+    if let Some(sha256) = recorded {
+        return sha256;
+    }
+    let sha256 = hash_bytes(path, bytes);
+    // Written aside and renamed, so that a node starting meanwhile reads all of it or none.
+    let mut staged = record.clone().into_os_string();
+    staged.push(format!(".{}", std::process::id()));
+    let written = std::fs::write(&staged, format!("{stamp} {sha256}\n"))
+        .and_then(|()| std::fs::rename(&staged, &record));
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&staged);
+        tracing::debug!(record = %record.display(), %error, "model hash not recorded");
+    }
+    sha256
 }
 
 impl LoadedModel {
     /// Reads, hashes and loads the GGUF file at `path`.
     pub fn open(path: &Path) -> Result<LoadedModel, String> {
-        let (sha256, gguf) = read_model_file(path)?;
+        let (sha256, gguf) = read_model_file(path, hash_bytes)?;
         Ok(LoadedModel {
             sha256,
             tokenizer: Tokenizer::from_gguf(&gguf).map_err(|e| e.to_string())?,
@@ -169,7 +218,7 @@ impl NodeModels {
         let mut entries = Vec::new();
         for config in configs {
             let path = data_dir.join(&config.path);
-            match read_model_file(&path) {
+            match read_model_file(&path, listed_sha256) {
                 Ok((sha256, gguf)) => {
                     tracing::info!(name = %config.name, %sha256, "model available");
                     let architecture = gguf.str("general.architecture").unwrap_or("?");
@@ -315,4 +364,43 @@ pub(crate) async fn list_models(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"chain_id": chain_id, "models": models})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_of(path: &Path) -> PathBuf {
+        PathBuf::from(format!("{}.sha256", path.display()))
+    }
+
+    /// The first start hashes and records; the next takes the record while it describes the
+    /// file, and hashes again once the file changed.
+    #[test]
+    fn a_model_is_hashed_once_until_its_file_changes() {
+        let dir = std::env::temp_dir().join(format!("aitbc-model-hash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.gguf");
+        std::fs::write(&path, b"weights").unwrap();
+        let hashed = listed_sha256(&path, b"weights");
+        assert_eq!(hashed, Hash32::digest(b"weights"));
+        let record = std::fs::read_to_string(record_of(&path)).unwrap();
+        assert!(record.trim_end().ends_with(&hashed.to_string()), "{record}");
+        // A record that still describes the file is taken as it is (here: a made-up hash).
+        let forged = record.replace(&hashed.to_string(), &Hash32([7; 32]).to_string());
+        std::fs::write(record_of(&path), &forged).unwrap();
+        assert_eq!(listed_sha256(&path, b"weights"), Hash32([7; 32]));
+        // Another size: hashed again, and recorded again.
+        std::fs::write(&path, b"new weights").unwrap();
+        assert_eq!(
+            listed_sha256(&path, b"new weights"),
+            Hash32::digest(b"new weights")
+        );
+        assert_eq!(
+            listed_sha256(&path, b"new weights"),
+            Hash32::digest(b"new weights")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
