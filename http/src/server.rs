@@ -45,6 +45,15 @@ pub const CLIENT_HEADERS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections one HTTP worker serves at once.
 pub const CONNECTIONS_PER_WORKER_MAX: usize = 4096;
 
+/// From this many CPUs on, the protocol manager has a thread of its own beside the sealers'.
+/// Below, it shares theirs: on two cores that gave 4–5 % more transfers/s and 5 % less CPU per
+/// transfer (BENCHMARKS.md, issue 13).
+const OWN_MANAGER_THREAD_FROM_CPUS: usize = 4;
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -169,10 +178,14 @@ pub async fn start_with(
             )))
         }
     };
-    // The block sealers and the protocol manager each follow the whole log: their own threads.
-    // A chain's actor verifies every block it records (a Merkle root over up to 10,000 leaves
-    // and the signatures): it lives on the sealers' thread, so wallets never wait behind it.
-    let (sealer_arbiter, manager_arbiter) = (Arbiter::new(), Arbiter::new());
+    // The block sealers and the protocol manager each follow the whole log. A chain's actor
+    // verifies every block it records (a Merkle root over up to 10,000 leaves and the
+    // signatures): it lives on the sealers' thread, so wallets never wait behind it. With
+    // cores to spare the protocol manager (and the DAO's actor) get a thread of their own; on
+    // fewer, one thread serves both: a thread fewer to wake at every group commit.
+    let sealer_arbiter = Arbiter::new();
+    let manager_arbiter = (cpus() >= OWN_MANAGER_THREAD_FROM_CPUS).then(Arbiter::new);
+    let manager_handle = manager_arbiter.as_ref().unwrap_or(&sealer_arbiter).handle();
     let chain_registry: Registry<Chain> = Registry::new(
         store.clone(),
         clock.clone(),
@@ -228,7 +241,7 @@ pub async fn start_with(
     let dao: Registry<Dao> = Registry::new(
         store.clone(),
         clock.clone(),
-        vec![manager_arbiter.handle()],
+        vec![manager_handle.clone()],
         dao_facts(config.chains.iter().map(|c| &c.genesis)),
     )
     .publishing(publish_to(pauses.clone()));
@@ -363,7 +376,7 @@ pub async fn start_with(
             let elapsed_ms = started.elapsed().as_millis() as u64;
             tracing::info!(elapsed_ms, "protocol manager loaded");
             let progress = manager.progress();
-            let manager = ProtocolManager::start_in_arbiter(&manager_arbiter.handle(), |_| manager);
+            let manager = ProtocolManager::start_in_arbiter(&manager_handle, |_| manager);
             (Some(manager), progress)
         }
     };
@@ -390,7 +403,8 @@ pub async fn start_with(
         }
     }
 
-    arbiters.extend([sealer_arbiter, manager_arbiter]);
+    arbiters.push(sealer_arbiter);
+    arbiters.extend(manager_arbiter);
     if upstream.is_none() {
         actix_rt::spawn(crate::blobs::collect_forever(
             blobs.clone(),
