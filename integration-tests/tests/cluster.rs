@@ -272,7 +272,16 @@ fn a_killed_nats_server_and_a_killed_sealer_lose_nothing_and_sealing_moves() {
     assert_eq!(status, 200, "{body}");
     next += 1;
     nodes[0].wait_for_block_with(body["tx_hash"].as_str().unwrap());
-    let after = [blocks_sealed(&nodes[0]), blocks_sealed(&nodes[1])];
+    // The sealer counts a block once its append is answered, which may come after the block
+    // is readable: wait for the count.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let after = [blocks_sealed(&nodes[0]), blocks_sealed(&nodes[1])];
+        if after != before || Instant::now() > deadline {
+            break after;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
     let sealer = match (after[0] > before[0], after[1] > before[1]) {
         (true, false) => 0,
         (false, true) => 1,
