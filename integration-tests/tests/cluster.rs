@@ -268,8 +268,20 @@ fn a_killed_nats_server_and_a_killed_sealer_lose_nothing_and_sealing_moves() {
     let before = [blocks_sealed(&nodes[0]), blocks_sealed(&nodes[1])];
     let key = &keys[0];
     let mut next = acked[0].last_nonce.map_or(0, |n| n + 1);
-    let (status, body) = nodes[0].transfer(key, next, &sink, 1, 1);
-    assert_eq!(status, 200, "{body}");
+    // Just after the server's restart an append can still fail (503, nothing acknowledged):
+    // a client sends the same transaction again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (status, body) = nodes[0].transfer(key, next, &sink, 1, 1);
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            status == 503 && Instant::now() < deadline,
+            "{status} {body}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
     next += 1;
     nodes[0].wait_for_block_with(body["tx_hash"].as_str().unwrap());
     // The sealer counts a block once its append is answered, which may come after the block
