@@ -278,20 +278,23 @@ impl Verifier {
     /// Checks the next events (in position order, none skipped), the signatures of their
     /// debits in batches; the first event that does not check is named.
     pub fn check_page(&mut self, events: &[RecordedEvent]) -> Result<(), String> {
-        let debits: Vec<(usize, Result<DebitClaim, String>)> = events
+        // The claims move into one batch; each debit keeps its place and its answer's turn.
+        let mut claims = Vec::new();
+        let debits: Vec<(usize, Result<Box<Debit>, String>)> = events
             .iter()
             .enumerate()
             .filter(|(_, event)| is_wallet_debit(event))
-            .map(|(i, event)| (i, debit_claim(event)))
-            .collect();
-        let claims = debits
-            .iter()
-            .filter_map(|(_, parsed)| parsed.as_ref().ok().map(|(_, claim)| claim.clone()))
+            .map(|(i, event)| {
+                let debit = debit_claim(event).map(|(debit, claim)| {
+                    claims.push(claim);
+                    debit
+                });
+                (i, debit)
+            })
             .collect();
         let mut held = check_claims(claims).into_iter();
         let mut debits = debits.into_iter().map(|(i, parsed)| {
-            let parsed =
-                parsed.map(|(debit, _)| (debit, held.next().expect("one answer per claim")));
+            let parsed = parsed.map(|debit| (debit, held.next().expect("one answer per claim")));
             (i, parsed)
         });
         let mut next_debit = debits.next();
